@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Command line, offline: parsing, --help, exit codes and one-line errors."""
+
+import ipaddress
+import os
+import subprocess
+import sys
+
+import pytest
+
+import arp_icmp_vlan0
+from arp_icmp_vlan0 import DEFAULT_MAC, parse_args
+
+TOOL = arp_icmp_vlan0.__file__
+
+
+def run_tool(*args, prefix=(), python=(sys.executable,)):
+    return subprocess.run([*prefix, *python, TOOL, *args], capture_output=True,
+                          text=True, timeout=30)
+
+
+def assert_one_line_error(result, status, *words):
+    assert result.returncode == status, result
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "error:" in last
+    for word in words:
+        assert word in last
+
+
+def test_defaults():
+    args = parse_args(["tap0"])
+    assert args.interfaces == ["tap0"]
+    assert (args.mac, args.vlan, args.prio, args.targets) == (DEFAULT_MAC, 0, 0, [])
+    assert (args.count, args.timeout, args.write, args.verbose) == (0, None, None, 0)
+    assert not args.self_test
+
+
+def test_every_option():
+    args = parse_args(["--mac", "02:AA:bb:cc:dd:ee", "--ip", "198.51.100.2",
+                       "--ip", "203.0.113.0/24", "--vlan", "4094", "--prio", "7",
+                       "-c", "3", "--timeout", "1.5", "-w", "x.pcap", "-v",
+                       "tap0", "tap1"])
+    assert args.interfaces == ["tap0", "tap1"]
+    assert args.mac == "02:aa:bb:cc:dd:ee"
+    assert args.targets == [ipaddress.IPv4Network("198.51.100.2/32"),
+                            ipaddress.IPv4Network("203.0.113.0/24")]
+    assert (args.vlan, args.prio, args.count, args.timeout) == (4094, 7, 3, 1.5)
+    assert (args.write, args.verbose) == ("x.pcap", 1)
+    assert parse_args(["-q", "tap0"]).verbose == -1
+
+
+@pytest.mark.parametrize("argv, words", [
+    ([], ["INTERFACE is required"]),
+    (["--mac", "02:00:00:00:00", "tap0"], ["--mac", "invalid MAC"]),
+    (["--mac", "01:00:5e:00:00:01", "tap0"], ["--mac", "not a unicast MAC"]),
+    (["--ip", "198.51.100.300", "tap0"], ["--ip", "198.51.100.300"]),
+    (["--ip", "2001:db8::1", "tap0"], ["--ip", "IPv4"]),
+    (["--vlan", "4095", "tap0"], ["--vlan", "0 to 4094"]),
+    (["--vlan", "-1", "tap0"], ["--vlan"]),
+    (["--prio", "8", "tap0"], ["--prio", "0 to 7"]),
+    (["--prio", "x", "tap0"], ["--prio"]),
+    (["-c", "0", "tap0"], ["--count"]),
+    (["--timeout", "0", "tap0"], ["--timeout", "positive"]),
+    (["-q", "-v", "tap0"], ["not allowed with"]),
+    (["tap0", "tap0"], ["named twice"]),
+    (["--self-test", "tap0"], ["--self-test takes no INTERFACE"]),
+])
+def test_usage_errors_exit_2_with_one_line(argv, words):
+    assert_one_line_error(run_tool(*argv), 2, *words)
+
+
+def test_help_ends_with_examples():
+    result = run_tool("--help")
+    assert result.returncode == 0
+    assert "--vlan VID" in result.stdout and "--self-test" in result.stdout
+    examples = result.stdout.split("examples:")[1]
+    assert "sudo ./arp_icmp_vlan0.py tap0" in examples
+    assert "tcpdump -n -e -i tap0" in examples
+
+
+def test_version():
+    result = run_tool("-V")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"arp_icmp_vlan0.py {arp_icmp_vlan0.__version__}"
+
+
+def test_unknown_interface_is_named():
+    assert_one_line_error(run_tool("no-such-if0"), 1, "no-such-if0", "no such interface")
+
+
+def test_missing_scapy_says_how_to_install():
+    # -I -S: no site-packages, so no Scapy, as on a machine without it.
+    result = run_tool("lo", python=(sys.executable, "-I", "-S"))
+    assert_one_line_error(result, 1, "Scapy is not installed", "pip install scapy")
+
+
+def test_missing_root_says_so_and_suggests_sudo():
+    if os.geteuid() == 0:
+        # Root without CAP_NET_RAW, as an unprivileged user would be.
+        prefix = ("setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw")
+    else:
+        prefix = ()
+    result = run_tool("lo", prefix=prefix)
+    assert_one_line_error(result, 1, "lo", "root or CAP_NET_RAW", "sudo")
+
+
+def test_self_test_refuses_a_vlan_the_guest_cannot_receive():
+    if os.geteuid() != 0:
+        pytest.skip("the root check comes first without root")
+    assert_one_line_error(run_tool("--self-test", "--vlan", "7"), 1, "--vlan 0")

@@ -1,0 +1,286 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The pure core, offline: crafted requests in, replies out, every field
+checked after a bytes() round trip."""
+
+import ipaddress
+import random
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+from scapy.packet import Raw
+from scapy.utils import checksum
+
+from arp_icmp_vlan0 import DEFAULT_MAC, Tag, reply_to, wants_address
+
+MAC = DEFAULT_MAC
+PEER_MAC = "52:54:00:12:34:56"
+PEER_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
+TAG = Tag(vlan=0, prio=0)
+
+
+def wire(packet):
+    """What Scapy's socket hands over: the frame dissected from its bytes, or
+    Raw where dissection fails (as SuperSocket.recv does)."""
+    try:
+        return Ether(bytes(packet))
+    except Exception:
+        return Raw(bytes(packet))
+
+
+def arp_request(**arp):
+    fields = dict(op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=TOOL_IP)
+    fields.update(arp)
+    return wire(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(**fields))
+
+
+def echo_request(data=b"0123456789abcdef", ether_dst=MAC, pad=b"", **ip):
+    fields = dict(src=PEER_IP, dst=TOOL_IP, ttl=61, tos=0x10, flags="DF", id=4242)
+    fields.update(ip)
+    frame = (Ether(src=PEER_MAC, dst=ether_dst) / IP(**fields) /
+             ICMP(type=8, id=0x1234, seq=7) / data)
+    return wire(bytes(frame) + pad)
+
+
+def answer(frame, tag=TAG, targets=()):
+    result = reply_to(frame, MAC, tag, targets)
+    assert result is not None, f"no reply to {frame!r}"
+    kind, reply = result
+    return kind, wire(reply)
+
+
+def assert_one_tag(reply, tag, inner_type):
+    assert reply[Ether].type == 0x8100
+    dot1q = reply[Dot1Q]
+    assert (dot1q.prio, dot1q.dei, dot1q.vlan) == (tag.prio, 0, tag.vlan)
+    assert dot1q.type == inner_type
+    assert not dot1q.payload.haslayer(Dot1Q), "more than one tag"
+
+
+# ---------------------------------------------------------------- ARP
+
+@pytest.mark.parametrize("tag", [Tag(), Tag(vlan=7, prio=5), Tag(vlan=4094, prio=7)])
+def test_arp_reply_every_field(tag):
+    kind, reply = answer(arp_request(), tag)
+    assert kind == "arp"
+    assert (reply.src, reply.dst) == (MAC, PEER_MAC)
+    assert_one_tag(reply, tag, 0x0806)
+    arp = reply[ARP]
+    assert (arp.hwtype, arp.ptype, arp.hwlen, arp.plen, arp.op) == (1, 0x0800, 6, 4, 2)
+    assert (arp.hwsrc, arp.psrc) == (MAC, TOOL_IP)
+    assert (arp.hwdst, arp.pdst) == (PEER_MAC, PEER_IP)
+    assert len(bytes(reply)) == 14 + 4 + 28
+
+
+def test_arp_reply_goes_to_the_ethernet_sender_and_the_arp_sender_fields():
+    frame = wire(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") /
+                 ARP(op=1, hwsrc="52:54:00:aa:bb:cc", psrc="203.0.113.9",
+                     pdst="203.0.113.10"))
+    _, reply = answer(frame)
+    assert reply.dst == PEER_MAC
+    assert (reply[ARP].hwdst, reply[ARP].pdst) == ("52:54:00:aa:bb:cc", "203.0.113.9")
+    assert reply[ARP].psrc == "203.0.113.10"
+
+
+def test_unicast_arp_request_to_our_mac_is_answered():
+    frame = wire(Ether(src=PEER_MAC, dst=MAC) /
+                 ARP(op=1, hwsrc=PEER_MAC, psrc=PEER_IP, hwdst=MAC, pdst=TOOL_IP))
+    assert answer(frame)[0] == "arp"
+
+
+def test_tagged_arp_request_gets_the_configured_tag_only():
+    tagged = wire(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=5, prio=3) /
+                  ARP(op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=TOOL_IP))
+    _, reply = answer(tagged, Tag(vlan=0, prio=1))
+    assert_one_tag(reply, Tag(vlan=0, prio=1), 0x0806)
+
+
+@pytest.mark.parametrize("frame", [
+    pytest.param(arp_request(op=2), id="arp-reply"),
+    pytest.param(arp_request(psrc="0.0.0.0"), id="probe-rfc5227"),
+    pytest.param(arp_request(psrc=TOOL_IP), id="gratuitous"),
+    pytest.param(arp_request(hwsrc=MAC), id="arp-sender-is-our-mac"),
+    pytest.param(wire(Ether(src=MAC, dst="ff:ff:ff:ff:ff:ff") /
+                      ARP(op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=TOOL_IP)),
+                 id="frame-from-our-mac"),
+    pytest.param(wire(Ether(src="01:00:5e:00:00:01", dst="ff:ff:ff:ff:ff:ff") /
+                      ARP(op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=TOOL_IP)),
+                 id="multicast-source-mac"),
+    pytest.param(arp_request(hwsrc="ff:ff:ff:ff:ff:ff"), id="broadcast-arp-sender"),
+    pytest.param(wire(Ether(src=PEER_MAC, dst="52:54:00:99:99:99") /
+                      ARP(op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=TOOL_IP)),
+                 id="unicast-to-another-station"),
+    pytest.param(arp_request(pdst="255.255.255.255"), id="target-broadcast"),
+    pytest.param(arp_request(pdst="224.0.0.1"), id="target-multicast"),
+    pytest.param(arp_request(pdst="0.0.0.0"), id="target-unspecified"),
+    pytest.param(arp_request(pdst="127.0.0.1"), id="target-loopback"),
+    pytest.param(arp_request(psrc="224.0.0.5"), id="sender-multicast"),
+    pytest.param(arp_request(hwtype=6), id="not-ethernet-hardware"),
+    pytest.param(wire(bytes(arp_request())[:14 + 20]), id="truncated"),
+])
+def test_arp_never_answered(frame):
+    assert reply_to(frame, MAC, TAG) is None
+
+
+def test_arp_for_other_addresses_than_ip_option_is_ignored():
+    targets = (ipaddress.IPv4Network("203.0.113.0/24"),)
+    assert reply_to(arp_request(pdst="203.0.113.7", psrc="203.0.113.1"),
+                    MAC, TAG, targets) is not None
+    for outside in ("198.51.100.2", "203.0.113.0", "203.0.113.255"):
+        assert reply_to(arp_request(pdst=outside, psrc="203.0.113.1"),
+                        MAC, TAG, targets) is None, outside
+
+
+# ---------------------------------------------------------------- ICMP echo
+
+@pytest.mark.parametrize("tag", [Tag(), Tag(vlan=7, prio=5)])
+@pytest.mark.parametrize("data", [b"", b"x", bytes(range(256)) * 5 + b"odd"],
+                         ids=["empty", "one-byte", "1283-bytes"])
+def test_echo_reply_every_field(tag, data):
+    kind, reply = answer(echo_request(data), tag)
+    assert kind == "icmp echo"
+    assert (reply.src, reply.dst) == (MAC, PEER_MAC)
+    assert_one_tag(reply, tag, 0x0800)
+    ip = reply[IP]
+    assert (ip.version, ip.ihl, ip.tos, ip.ttl, ip.proto) == (4, 5, 0x10, 64, 1)
+    assert (ip.src, ip.dst) == (TOOL_IP, PEER_IP)
+    assert (int(ip.flags), ip.frag) == (0, 0)
+    assert ip.len == 20 + 8 + len(data)
+    icmp = reply[ICMP]
+    assert (icmp.type, icmp.code, icmp.id, icmp.seq) == (0, 0, 0x1234, 7)
+    assert bytes(icmp.payload) == data
+    assert len(bytes(reply)) == 14 + 4 + ip.len
+    # Checksums: valid, and equal to what Scapy computes from scratch.
+    raw_ip = bytes(ip)
+    assert checksum(raw_ip[:20]) == 0 and checksum(raw_ip[20:]) == 0
+    fresh = ip.copy()
+    del fresh.chksum, fresh[ICMP].chksum
+    fresh = IP(bytes(fresh))
+    assert (ip.chksum, icmp.chksum) == (fresh.chksum, fresh[ICMP].chksum)
+
+
+def test_ethernet_padding_is_not_echo_data():
+    # A 1-byte echo request is padded to the 60-byte minimum on the wire.
+    frame = echo_request(b"!", pad=b"\xaa" * 17)
+    assert len(bytes(frame)) == 60
+    _, reply = answer(frame)
+    assert bytes(reply[ICMP].payload) == b"!"
+    assert reply[IP].len == 29
+
+
+def test_tagged_echo_request_gets_the_configured_tag_only():
+    request = wire(Ether(src=PEER_MAC, dst=MAC) / Dot1Q(vlan=0, prio=6) /
+                   IP(src=PEER_IP, dst=TOOL_IP) / ICMP(id=1, seq=2) / b"tagged")
+    _, reply = answer(request, Tag(vlan=3, prio=2))
+    assert_one_tag(reply, Tag(vlan=3, prio=2), 0x0800)
+    assert bytes(reply[ICMP].payload) == b"tagged"
+
+
+def test_echo_request_with_ip_options_is_answered_without_them():
+    request = wire(Ether(src=PEER_MAC, dst=MAC) /
+                   IP(src=PEER_IP, dst=TOOL_IP, options=[b"\x01" * 4]) /
+                   ICMP(id=1, seq=2) / b"opts")
+    _, reply = answer(request)
+    assert reply[IP].ihl == 5 and bytes(reply[ICMP].payload) == b"opts"
+
+
+def corrupt_ip_checksum(frame):
+    raw = bytearray(bytes(frame))
+    raw[14 + 10] ^= 0xFF
+    return wire(bytes(raw))
+
+
+def corrupt_icmp_checksum(frame):
+    raw = bytearray(bytes(frame))
+    raw[14 + 20 + 2] ^= 0xFF
+    return wire(bytes(raw))
+
+
+@pytest.mark.parametrize("frame", [
+    pytest.param(echo_request(dst="255.255.255.255"), id="to-limited-broadcast"),
+    pytest.param(echo_request(dst="224.0.0.1"), id="to-multicast"),
+    pytest.param(echo_request(src="0.0.0.0"), id="from-unspecified"),
+    pytest.param(echo_request(src="224.0.0.1"), id="from-multicast"),
+    pytest.param(echo_request(src="255.255.255.255"), id="from-broadcast"),
+    pytest.param(echo_request(ether_dst="ff:ff:ff:ff:ff:ff"), id="to-broadcast-mac"),
+    pytest.param(echo_request(ether_dst="52:54:00:99:99:99"), id="to-another-mac"),
+    pytest.param(wire(Ether(src=MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP) /
+                      ICMP()), id="from-our-own-mac"),
+    pytest.param(wire(Ether(src=PEER_MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP) /
+                      ICMP(type=0)), id="echo-reply"),
+    pytest.param(wire(Ether(src=PEER_MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP) /
+                      ICMP(type=8, code=1)), id="echo-code-not-0"),
+    pytest.param(wire(Ether(src=PEER_MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP) /
+                      ICMP(type=13)), id="timestamp-request"),
+    pytest.param(echo_request(flags="MF"), id="first-fragment"),
+    pytest.param(echo_request(frag=185), id="later-fragment"),
+    pytest.param(corrupt_ip_checksum(echo_request()), id="bad-ip-checksum"),
+    pytest.param(corrupt_icmp_checksum(echo_request()), id="bad-icmp-checksum"),
+    pytest.param(wire(bytes(echo_request(b"x" * 100))[:-10]), id="truncated-data"),
+    pytest.param(wire(Ether(src=PEER_MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP) /
+                      UDP(dport=9) / b"x"), id="udp"),
+    pytest.param(wire(Ether(src=PEER_MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP) /
+                      TCP(dport=80, flags="S")), id="tcp-syn"),
+    pytest.param(wire(Ether(src=PEER_MAC, dst=MAC) / IPv6(src="2001:db8::1",
+                      dst="2001:db8::2")), id="ipv6"),
+    pytest.param(wire(Ether(src=PEER_MAC, dst="01:80:c2:00:00:0e", type=0x88cc) /
+                      Raw(b"\x02\x07\x04" + b"\x00" * 40)), id="lldp"),
+])
+def test_echo_never_answered(frame):
+    assert reply_to(frame, MAC, TAG) is None
+
+
+def test_echo_to_other_addresses_than_ip_option_is_ignored():
+    targets = (ipaddress.IPv4Network("198.51.100.2/32"),
+               ipaddress.IPv4Network("203.0.113.0/24"))
+    assert reply_to(echo_request(dst="198.51.100.2"), MAC, TAG, targets)
+    assert reply_to(echo_request(dst="203.0.113.99"), MAC, TAG, targets)
+    assert reply_to(echo_request(dst="198.51.100.3"), MAC, TAG, targets) is None
+    assert reply_to(echo_request(dst="203.0.113.255"), MAC, TAG, targets) is None
+
+
+@pytest.mark.parametrize("addr, targets, expected", [
+    ("198.51.100.2", (), True),
+    ("0.0.0.0", (), False),
+    ("255.255.255.255", (), False),
+    ("239.1.2.3", (), False),
+    ("127.0.0.1", (), False),
+    ("203.0.113.0", ("203.0.113.0/31",), True),   # /31: both are hosts (RFC 3021)
+    ("203.0.113.1", ("203.0.113.0/31",), True),
+    ("203.0.113.0", ("203.0.113.0/30",), False),
+    ("203.0.113.3", ("203.0.113.0/30",), False),
+    ("203.0.113.2", ("203.0.113.0/30",), True),
+    ("203.0.113.4", ("203.0.113.0/30",), False),
+])
+def test_wants_address(addr, targets, expected):
+    nets = tuple(ipaddress.IPv4Network(t) for t in targets)
+    assert wants_address(addr, nets) is expected
+
+
+# ---------------------------------------------------------------- robustness
+
+VALID_REQUESTS = [arp_request(), echo_request(), echo_request(b""),
+                  echo_request(b"!", pad=b"\x00" * 17)]
+
+
+@pytest.mark.parametrize("request_frame", VALID_REQUESTS,
+                         ids=["arp", "echo", "echo-empty", "echo-padded"])
+def test_every_truncation_raises_nothing(request_frame):
+    raw = bytes(request_frame)
+    whole = 14 + (28 if request_frame.haslayer(ARP) else request_frame[IP].len)
+    for length in range(len(raw) + 1):
+        result = reply_to(wire(raw[:length]), MAC, TAG)
+        assert (result is not None) == (length >= whole), length
+
+
+def test_random_and_bit_flipped_frames_raise_nothing():
+    rng = random.Random(20261125)
+    for _ in range(3000):
+        reply_to(wire(rng.randbytes(rng.randrange(0, 200))), MAC, TAG)
+    for request_frame in VALID_REQUESTS:
+        raw = bytes(request_frame)
+        for _ in range(500):
+            flipped = bytearray(raw)
+            flipped[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
+            reply_to(wire(bytes(flipped)), MAC, TAG)

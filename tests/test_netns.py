@@ -1,0 +1,197 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The tool against the real Linux stack, in namespaces each test creates:
+iputils ping and arping in the "guest" namespace, the tool on the host end of
+a veth, tcpdump -n -e in the guest confirming the tags."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import need_root_and
+from netlab import GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab, run
+from arp_icmp_vlan0 import DEFAULT_MAC
+
+STATS = re.compile(r"(\d+) requests seen, (\d+) replies sent "
+                   r"\((\d+) arp, (\d+) icmp echo\), (\d+) ignored")
+
+
+@pytest.fixture
+def lab():
+    need_root_and("ip", "ping", "arping", "tcpdump")
+    arping_version = run("arping", "-V", check=False)
+    if "iputils" not in arping_version.stdout + arping_version.stderr:
+        pytest.fail("arping is not iputils-arping (Debian: apt install iputils-arping)")
+    with Lab() as made:
+        yield made
+
+
+def stats(tool_output):
+    """(seen, replied, arp, echo, ignored) from the statistics block."""
+    match = STATS.search(tool_output)
+    assert match, f"no statistics in:\n{tool_output}"
+    return tuple(map(int, match.groups()))
+
+
+def ping(lab, *args, count=3):
+    return lab.in_guest("ping", "-n", "-c", str(count), "-i", "0.2", "-W", "2",
+                        *args, check=False)
+
+
+def assert_whole_replies(result, count, size=64):
+    # iputils counts a truncated reply as received: check every size too.
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{count} received" in result.stdout
+    assert result.stdout.count(f"{size} bytes from {TOOL_IP}") == count
+
+
+def tagged_lines(capture_output, tag="vlan 0, p 0"):
+    return [line for line in capture_output.splitlines()
+            if line.split()[1:2] == [DEFAULT_MAC] and tag in line]
+
+
+def test_ping_and_arp_replies_are_tagged_vlan0_once_each(lab):
+    capture = lab.start_capture()
+    tool = lab.start_tool()
+    assert_whole_replies(ping(lab, TOOL_IP), 3)
+    assert tool.stop() == 0
+    capture.stop()
+    lines = capture.output.splitlines()
+    arp_requests = [l for l in lines if f"Request who-has {TOOL_IP} tell {GUEST_IP}" in l]
+    echo_requests = [l for l in lines if "ICMP echo request" in l]
+    arp_replies = [l for l in tagged_lines("\n".join(lines))
+                   if f"Reply {TOOL_IP} is-at {DEFAULT_MAC}" in l]
+    echo_replies = [l for l in tagged_lines("\n".join(lines)) if "ICMP echo reply" in l]
+    assert len(echo_requests) == len(echo_replies) == 3
+    assert len(arp_requests) == len(arp_replies) >= 1
+    for line in arp_replies + echo_replies:
+        assert "ethertype 802.1Q (0x8100)" in line and "vlan 0, p 0," in line
+    assert stats(tool.output)[1:4] == (len(arp_replies) + 3, len(arp_replies), 3)
+
+
+def test_arping_gets_tagged_answers(lab):
+    tool = lab.start_tool()
+    result = lab.in_guest("arping", "-c", "3", "-w", "5", "-I", GUEST_IF, TOOL_IP,
+                          check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Received 3 response(s)" in result.stdout
+    assert result.stdout.count(f"from {TOOL_IP} [{DEFAULT_MAC.upper()}]") == 3
+    tool.stop()
+    assert stats(tool.output)[2] == 3
+
+
+def test_duplicate_address_detection_finds_no_duplicate(lab):
+    tool = lab.start_tool()
+    result = lab.in_guest("arping", "-D", "-c", "2", "-w", "3", "-I", GUEST_IF,
+                          GUEST_IP, check=False)
+    tool.stop()
+    assert result.returncode == 0, result.stdout  # 0: no reply, address free
+    assert "Received 0 response(s)" in result.stdout
+    seen, replied, _, _, ignored = stats(tool.output)
+    assert replied == 0 and ignored == seen >= 2  # the probes did reach it
+
+
+def test_udp_and_tcp_get_nothing_and_are_dropped_in_the_kernel(lab):
+    capture = lab.start_capture()
+    tool = lab.start_tool()
+    assert_whole_replies(ping(lab, TOOL_IP, count=1), 1)
+    lab.in_guest(sys.executable, "-c", f"""
+import socket
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.sendto(b"x", ("{TOOL_IP}", 9))
+try:
+    socket.create_connection(("{TOOL_IP}", 80), timeout=1)
+    raise SystemExit("TCP connected")
+except socket.timeout:
+    pass
+""")
+    tool.stop()
+    capture.stop()
+    output = capture.output
+    assert f"{GUEST_IP}.9" not in output  # nothing answered the datagram
+    assert re.search(rf"{GUEST_IP}\.\d+ > {TOOL_IP}\.80: Flags \[S\]", output)
+    assert re.search(rf"{GUEST_IP}\.\d+ > {TOOL_IP}\.9: UDP", output)
+    from_tool = [l for l in output.splitlines() if l.split()[1:2] == [DEFAULT_MAC]]
+    assert len(from_tool) == 2, from_tool  # the ARP and the echo reply
+    seen, replied, _, _, ignored = stats(tool.output)
+    assert (seen, replied, ignored) == (2, 2, 0)  # UDP/TCP never reached Python
+
+
+def test_vlan_and_priority_options_show_in_tcpdump(lab):
+    capture = lab.start_capture()
+    tool = lab.start_tool("--vlan", "7", "--prio", "5")
+    # The guest has no VLAN 7: it drops the replies, but tcpdump sees them.
+    ping(lab, TOOL_IP, count=1)
+    tool.stop()
+    capture.stop()
+    lines = tagged_lines(capture.output, "vlan 7, p 5,")
+    assert any(f"Reply {TOOL_IP} is-at {DEFAULT_MAC}" in l for l in lines), lines
+
+
+@pytest.mark.parametrize("how", ["count", "timeout", "sigterm"])
+def test_ends_with_status_0_and_statistics(lab, how):
+    if how == "count":
+        tool = lab.start_tool("-c", "2")
+        ping(lab, TOOL_IP, count=3)
+        status = tool.wait()
+        assert stats(tool.output)[1] == 2
+    elif how == "timeout":
+        tool = lab.start_tool("--timeout", "1")
+        status = tool.wait(timeout=10)
+    else:
+        tool = lab.start_tool()
+        status = tool.stop()
+    assert status == 0, tool.output
+    assert "arp_icmp_vlan0 statistics" in tool.output
+
+
+def test_quiet_prints_only_start_and_statistics(lab):
+    tool = lab.start_tool("-q")
+    assert_whole_replies(ping(lab, TOOL_IP, count=2), 2)
+    tool.stop()
+    lines = tool.output.strip().splitlines()
+    assert len(lines) == 3 and "Hit Ctrl-C" in lines[0], lines
+    assert stats(tool.output)[1] == 3
+
+
+def test_pcap_file_holds_requests_and_tagged_replies(lab, tmp_path):
+    pcap = tmp_path / "seen.pcap"
+    tool = lab.start_tool("-w", str(pcap))
+    assert_whole_replies(ping(lab, TOOL_IP, count=2), 2)
+    tool.stop()
+    lines = run("tcpdump", "-n", "-e", "-r", str(pcap)).stdout.splitlines()
+    assert len(lines) == 6, lines  # ARP + 2 echoes, each request and reply
+    replies = [l for l in lines if l.split()[1] == DEFAULT_MAC]
+    assert len(replies) == 3
+    assert all("ethertype 802.1Q (0x8100)" in l and "vlan 0, p 0," in l for l in replies)
+    assert sum("ICMP echo request" in l for l in lines) == 2
+
+
+def test_ip_option_limits_the_answered_addresses(lab):
+    tool = lab.start_tool("--ip", TOOL_IP)
+    assert_whole_replies(ping(lab, TOOL_IP, count=1), 1)
+    other = ping(lab, "198.51.100.3", count=1)
+    tool.stop()
+    assert other.returncode != 0
+    seen, replied, arp, echo, ignored = stats(tool.output)
+    assert (replied, arp, echo) == (2, 1, 1) and ignored >= 1
+
+
+def test_interface_that_is_down_is_refused(lab):
+    lab.in_host("ip", "link", "set", HOST_IF, "down")
+    result = lab.in_host(sys.executable, TOOL, HOST_IF, check=False)
+    assert result.returncode == 1
+    assert f"{HOST_IF}: interface is down" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_self_test_passes():
+    need_root_and("ip", "ping")
+    result = subprocess.run([sys.executable, TOOL, "--self-test"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "self-test: PASS" in result.stdout
+    assert "3 received" in result.stdout
+    left = run("ip", "netns", "list").stdout
+    assert "avz-" not in left, left

@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The tool on a TAP device, as beside a VM: the test holds the TAP's file
+descriptor as the "VM" side, writes crafted requests into it and reads the
+tagged replies back."""
+
+import ctypes
+import fcntl
+import os
+import select
+import struct
+import sys
+import time
+
+import pytest
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+
+from arp_icmp_vlan0 import DEFAULT_MAC
+from conftest import need, need_root_and
+from netlab import Lab
+
+TUNSETIFF = 0x400454CA
+IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
+CLONE_NEWNET = 0x40000000
+VM_MAC = "52:54:00:12:34:56"
+VM_IP, TOOL_IP = "203.0.113.1", "203.0.113.2"
+
+
+def open_tap_in(namespace, name):
+    """Create TAP `name` inside `namespace` and return its fd. The device is
+    made in the netns the calling thread is in, so enter it and come back."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(f"/var/run/netns/{namespace}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        try:
+            fd = os.open("/dev/net/tun", os.O_RDWR)
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(home)
+        os.close(target)
+    return fd
+
+
+def read_reply(fd, timeout=3):
+    """The next frame the tool sent us (skipping the kernel's own chatter)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
+        if ready:
+            frame = Ether(os.read(fd, 65536))
+            if frame.src == DEFAULT_MAC:
+                return frame
+    return None
+
+
+@pytest.fixture
+def tap():
+    need_root_and("ip")
+    need(os.path.exists("/dev/net/tun"), "needs /dev/net/tun")
+    with Lab(prefix="avzt-tap") as lab:
+        fd = open_tap_in(lab.host, "tap0")
+        try:
+            lab.in_host("ip", "link", "set", "tap0", "up")
+            tool = lab.start_tool(interface="tap0")
+            yield fd, tool
+        finally:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("tagged", [False, True], ids=["untagged", "tagged-request"])
+def test_arp_through_a_tap(tap, tagged):
+    fd, _ = tap
+    tag = Dot1Q(vlan=0, prio=3) if tagged else None
+    request = Ether(src=VM_MAC, dst="ff:ff:ff:ff:ff:ff")
+    request = (request / tag if tag else request) / ARP(
+        op=1, hwsrc=VM_MAC, psrc=VM_IP, pdst=TOOL_IP)
+    os.write(fd, bytes(request))
+    reply = read_reply(fd)
+    assert reply is not None, "no reply on the TAP"
+    assert reply.dst == VM_MAC and reply.type == 0x8100
+    assert (reply[Dot1Q].vlan, reply[Dot1Q].prio) == (0, 0)
+    assert not reply[Dot1Q].payload.haslayer(Dot1Q)
+    arp = reply[ARP]
+    assert (arp.op, arp.hwsrc, arp.psrc, arp.hwdst, arp.pdst) == (
+        2, DEFAULT_MAC, TOOL_IP, VM_MAC, VM_IP)
+
+
+@pytest.mark.parametrize("tagged", [False, True], ids=["untagged", "tagged-request"])
+def test_echo_through_a_tap(tap, tagged):
+    fd, _ = tap
+    request = Ether(src=VM_MAC, dst=DEFAULT_MAC)
+    if tagged:
+        request = request / Dot1Q(vlan=0, prio=6)
+    request = request / IP(src=VM_IP, dst=TOOL_IP) / ICMP(id=77, seq=9) / b"from the VM"
+    os.write(fd, bytes(request))
+    reply = read_reply(fd)
+    assert reply is not None, "no reply on the TAP"
+    assert reply.dst == VM_MAC and reply[Dot1Q].vlan == 0
+    assert (reply[IP].src, reply[IP].dst, reply[ICMP].type) == (TOOL_IP, VM_IP, 0)
+    assert (reply[ICMP].id, reply[ICMP].seq) == (77, 9)
+    assert bytes(reply[ICMP].payload) == b"from the VM"
+
+
+def test_one_reply_per_request_and_nothing_for_the_rest(tap):
+    fd, tool = tap
+    junk = [Ether(src=VM_MAC, dst=DEFAULT_MAC) / IP(src=VM_IP, dst=TOOL_IP) / ICMP(type=0),
+            Ether(src=VM_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, psrc=VM_IP),
+            Ether(src=VM_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, psrc="0.0.0.0",
+                                                            pdst=VM_IP)]
+    for frame in junk:
+        os.write(fd, bytes(frame))
+    for seq in range(5):
+        os.write(fd, bytes(Ether(src=VM_MAC, dst=DEFAULT_MAC) /
+                           IP(src=VM_IP, dst=TOOL_IP) / ICMP(id=1, seq=seq)))
+    replies = []
+    while (reply := read_reply(fd, timeout=1)) is not None:
+        replies.append(reply)
+    assert sorted(r[ICMP].seq for r in replies) == list(range(5))
+    tool.stop()
+    # The ARP reply and the echo reply never reach Python; the probe does.
+    assert "6 requests seen, 5 replies sent (0 arp, 5 icmp echo), 1 ignored" in tool.output

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # /// script
 # requires-python = ">=3.9"
-# dependencies = ["scapy>=2.6.1"]
+# dependencies = ["scapy>=2.5.0"]
 # ///
 # SPDX-License-Identifier: GPL-2.0-only
 """

@@ -4,6 +4,7 @@ checked after a bytes() round trip."""
 
 import ipaddress
 import random
+import struct
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -51,11 +52,13 @@ def answer(frame, tag=TAG, targets=()):
 
 
 def assert_one_tag(reply, tag, inner_type):
-    assert reply[Ether].type == 0x8100
-    dot1q = reply[Dot1Q]
-    assert (dot1q.prio, dot1q.dei, dot1q.vlan) == (tag.prio, 0, tag.vlan)
-    assert dot1q.type == inner_type
-    assert not dot1q.payload.haslayer(Dot1Q), "more than one tag"
+    """Read off the wire bytes: TPID, then TCI = PCP(3) DEI(1) VID(12)."""
+    raw = bytes(reply)
+    tpid, tci, inner = struct.unpack_from("!HHH", raw, 12)
+    assert tpid == 0x8100
+    assert (tci >> 13, tci >> 12 & 1, tci & 0xFFF) == (tag.prio, 0, tag.vlan)
+    assert inner == inner_type, "more than one tag" if inner == 0x8100 else inner
+    assert reply[Dot1Q].vlan == tag.vlan
 
 
 # ---------------------------------------------------------------- ARP

@@ -88,7 +88,10 @@ class Process:
 
 
 class Lab:
-    def __init__(self, prefix="avzt"):
+    def __init__(self, prefix="avzt", ipv6=False):
+        """With ipv6=False the guest end has IPv6 disabled, so that its
+        autoconfiguration chatter (DAD, MLD) does not reach the tool."""
+        self.ipv6 = ipv6
         suffix = os.urandom(4).hex()
         self.host, self.guest = f"{prefix}-h-{suffix}", f"{prefix}-g-{suffix}"
         self.processes = []
@@ -102,6 +105,9 @@ class Lab:
                 "peer", "name", GUEST_IF, "netns", self.guest)
             run("ip", "-n", self.guest, "addr", "add", f"{GUEST_IP}/24",
                 "dev", GUEST_IF)
+            if not self.ipv6:
+                self.in_guest("sysctl", "-qw",
+                              f"net.ipv6.conf.{GUEST_IF}.disable_ipv6=1")
             for ns, dev in ((self.host, HOST_IF), (self.guest, GUEST_IF),
                             (self.host, "lo"), (self.guest, "lo")):
                 run("ip", "-n", ns, "link", "set", dev, "up")

@@ -47,7 +47,12 @@ def test_every_option():
                             ipaddress.IPv4Network("203.0.113.0/24")]
     assert (args.vlan, args.prio, args.count, args.timeout) == (4094, 7, 3, 1.5)
     assert (args.write, args.verbose) == ("x.pcap", 1)
+    assert args.families == {4, 6} and not args.answer_multicast_ping
     assert parse_args(["-q", "tap0"]).verbose == -1
+    args = parse_args(["-6", "--ip", "2001:db8::/64", "--answer-multicast-ping", "tap0"])
+    assert args.families == {6} and args.answer_multicast_ping
+    assert args.targets == [ipaddress.IPv6Network("2001:db8::/64")]
+    assert parse_args(["-4", "tap0"]).families == {4}
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -55,7 +60,9 @@ def test_every_option():
     (["--mac", "02:00:00:00:00", "tap0"], ["--mac", "invalid MAC"]),
     (["--mac", "01:00:5e:00:00:01", "tap0"], ["--mac", "not a unicast MAC"]),
     (["--ip", "198.51.100.300", "tap0"], ["--ip", "198.51.100.300"]),
-    (["--ip", "2001:db8::1", "tap0"], ["--ip", "IPv4"]),
+    (["-4", "--ip", "2001:db8::1", "tap0"], ["no --ip address is IPv4"]),
+    (["-6", "--ip", "198.51.100.2", "tap0"], ["no --ip address is IPv6"]),
+    (["-4", "-6", "tap0"], ["not allowed with"]),
     (["--vlan", "4095", "tap0"], ["--vlan", "0 to 4094"]),
     (["--vlan", "-1", "tap0"], ["--vlan"]),
     (["--prio", "8", "tap0"], ["--prio", "0 to 7"]),

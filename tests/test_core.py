@@ -13,7 +13,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 from scapy.utils import checksum
 
-from arp_icmp_vlan0 import DEFAULT_MAC, Tag, reply_to, wants_address
+from arp_icmp_vlan0 import DEFAULT_MAC, Scope, Tag, reply_to, wants_address
 
 MAC = DEFAULT_MAC
 PEER_MAC = "52:54:00:12:34:56"
@@ -44,8 +44,13 @@ def echo_request(data=b"0123456789abcdef", ether_dst=MAC, pad=b"", **ip):
     return wire(bytes(frame) + pad)
 
 
-def answer(frame, tag=TAG, targets=()):
-    result = reply_to(frame, MAC, tag, targets)
+def core_reply(frame, tag=TAG, targets=(), **scope):
+    """The core's answer, with the tool's defaults unless told otherwise."""
+    return reply_to(frame, Scope(mac=MAC, targets=targets, **scope), tag)
+
+
+def answer(frame, tag=TAG, targets=(), **scope):
+    result = core_reply(frame, tag, targets, **scope)
     assert result is not None, f"no reply to {frame!r}"
     kind, reply = result
     return kind, wire(reply)
@@ -123,16 +128,16 @@ def test_tagged_arp_request_gets_the_configured_tag_only():
     pytest.param(wire(bytes(arp_request())[:14 + 20]), id="truncated"),
 ])
 def test_arp_never_answered(frame):
-    assert reply_to(frame, MAC, TAG) is None
+    assert core_reply(frame) is None
 
 
 def test_arp_for_other_addresses_than_ip_option_is_ignored():
     targets = (ipaddress.IPv4Network("203.0.113.0/24"),)
-    assert reply_to(arp_request(pdst="203.0.113.7", psrc="203.0.113.1"),
-                    MAC, TAG, targets) is not None
+    assert core_reply(arp_request(pdst="203.0.113.7", psrc="203.0.113.1"),
+                 targets=targets) is not None
     for outside in ("198.51.100.2", "203.0.113.0", "203.0.113.255"):
-        assert reply_to(arp_request(pdst=outside, psrc="203.0.113.1"),
-                        MAC, TAG, targets) is None, outside
+        assert core_reply(arp_request(pdst=outside, psrc="203.0.113.1"),
+                     targets=targets) is None, outside
 
 
 # ---------------------------------------------------------------- ICMP echo
@@ -231,16 +236,16 @@ def corrupt_icmp_checksum(frame):
                       Raw(b"\x02\x07\x04" + b"\x00" * 40)), id="lldp"),
 ])
 def test_echo_never_answered(frame):
-    assert reply_to(frame, MAC, TAG) is None
+    assert core_reply(frame) is None
 
 
 def test_echo_to_other_addresses_than_ip_option_is_ignored():
     targets = (ipaddress.IPv4Network("198.51.100.2/32"),
                ipaddress.IPv4Network("203.0.113.0/24"))
-    assert reply_to(echo_request(dst="198.51.100.2"), MAC, TAG, targets)
-    assert reply_to(echo_request(dst="203.0.113.99"), MAC, TAG, targets)
-    assert reply_to(echo_request(dst="198.51.100.3"), MAC, TAG, targets) is None
-    assert reply_to(echo_request(dst="203.0.113.255"), MAC, TAG, targets) is None
+    assert core_reply(echo_request(dst="198.51.100.2"), targets=targets)
+    assert core_reply(echo_request(dst="203.0.113.99"), targets=targets)
+    assert core_reply(echo_request(dst="198.51.100.3"), targets=targets) is None
+    assert core_reply(echo_request(dst="203.0.113.255"), targets=targets) is None
 
 
 @pytest.mark.parametrize("addr, targets, expected", [
@@ -273,17 +278,17 @@ def test_every_truncation_raises_nothing(request_frame):
     raw = bytes(request_frame)
     whole = 14 + (28 if request_frame.haslayer(ARP) else request_frame[IP].len)
     for length in range(len(raw) + 1):
-        result = reply_to(wire(raw[:length]), MAC, TAG)
+        result = core_reply(wire(raw[:length]))
         assert (result is not None) == (length >= whole), length
 
 
 def test_random_and_bit_flipped_frames_raise_nothing():
     rng = random.Random(20261125)
     for _ in range(3000):
-        reply_to(wire(rng.randbytes(rng.randrange(0, 200))), MAC, TAG)
+        core_reply(wire(rng.randbytes(rng.randrange(0, 200))))
     for request_frame in VALID_REQUESTS:
         raw = bytes(request_frame)
         for _ in range(500):
             flipped = bytearray(raw)
             flipped[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
-            reply_to(wire(bytes(flipped)), MAC, TAG)
+            core_reply(wire(bytes(flipped)))

@@ -7,11 +7,11 @@ import subprocess
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6ND_RS, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from arp_icmp_vlan0 import (DEFAULT_MAC, REQUEST_FILTER,
-                            REQUEST_FILTER_EXPRESSION, Tag, reply_to)
+                            REQUEST_FILTER_EXPRESSION, Scope, Tag, reply_to)
 from conftest import need_root_and
 from test_core import VALID_REQUESTS, arp_request, echo_request, wire
 
@@ -88,12 +88,14 @@ PEER = Ether(src="52:54:00:12:34:56", dst=DEFAULT_MAC)
 
 @pytest.mark.parametrize("frame", [
     pytest.param(arp_request(op=2), id="arp-reply"),
-    pytest.param(wire(reply_to(echo_request(), DEFAULT_MAC, Tag())[1]), id="echo-reply"),
+    pytest.param(wire(reply_to(echo_request(), Scope(), Tag())[1]), id="echo-reply"),
     pytest.param(echo_request(frag=185), id="later-fragment"),
     pytest.param(wire(bytes(arp_request())[:20]), id="truncated-arp"),
     pytest.param(wire(PEER / IP(dst="198.51.100.2") / UDP()), id="udp"),
     pytest.param(wire(PEER / IP(dst="198.51.100.2") / TCP(flags="S")), id="tcp-syn"),
-    pytest.param(wire(PEER / IPv6(dst="2001:db8::2") / ICMPv6EchoRequest()), id="ipv6"),
+    pytest.param(wire(PEER / IPv6(dst="2001:db8::2") / ICMPv6EchoReply()), id="echo6-reply"),
+    pytest.param(wire(PEER / IPv6(dst="2001:db8::2") / UDP()), id="udp6"),
+    pytest.param(wire(PEER / IPv6(dst="ff02::2") / ICMPv6ND_RS()), id="router-solicitation"),
 ])
 def test_non_requests_are_dropped_in_the_kernel(frame):
     assert not passes(frame)

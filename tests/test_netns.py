@@ -13,8 +13,7 @@ from conftest import need_root_and
 from netlab import GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab, run
 from arp_icmp_vlan0 import DEFAULT_MAC
 
-STATS = re.compile(r"(\d+) requests seen, (\d+) replies sent "
-                   r"\((\d+) arp, (\d+) icmp echo\), (\d+) ignored")
+STATS = re.compile(r"(\d+) requests seen, (\d+) replies sent \((.*)\), (\d+) ignored")
 
 
 @pytest.fixture
@@ -28,10 +27,21 @@ def lab():
 
 
 def stats(tool_output):
-    """(seen, replied, arp, echo, ignored) from the statistics block."""
+    """(seen, replied, arp, echo, ignored) from the statistics block, and
+    the IPv6 counts in the same line in `kinds`."""
     match = STATS.search(tool_output)
     assert match, f"no statistics in:\n{tool_output}"
-    return tuple(map(int, match.groups()))
+    seen, replied, kinds, ignored = match.groups()
+    per_kind = dict(reversed(part.split(" ", 1)) for part in kinds.split(", "))
+    assert sum(map(int, per_kind.values())) == int(replied)
+    return (int(seen), int(replied), int(per_kind["arp"]), int(per_kind["icmp echo"]),
+            int(ignored))
+
+
+def kinds(tool_output):
+    """{kind: replies sent} from the statistics block."""
+    kinds_text = STATS.search(tool_output).group(3)
+    return {k: int(n) for n, k in (part.split(" ", 1) for part in kinds_text.split(", "))}
 
 
 def ping(lab, *args, count=3):
@@ -58,11 +68,11 @@ def test_ping_and_arp_replies_are_tagged_vlan0_once_each(lab):
     assert tool.stop() == 0
     capture.stop()
     lines = capture.output.splitlines()
-    arp_requests = [l for l in lines if f"Request who-has {TOOL_IP} tell {GUEST_IP}" in l]
-    echo_requests = [l for l in lines if "ICMP echo request" in l]
-    arp_replies = [l for l in tagged_lines("\n".join(lines))
-                   if f"Reply {TOOL_IP} is-at {DEFAULT_MAC}" in l]
-    echo_replies = [l for l in tagged_lines("\n".join(lines)) if "ICMP echo reply" in l]
+    arp_requests = [line for line in lines if f"Request who-has {TOOL_IP} tell {GUEST_IP}" in line]
+    echo_requests = [line for line in lines if "ICMP echo request" in line]
+    arp_replies = [line for line in tagged_lines("\n".join(lines))
+                   if f"Reply {TOOL_IP} is-at {DEFAULT_MAC}" in line]
+    echo_replies = [line for line in tagged_lines("\n".join(lines)) if "ICMP echo reply" in line]
     assert len(echo_requests) == len(echo_replies) == 3
     assert len(arp_requests) == len(arp_replies) >= 1
     for line in arp_replies + echo_replies:
@@ -112,7 +122,7 @@ except socket.timeout:
     assert f"{GUEST_IP}.9" not in output  # nothing answered the datagram
     assert re.search(rf"{GUEST_IP}\.\d+ > {TOOL_IP}\.80: Flags \[S\]", output)
     assert re.search(rf"{GUEST_IP}\.\d+ > {TOOL_IP}\.9: UDP", output)
-    from_tool = [l for l in output.splitlines() if l.split()[1:2] == [DEFAULT_MAC]]
+    from_tool = [line for line in output.splitlines() if line.split()[1:2] == [DEFAULT_MAC]]
     assert len(from_tool) == 2, from_tool  # the ARP and the echo reply
     seen, replied, _, _, ignored = stats(tool.output)
     assert (seen, replied, ignored) == (2, 2, 0)  # UDP/TCP never reached Python
@@ -126,7 +136,7 @@ def test_vlan_and_priority_options_show_in_tcpdump(lab):
     tool.stop()
     capture.stop()
     lines = tagged_lines(capture.output, "vlan 7, p 5,")
-    assert any(f"Reply {TOOL_IP} is-at {DEFAULT_MAC}" in l for l in lines), lines
+    assert any(f"Reply {TOOL_IP} is-at {DEFAULT_MAC}" in line for line in lines), lines
 
 
 @pytest.mark.parametrize("how", ["count", "timeout", "sigterm"])
@@ -162,10 +172,10 @@ def test_pcap_file_holds_requests_and_tagged_replies(lab, tmp_path):
     tool.stop()
     lines = run("tcpdump", "-n", "-e", "-r", str(pcap)).stdout.splitlines()
     assert len(lines) == 6, lines  # ARP + 2 echoes, each request and reply
-    replies = [l for l in lines if l.split()[1] == DEFAULT_MAC]
+    replies = [line for line in lines if line.split()[1] == DEFAULT_MAC]
     assert len(replies) == 3
-    assert all("ethertype 802.1Q (0x8100)" in l and "vlan 0, p 0," in l for l in replies)
-    assert sum("ICMP echo request" in l for l in lines) == 2
+    assert all("ethertype 802.1Q (0x8100)" in line and "vlan 0, p 0," in line for line in replies)
+    assert sum("ICMP echo request" in line for line in lines) == 2
 
 
 def test_ip_option_limits_the_answered_addresses(lab):

@@ -8,11 +8,13 @@ import fcntl
 import os
 import select
 import struct
-import sys
 import time
 
 import pytest
 from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
+                                ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrDestOpt,
+                                IPv6ExtHdrHopByHop)
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from arp_icmp_vlan0 import DEFAULT_MAC
@@ -124,4 +126,24 @@ def test_one_reply_per_request_and_nothing_for_the_rest(tap):
     assert sorted(r[ICMP].seq for r in replies) == list(range(5))
     tool.stop()
     # The ARP reply and the echo reply never reach Python; the probe does.
-    assert "6 requests seen, 5 replies sent (0 arp, 5 icmp echo), 1 ignored" in tool.output
+    assert ("6 requests seen, 5 replies sent (0 arp, 5 icmp echo, 0 ndp, "
+            "0 icmp6 echo), 1 ignored") in tool.output
+
+
+def test_ipv6_behind_hop_by_hop_passes_the_kernel_filter(tap):
+    fd, tool = tap
+    solicitation = (Ether(src=VM_MAC, dst="33:33:ff:00:00:02") /
+                    IPv6(src="2001:db8::1", dst="ff02::1:ff00:2", hlim=255) /
+                    IPv6ExtHdrHopByHop() / ICMPv6ND_NS(tgt="2001:db8::2") /
+                    ICMPv6NDOptSrcLLAddr(lladdr=VM_MAC))
+    os.write(fd, bytes(solicitation))
+    reply = read_reply(fd)
+    assert reply is not None and reply.haslayer(ICMPv6ND_NA)
+    assert reply[ICMPv6ND_NA].tgt == "2001:db8::2" and reply[Dot1Q].vlan == 0
+    # Behind any other first extension header, the kernel filter drops it.
+    os.write(fd, bytes(Ether(src=VM_MAC, dst=DEFAULT_MAC) /
+                       IPv6(src="2001:db8::1", dst="2001:db8::2") /
+                       IPv6ExtHdrDestOpt() / ICMPv6EchoRequest()))
+    assert read_reply(fd, timeout=1) is None
+    tool.stop()
+    assert "1 requests seen, 1 replies sent" in tool.output

@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""IPv6 against the real Linux stack in namespaces each test creates: the
+guest resolves the tool by NDP, pings it, and its own DAD still succeeds."""
+
+import re
+import time
+
+import pytest
+
+from arp_icmp_vlan0 import DEFAULT_MAC, tool_link_local
+from conftest import need_root_and
+from netlab import GUEST_IF, Lab
+from test_netns import kinds, tagged_lines
+
+GUEST6, TOOL6 = "2001:db8::1", "2001:db8::2"
+
+
+@pytest.fixture
+def lab():
+    need_root_and("ip", "ping", "tcpdump")
+    with Lab(ipv6=True) as made:
+        yield made
+
+
+def add_guest_address(lab, *flags):
+    lab.in_guest("ip", "-6", "addr", "add", f"{GUEST6}/64", "dev", GUEST_IF, *flags)
+
+
+def ping6(lab, address, count=3):
+    return lab.in_guest("ping", "-6", "-n", "-c", str(count), "-i", "0.2", "-W", "2",
+                        address, check=False)
+
+
+def test_ping6_resolves_by_ndp_and_gets_tagged_replies(lab):
+    add_guest_address(lab, "nodad")
+    capture = lab.start_capture("ip6")
+    tool = lab.start_tool()
+    result = ping6(lab, TOOL6)
+    neighbour = lab.in_guest("ip", "-6", "neigh", "show", TOOL6).stdout
+    tool.stop()
+    capture.stop()
+    assert result.returncode == 0 and "3 received" in result.stdout, result.stdout
+    assert result.stdout.count(f"64 bytes from {TOOL6}") == 3
+    assert re.search(rf"lladdr {DEFAULT_MAC} (REACHABLE|STALE|DELAY)", neighbour), neighbour
+    tagged = tagged_lines(capture.output)
+    advertisements = [line for line in tagged if f"neighbor advertisement, tgt is {TOOL6}" in line]
+    echo_replies = [line for line in tagged if f"{TOOL6} > {GUEST6}: ICMP6, echo reply" in line]
+    solicitations = [line for line in capture.output.splitlines()
+                     if f"neighbor solicitation, who has {TOOL6}" in line]
+    assert len(advertisements) == len(solicitations) >= 1
+    assert len(echo_replies) == 3
+    assert all("ethertype 802.1Q (0x8100)" in line and "vlan 0, p 0," in line
+               for line in advertisements + echo_replies)
+    counts = kinds(tool.output)
+    assert (counts["ndp"], counts["icmp6 echo"]) == (len(advertisements), 3)
+
+
+def test_guest_dad_completes_without_dadfailed(lab):
+    tool = lab.start_tool()
+    add_guest_address(lab)  # with DAD: the guest solicits its own address
+    deadline = time.monotonic() + 10
+    while "tentative" in (state := lab.in_guest("ip", "-6", "addr", "show", "dev",
+                                                GUEST_IF).stdout):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+    tool.stop()
+    assert "dadfailed" not in state
+    assert GUEST6 in state
+    assert kinds(tool.output)["ndp"] == 0
+    assert re.search(r"(\d+) ignored", tool.output).group(1) != "0"  # DAD reached it
+
+
+@pytest.mark.parametrize("asked", [False, True], ids=["default", "answer-multicast-ping"])
+def test_multicast_ping_answered_only_when_asked(lab, asked):
+    add_guest_address(lab, "nodad")
+    tool = lab.start_tool(*(["--answer-multicast-ping"] if asked else []))
+    result = ping6(lab, f"ff02::1%{GUEST_IF}", count=2)
+    tool.stop()
+    from_tool = f"from {tool_link_local(DEFAULT_MAC)}%{GUEST_IF}"
+    assert (from_tool in result.stdout) is asked, result.stdout
+    assert kinds(tool.output)["icmp6 echo"] == (2 if asked else 0)
+
+
+def test_family_options(lab):
+    add_guest_address(lab, "nodad")
+    tool = lab.start_tool("-6")
+    assert ping6(lab, TOOL6, count=1).returncode == 0
+    tool.stop()
+    assert "arp" not in kinds(tool.output)
+    tool = lab.start_tool("-4")  # the guest still knows the MAC: echo alone
+    assert ping6(lab, TOOL6, count=1).returncode != 0
+    tool.stop()
+    assert "icmp6 echo" not in kinds(tool.output)

@@ -45,14 +45,17 @@ def echo_request(data=b"0123456789abcdef", ether_dst=MAC, pad=b"", **ip):
 
 
 def core_reply(frame, tag=TAG, targets=(), **scope):
-    """The core's answer, with the tool's defaults unless told otherwise."""
-    return reply_to(frame, Scope(mac=MAC, targets=targets, **scope), tag)
+    """The core's answer to `frame`'s bytes, with the tool's defaults unless
+    told otherwise."""
+    return reply_to(bytes(frame), Scope(mac=MAC, targets=targets, **scope), tag)
 
 
 def answer(frame, tag=TAG, targets=(), **scope):
+    """(kind, reply dissected by Scapy), asserting there is a reply."""
     result = core_reply(frame, tag, targets, **scope)
     assert result is not None, f"no reply to {frame!r}"
     kind, reply = result
+    assert isinstance(reply, bytes)
     return kind, wire(reply)
 
 
@@ -263,7 +266,7 @@ def test_echo_to_other_addresses_than_ip_option_is_ignored():
 ])
 def test_wants_address(addr, targets, expected):
     nets = tuple(ipaddress.IPv4Network(t) for t in targets)
-    assert wants_address(addr, nets) is expected
+    assert wants_address(ipaddress.ip_address(addr).packed, nets) is expected
 
 
 # ---------------------------------------------------------------- robustness

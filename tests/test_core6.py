@@ -164,9 +164,11 @@ def test_never_answered(frame):
     assert core_reply(frame) is None
 
 
-def test_echo6_behind_a_destination_options_header_is_answered_by_the_core():
-    # The kernel filter does not pass it (see README); the core would answer.
-    assert answer(echo6(extension=IPv6ExtHdrDestOpt()))[0] == "icmp6 echo"
+def test_only_a_hop_by_hop_header_is_looked_past():
+    # As the kernel filter: ICMPv6 right after IPv6 or after one Hop-by-Hop header.
+    assert core_reply(echo6(extension=IPv6ExtHdrDestOpt())) is None
+    assert core_reply(echo6(extension=IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt())) is None
+    assert core_reply(echo6(extension=IPv6ExtHdrHopByHop(options=[RouterAlert()])))
 
 
 def test_ip_option_and_families_limit_ipv6():

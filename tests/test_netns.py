@@ -3,6 +3,8 @@
 iputils ping and arping in the "guest" namespace, the tool on the host end of
 a veth, tcpdump -n -e in the guest confirming the tags."""
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from conftest import need_root_and
 from netlab import GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab, run
 from arp_icmp_vlan0 import DEFAULT_MAC
 
+BENCHMARK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark.py")
 STATS = re.compile(r"(\d+) requests seen, (\d+) replies sent \((.*)\), (\d+) ignored")
 
 
@@ -205,3 +208,23 @@ def test_self_test_passes():
     assert "3 received" in result.stdout
     left = run("ip", "netns", "list").stdout
     assert "avz-" not in left, left
+
+
+@pytest.mark.parametrize("mode", [[], ["--busy-poll"]], ids=["select", "busy-poll"])
+def test_burst_of_1000_echo_requests_answered_exactly_once(lab, mode):
+    # The benchmark's load generator, run in the guest: 1,000 back-to-back
+    # requests, then a count of the replies per sequence number.
+    tool = lab.start_tool("-q", *mode)
+    result = lab.in_guest(sys.executable, BENCHMARK, "--generate", "burst",
+                          "--peer-mac", DEFAULT_MAC, timeout=60)
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    tool.stop()
+    assert counts == {"sent": 1000, "answered": 1000, "exactly_once": 1000}
+    assert stats(tool.output)[:4] == (1000, 1000, 0, 1000)
+
+
+def test_busy_poll_answers_and_ends_on_timeout(lab):
+    tool = lab.start_tool("--busy-poll", "--timeout", "3")
+    assert_whole_replies(ping(lab, TOOL_IP, count=2), 2)
+    assert tool.wait(timeout=10) == 0
+    assert stats(tool.output)[1] == 3

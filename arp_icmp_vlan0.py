@@ -60,44 +60,51 @@ DEFAULT_MAC = "02:76:6c:61:6e:30"
 BROADCAST_MAC_BYTES = b"\xff" * 6
 IN6_UNSPECIFIED, IN6_LOOPBACK = bytes(16), bytes(15) + b"\x01"
 REPLY_TTL = 64
+ETH_ZLEN = 60  # the Ethernet minimum, without the frame check sequence
 SO_RCVBUFFORCE = 33
 RECEIVE_BUFFER = 4 << 20
 
-# The kernel filter: only ARP requests, unfragmented ICMP echo requests and
-# IPv6 Neighbor Solicitations and echo requests that arrive on the interface
-# reach Python; IPv6 behind a Hop-by-Hop header too (MLD is such traffic), so
-# that the core can look past it. It is shipped compiled so that running
+# The kernel filter: only ARP requests, ICMP echo requests, IPv6 Neighbor
+# Solicitations and ICMPv6 echo requests that arrive on the interface reach
+# Python, and the fragments of ICMP and ICMPv6 datagrams (to reassemble); IPv6
+# behind a Hop-by-Hop header too (MLD is such traffic), so that the core can
+# look past it. It is shipped compiled so that running
 # the tool needs neither libpcap nor tcpdump; tests/test_filter.py checks it
 # against libpcap. Regenerate with:  tcpdump -i lo -ddd '<expression>'
 # The kernel moves an 802.1Q tag into metadata before the filter runs, so
 # tagged requests match as if untagged (Scapy puts the tag back on receive).
 REQUEST_FILTER_EXPRESSION = (
     "inbound and ((arp and arp[6:2] = 1)"
-    " or (icmp and icmp[icmptype] = icmp-echo)"
-    " or (ip6 and (ip6[6] = 0 or (ip6[6] = 58 and (ip6[40] = 135 or ip6[40] = 128)))))"
+    " or (icmp and (ip[6:2] & 0x3fff != 0 or icmp[icmptype] = icmp-echo))"
+    " or (ip6 and (ip6[6] = 0 or (ip6[6] = 58 and (ip6[40] = 135 or ip6[40] = 128))"
+    " or (ip6[6] = 44 and ip6[40] = 58))))"
 )
 REQUEST_FILTER = (
     (40, 0, 0, 4294963204),
-    (21, 20, 0, 4),
+    (21, 24, 0, 4),
     (40, 0, 0, 12),
     (21, 0, 2, 2054),
     (40, 0, 0, 20),
-    (21, 15, 16, 1),
-    (21, 0, 7, 2048),
+    (21, 19, 20, 1),
+    (21, 0, 8, 2048),
     (48, 0, 0, 23),
-    (21, 0, 13, 1),
+    (21, 0, 17, 1),
     (40, 0, 0, 20),
-    (69, 11, 0, 8191),
+    (69, 14, 0, 16383),
+    (69, 14, 0, 8191),
     (177, 0, 0, 14),
     (80, 0, 0, 14),
-    (21, 7, 8, 8),
-    (21, 0, 7, 34525),
+    (21, 10, 11, 8),
+    (21, 0, 10, 34525),
     (48, 0, 0, 20),
-    (21, 4, 0, 0),
-    (21, 0, 4, 58),
+    (21, 7, 0, 0),
+    (21, 0, 3, 58),
     (48, 0, 0, 54),
-    (21, 1, 0, 135),
-    (21, 0, 1, 128),
+    (21, 4, 0, 135),
+    (21, 3, 4, 128),
+    (21, 0, 3, 44),
+    (48, 0, 0, 54),
+    (21, 0, 1, 58),
     (6, 0, 0, 262144),
     (6, 0, 0, 0),
 )
@@ -110,6 +117,10 @@ examples:
         answer only for 198.51.100.2 (repeat --ip, or give a prefix)
   sudo ./arp_icmp_vlan0.py --vlan 7 --prio 5 -w replies.pcap tap0 tap1
         tag vlan 7, p 5 on two TAPs and record requests and replies
+  sudo ./arp_icmp_vlan0.py --vlan 100 --vlan 0 --tpid 0x88a8 tap0
+        QinQ: an 802.1ad outer tag with VLAN 100 over an 802.1Q VLAN 0 tag
+  sudo ./arp_icmp_vlan0.py --untagged tap0
+        the baseline: the same replies without a tag
   sudo ./arp_icmp_vlan0.py -c 4 --timeout 30 -q tap0
         stop after 4 replies or 30 seconds, print only the statistics
   sudo ./arp_icmp_vlan0.py --self-test
@@ -129,7 +140,7 @@ examples:
 
 ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)  # 802.1Q, 802.1ad, the old QinQ TPID
-IPPROTO_ICMPV6, IPPROTO_HOPOPTS = 58, 0
+IPPROTO_ICMPV6, IPPROTO_HOPOPTS, IPPROTO_FRAGMENT = 58, 0, 44
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
 ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129
 ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 135, 136
@@ -138,17 +149,32 @@ NA_FLAGS_SOLICITED_OVERRIDE = 0x60000000  # R clear, S and O set
 
 
 @dataclass(frozen=True)
-class Tag:
-    """The 802.1Q tag every reply carries."""
-    vlan: int = 0
-    prio: int = 0
+class Framing:
+    """How every reply is framed: its 802.1Q tags and padding."""
+    vlans: tuple = (0,)     # VLAN IDs, outer first; () sends untagged replies
+    prio: int = 0           # PCP of every tag
+    dei: bool = False       # Drop Eligible Indicator of every tag
+    tpid: int = 0x8100      # TPID of the outer tag; inner tags use 0x8100
+    pad: bool = True        # to the 60-byte Ethernet minimum, tags counted
 
     @cached_property
     def header(self):
-        return struct.pack("!HH", 0x8100, self.prio << 13 | self.vlan)
+        """The tags, as bytes, to go after the MAC addresses."""
+        return b"".join(struct.pack("!HH", self.tpid if i == 0 else 0x8100,
+                                    self.prio << 13 | self.dei << 12 | vlan)
+                        for i, vlan in enumerate(self.vlans))
 
-    def __str__(self):
-        return f"vlan {self.vlan}, p {self.prio}"  # tcpdump -e wording
+    def frame(self, dst, src, ethertype, payload):
+        frame = dst + src + self.header + struct.pack("!H", ethertype) + payload
+        if self.pad and len(frame) < ETH_ZLEN:
+            frame += bytes(ETH_ZLEN - len(frame))
+        return frame
+
+    def __str__(self):  # in tcpdump -e's words
+        if not self.vlans:
+            return "untagged"
+        dei = ", DEI" if self.dei else ""
+        return ", ".join(f"vlan {vlan}, p {self.prio}{dei}" for vlan in self.vlans)
 
 
 @dataclass(frozen=True)
@@ -213,10 +239,6 @@ def _ethertype_and_offset(frame):
     return None, None
 
 
-def _tagged(dst, src, tag, ethertype, payload):
-    return dst + src + tag.header + struct.pack("!H", ethertype) + payload
-
-
 class ArpRequest(NamedTuple):
     requester: bytes     # Ethernet source of the request
     sender_mac: bytes
@@ -240,11 +262,11 @@ def parse_arp_request(frame, offset, scope):
     return ArpRequest(frame[6:12], sender_mac, sender_ip, target_ip)
 
 
-def arp_reply(request, mac, tag):
+def arp_reply(request, mac, framing):
     """The ARP is-at: `mac` owns the requested address."""
     body = (b"\x00\x01\x08\x00\x06\x04\x00\x02" + mac + request.target_ip +
             request.sender_mac + request.sender_ip)
-    return _tagged(request.requester, mac, tag, ETH_P_ARP, body)
+    return framing.frame(request.requester, mac, ETH_P_ARP, body)
 
 
 class EchoRequest(NamedTuple):
@@ -278,7 +300,7 @@ def parse_echo_request(frame, offset, scope):
     return EchoRequest(frame[6:12], source, destination, tos, ident, message)
 
 
-def echo_reply(request, mac, tag):
+def echo_reply(request, mac, framing):
     """The ICMP echo reply: the request's identifier, sequence and data,
     addresses swapped, TTL 64, the request's TOS and IP ID, no options."""
     message = bytearray(request.message)
@@ -288,7 +310,7 @@ def echo_reply(request, mac, tag):
         "!BBHHHBBH4s4s", 0x45, request.traffic_class, 20 + len(message),
         request.ident, 0, REPLY_TTL, 1, 0, request.destination, request.source))
     header[10:12] = struct.pack("!H", checksum(bytes(header)))
-    return _tagged(request.requester, mac, tag, ETH_P_IP, bytes(header + message))
+    return framing.frame(request.requester, mac, ETH_P_IP, bytes(header + message))
 
 
 def _icmpv6_checksum(source, destination, message):
@@ -361,7 +383,7 @@ def parse_neighbor_solicitation(frame, offset, message, scope):
     return NeighborSolicitation(frame[6:12], source, target)
 
 
-def neighbor_advertisement(request, mac, tag):
+def neighbor_advertisement(request, mac, framing):
     """The solicited Neighbor Advertisement: `mac` owns the target (flags S
     and O set, R clear, a Target Link-Layer Address option), hop limit 255."""
     message = bytearray(struct.pack("!BBHI16sBB6s", ND_NEIGHBOR_ADVERT, 0, 0,
@@ -369,7 +391,7 @@ def neighbor_advertisement(request, mac, tag):
                                     ND_OPT_TARGET_LLADDR, 1, mac))
     message[2:4] = struct.pack("!H", _icmpv6_checksum(request.target, request.source,
                                                       bytes(message)))
-    return _tagged(request.requester, mac, tag, ETH_P_IPV6,
+    return framing.frame(request.requester, mac, ETH_P_IPV6,
                    _ipv6_header(0, len(message), 255, request.target, request.source)
                    + bytes(message))
 
@@ -392,14 +414,14 @@ def parse_echo6_request(frame, offset, message, scope):
     return EchoRequest(frame[6:12], source, destination, traffic_class, 0, message)
 
 
-def echo6_reply(request, mac, tag):
+def echo6_reply(request, mac, framing):
     """The ICMPv6 echo reply: the request's identifier, sequence and data,
     addresses swapped, hop limit 64, the request's traffic class."""
     message = bytearray(request.message)
     message[0], message[2:4] = ICMPV6_ECHO_REPLY, b"\x00\x00"
     message[2:4] = struct.pack("!H", _icmpv6_checksum(request.destination,
                                                       request.source, bytes(message)))
-    return _tagged(request.requester, mac, tag, ETH_P_IPV6,
+    return framing.frame(request.requester, mac, ETH_P_IPV6,
                    _ipv6_header(request.traffic_class, len(message), REPLY_TTL,
                                 request.destination, request.source) + bytes(message))
 
@@ -408,7 +430,7 @@ REPLY_KINDS = ("arp", "icmp echo", "ndp", "icmp6 echo")
 KIND_FAMILY = {"arp": 4, "icmp echo": 4, "ndp": 6, "icmp6 echo": 6}
 
 
-def reply_to(frame, scope, tag):
+def reply_to(frame, scope, framing):
     """(kind, reply frame) for a request the tool answers, else None.
     `frame` is the request as received, bytes, tagged or not."""
     if len(frame) < 14 or frame[6:12] == scope.mac_bytes or frame[6] & 1:
@@ -417,20 +439,203 @@ def reply_to(frame, scope, tag):
     families, mac = scope.families, scope.mac_bytes
     if ethertype == ETH_P_ARP and 4 in families:
         request = parse_arp_request(frame, offset, scope)
-        return request and ("arp", arp_reply(request, mac, tag))
+        return request and ("arp", arp_reply(request, mac, framing))
     if ethertype == ETH_P_IP and 4 in families:
         request = parse_echo_request(frame, offset, scope)
-        return request and ("icmp echo", echo_reply(request, mac, tag))
+        return request and ("icmp echo", echo_reply(request, mac, framing))
     if ethertype == ETH_P_IPV6 and 6 in families and len(frame) >= offset + 40:
         message = _icmpv6_message(frame[offset:])
         if message is None:
             return None
         if message[0] == ND_NEIGHBOR_SOLICIT:
             request = parse_neighbor_solicitation(frame, offset, message, scope)
-            return request and ("ndp", neighbor_advertisement(request, mac, tag))
+            return request and ("ndp", neighbor_advertisement(request, mac, framing))
         if message[0] == ICMPV6_ECHO_REQUEST:
             request = parse_echo6_request(frame, offset, message, scope)
-            return request and ("icmp6 echo", echo6_reply(request, mac, tag))
+            return request and ("icmp6 echo", echo6_reply(request, mac, framing))
+    return None
+
+
+def fit_to_mtu(reply, mtu, framing):
+    """`reply` as a list of frames none of whose IP packets exceeds `mtu`
+    (less 4 bytes per tag beyond the first, which a link does not carry
+    beyond its MTU): an IPv4 echo reply split into fragments, an IPv6 one
+    given Fragment headers (RFC 8200 4.5). Each fragment is framed anew."""
+    start = 14 + len(framing.header)
+    packet = reply[start:]
+    budget = mtu - 4 * max(0, len(framing.vlans) - 1)
+    ethertype = int.from_bytes(reply[start - 2:start], "big")
+    if ethertype == ETH_P_IP:
+        packet = packet[:int.from_bytes(packet[2:4], "big")]  # no padding
+    elif ethertype == ETH_P_IPV6:
+        packet = packet[:40 + int.from_bytes(packet[4:6], "big")]
+    if len(packet) <= budget or ethertype not in (ETH_P_IP, ETH_P_IPV6):
+        return [reply]
+    dst, src = reply[:6], reply[6:12]
+    frames = []
+    if ethertype == ETH_P_IP:
+        header_len = (packet[0] & 0x0F) * 4
+        header, data = packet[:header_len], packet[header_len:]
+        step = (budget - header_len) // 8 * 8
+        for offset in range(0, len(data), step):
+            chunk = data[offset:offset + step]
+            more = offset + step < len(data)
+            fragment = bytearray(header)
+            fragment[2:4] = struct.pack("!H", header_len + len(chunk))
+            fragment[6:8] = struct.pack("!H", more << 13 | offset // 8)
+            fragment[10:12] = b"\x00\x00"
+            fragment[10:12] = struct.pack("!H", checksum(bytes(fragment)))
+            frames.append(framing.frame(dst, src, ETH_P_IP, bytes(fragment) + chunk))
+    else:
+        header, data = packet[:40], packet[40:]
+        ident = int.from_bytes(data[4:8], "big")  # the echo's identifier and sequence
+        step = (budget - 48) // 8 * 8
+        for offset in range(0, len(data), step):
+            chunk = data[offset:offset + step]
+            more = offset + step < len(data)
+            fragment_header = struct.pack("!BBHI", header[6], 0, offset | more, ident)
+            fixed = bytearray(header)
+            fixed[4:6], fixed[6] = struct.pack("!H", 8 + len(chunk)), IPPROTO_FRAGMENT
+            frames.append(framing.frame(dst, src, ETH_P_IPV6,
+                                        bytes(fixed) + fragment_header + chunk))
+    return frames
+
+
+class Reassembler:
+    """Reassembles fragmented echo requests, within bounds: at most
+    `max_datagrams` in flight and `max_bytes` held in all (the oldest are
+    dropped first), each complete within `timeout` seconds. A datagram whose
+    fragments overlap or exceed 65,535 bytes is dropped; an exact duplicate
+    fragment is ignored. Time is passed in, so this stays testable."""
+
+    def __init__(self, max_datagrams=64, max_bytes=1 << 20, timeout=10.0):
+        self.max_datagrams, self.max_bytes, self.timeout = max_datagrams, max_bytes, timeout
+        self.pending = {}  # key -> _Datagram, oldest first
+        self.held = 0      # bytes of fragment data held
+        self.reassembled = self.dropped = 0
+
+    def add(self, frame, now):
+        """The frame itself if it is no fragment; else the reassembled frame
+        (Ethernet header of the first fragment) once the last piece is in,
+        or None while pieces are missing or when the datagram was dropped."""
+        self._expire(now)
+        piece = _fragment_of(frame)
+        if piece is None:
+            return frame
+        key, offset, more, data, first = piece
+        datagram = self.pending.get(key)
+        if datagram is None:
+            datagram = self.pending[key] = _Datagram(now)
+        verdict = datagram.add(offset, more, data, first)
+        if verdict == "drop":
+            self._drop(key)
+            return None
+        if verdict == "added":
+            self.held += len(data)
+            self._enforce_bounds()
+        if key in self.pending and datagram.complete():
+            del self.pending[key]
+            self.held -= datagram.size
+            self.reassembled += 1
+            return datagram.assemble()
+        return None
+
+    def _drop(self, key):
+        self.held -= self.pending.pop(key).size
+        self.dropped += 1
+
+    def _expire(self, now):
+        while self.pending:
+            key, oldest = next(iter(self.pending.items()))
+            if now - oldest.started < self.timeout:
+                return
+            self._drop(key)
+
+    def _enforce_bounds(self):
+        while self.pending and (len(self.pending) > self.max_datagrams
+                                or self.held > self.max_bytes):
+            self._drop(next(iter(self.pending)))
+
+
+class _Datagram:
+    """The fragments of one datagram received so far."""
+
+    def __init__(self, started):
+        self.started = started
+        self.pieces = {}     # offset -> data
+        self.end = None      # total data length, once the last fragment is in
+        self.first = None    # (frame head, IP header) from the offset-0 fragment
+        self.size = 0
+
+    def add(self, offset, more, data, first):
+        """'added', 'duplicate' or 'drop' (overlap, oversize, inconsistency)."""
+        if self.pieces.get(offset) == data and (more or self.end == offset + len(data)):
+            return "duplicate"
+        end = offset + len(data)
+        if (end > MAX_DATAGRAM or (more and len(data) % 8) or not data
+                or (not more and self.end not in (None, end))
+                or (self.end is not None and end > self.end)
+                or any(offset < o + len(d) and o < end for o, d in self.pieces.items())):
+            return "drop"
+        if not more:
+            self.end = end
+        if first is not None:
+            self.first = first
+        self.pieces[offset] = data
+        self.size += len(data)
+        return "added"
+
+    def complete(self):
+        return self.end is not None and self.first is not None and self.size == self.end
+
+    def assemble(self):
+        head, header, version = self.first
+        data = b"".join(self.pieces[o] for o in sorted(self.pieces))
+        if version == 4:
+            header = bytearray(header)
+            header[2:4] = struct.pack("!H", len(header) + len(data))
+            header[6:8] = header[10:12] = b"\x00\x00"
+            header[10:12] = struct.pack("!H", checksum(bytes(header)))
+        else:  # the Fragment header's next header in place of 44
+            header = bytearray(header)
+            header[4:6] = struct.pack("!H", len(data))
+        return head + bytes(header) + data
+
+
+MAX_DATAGRAM = 65535
+
+
+def _fragment_of(frame):
+    """(key, offset, more, data, first) for a fragment of an ICMP or ICMPv6
+    datagram; `first` is (frame head, header) for the offset-0 fragment. None
+    for anything else, which passes through unchanged."""
+    if len(frame) < 14:
+        return None
+    ethertype, start = _ethertype_and_offset(frame)
+    head = frame[:start]
+    if ethertype == ETH_P_IP and len(frame) >= start + 20:
+        ip = frame[start:]
+        header_len, total = (ip[0] & 0x0F) * 4, int.from_bytes(ip[2:4], "big")
+        fragment = int.from_bytes(ip[6:8], "big")
+        if (not fragment & 0x3FFF or ip[9] != 1 or ip[0] >> 4 != 4 or header_len < 20
+                or total < header_len or len(ip) < total
+                or checksum(ip[:header_len]) != 0):
+            return None
+        offset, more = (fragment & 0x1FFF) * 8, bool(fragment & 0x2000)
+        key = (4, ip[12:20], ip[4:6])
+        first = (head, ip[:header_len], 4) if offset == 0 else None
+        return key, offset, more, ip[header_len:total], first
+    if ethertype == ETH_P_IPV6 and len(frame) >= start + 48 and frame[start + 6] == 44:
+        ip6 = frame[start:]
+        payload_len = int.from_bytes(ip6[4:6], "big")
+        if ip6[40] != IPPROTO_ICMPV6 or payload_len < 8 or len(ip6) < 40 + payload_len:
+            return None
+        offset_and_more = int.from_bytes(ip6[42:44], "big")
+        offset, more = offset_and_more & 0xFFF8, bool(offset_and_more & 1)
+        key = (6, ip6[8:40], ip6[44:48])
+        header = ip6[:6] + bytes([IPPROTO_ICMPV6]) + ip6[7:40]
+        first = (head, header, 6) if offset == 0 else None
+        return key, offset, more, ip6[48:40 + payload_len], first
     return None
 
 
@@ -449,13 +654,17 @@ class Stats:
     def replied(self):
         return sum(self.replies.values())
 
-    def report(self, interfaces):
+    def report(self, interfaces, reassembler):
         kinds = ", ".join(f"{n} {k}" for k, n in self.replies.items())
         lines = [
             f"--- {' '.join(interfaces)} arp_icmp_vlan0 statistics ---",
             f"{self.seen} requests seen, {self.replied} replies sent ({kinds}), "
             f"{self.ignored} ignored, time {time.monotonic() - self.started:.1f}s",
         ]
+        if reassembler.reassembled or reassembler.dropped or reassembler.pending:
+            lines.append(f"fragmented requests: {reassembler.reassembled} reassembled, "
+                         f"{reassembler.dropped + len(reassembler.pending)} dropped "
+                         "(incomplete, overlapping or oversized)")
         if self.send_errors or self.internal_errors:
             lines.append(f"{self.send_errors} send errors, "
                          f"{self.internal_errors} internal errors")
@@ -474,20 +683,26 @@ class Responder:
     capped the replies at about 20k a second here against 75k for this loop
     (see tests/benchmark.py and README.rst, Performance)."""
 
-    def __init__(self, sockets, scope, tag, pcap=None, verbose=0, count=0,
+    def __init__(self, sockets, mtus, scope, framing, pcap=None, verbose=0, count=0,
                  busy_poll=False):
-        self.sockets = sockets          # interface name -> L2Socket
-        self.scope, self.tag = scope, tag
+        self.sockets, self.mtus = sockets, mtus  # interface name -> L2Socket, MTU
+        self.scope, self.framing = scope, framing
         self.pcap, self.verbose, self.count = pcap, verbose, count
         self.busy_poll = busy_poll
+        self.reassembler = Reassembler()
         self.stats = Stats({kind: 0 for kind in REPLY_KINDS
                             if KIND_FAMILY[kind] in scope.families})
 
     def handle(self, iface, frame, timestamp):
-        """Answer one received frame."""
+        """Answer one received frame (or hold it, if it is a fragment)."""
         self.stats.seen += 1
         try:
-            answer = reply_to(frame, self.scope, self.tag)
+            whole = self.reassembler.add(frame, time.monotonic())
+            if whole is not frame:  # a fragment: kept as seen, answered once whole
+                self._record(frame, timestamp)
+                if whole is None:
+                    return
+            answer = reply_to(whole, self.scope, self.framing)
         except Exception as exc:  # a bug in the core: report it, keep serving
             self.stats.internal_errors += 1
             print(f"error: cannot handle frame {frame.hex()}: {exc!r}", file=sys.stderr)
@@ -495,23 +710,35 @@ class Responder:
         if answer is None:
             self.stats.ignored += 1
             if self.verbose > 0:
-                print(f"{_timestamp(timestamp)} {iface} ignored: {Ether(frame).summary()}")
+                print(f"{_timestamp(timestamp)} {iface} ignored: {Ether(whole).summary()}")
             return
         kind, reply = answer
+        frames = fit_to_mtu(reply, self.mtus[iface], self.framing)
         try:
-            self.sockets[iface].send(reply)
+            for fragment in frames:
+                self.sockets[iface].send(fragment)
         except OSError as exc:
             self.stats.send_errors += 1
             print(f"error: sending on {iface}: {exc.strerror or exc}", file=sys.stderr)
             return
         self.stats.replies[kind] += 1
-        if self.pcap:
-            self.pcap.write_packet(frame, sec=int(timestamp),
-                                   usec=int(timestamp % 1 * 1e6))
-            self.pcap.write_packet(reply)
+        if whole is frame:
+            self._record(frame, timestamp)
+        for fragment in frames:
+            self._record(fragment)
         if self.verbose >= 0:
-            print(f"{_timestamp(timestamp)} {iface} {Ether(frame).summary()} ==> "
-                  f"{Ether(reply).summary()} {self.tag}", flush=True)
+            pieces = f" in {len(frames)} fragments" if len(frames) > 1 else ""
+            print(f"{_timestamp(timestamp)} {iface} {Ether(whole).summary()} ==> "
+                  f"{Ether(reply).summary()}{pieces} {self.framing}", flush=True)
+
+    def _record(self, frame, timestamp=None):
+        """Write `frame` to the -w pcap file, if there is one."""
+        if self.pcap:
+            if timestamp is None:
+                self.pcap.write_packet(frame)
+            else:
+                self.pcap.write_packet(frame, sec=int(timestamp),
+                                       usec=int(timestamp % 1 * 1e6))
 
     def done(self):
         """-c/--count reached."""
@@ -600,6 +827,17 @@ def _ranged_int(name, low, high):
     return parse
 
 
+def _tpid(text):
+    try:
+        value = int(text, 16)
+    except ValueError:
+        value = None
+    if value not in VLAN_TPIDS:
+        raise argparse.ArgumentTypeError(
+            f"TPID must be 0x8100, 0x88a8 or 0x9100: {text!r}")
+    return value
+
+
 def _positive_number(text):
     try:
         value = float(text)
@@ -613,9 +851,9 @@ def _positive_number(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="arp_icmp_vlan0.py",
-        description="Answer ARP requests and ICMP echo requests seen on "
-                    "INTERFACE with 802.1Q-tagged\nreplies: VLAN ID 0 "
-                    "('priority tagging') by default, as a quirky switch does.",
+        description="Answer ARP requests, IPv6 Neighbor Solicitations and ICMP/ICMPv6 "
+                    "echo requests\nseen on INTERFACE with 802.1Q-tagged replies: VLAN ID "
+                    "0 ('priority tagging')\nby default, as a quirky switch does.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("interfaces", nargs="*", metavar="INTERFACE",
                         help="interface(s) to serve, e.g. a VM's TAP device")
@@ -636,12 +874,23 @@ def build_parser():
                         help="also answer ICMPv6 echo sent to a multicast "
                              "group (e.g. ping ff02::1), from the tool's "
                              "link-local address")
-    parser.add_argument("--vlan", type=_ranged_int("VLAN ID", 0, 4094),
-                        default=0, metavar="VID",
-                        help="VLAN ID of the reply tag, 0-4094 (default 0)")
-    parser.add_argument("--prio", type=_ranged_int("priority", 0, 7),
-                        default=0, metavar="PCP",
-                        help="priority (PCP) of the reply tag, 0-7 (default 0)")
+    tags = parser.add_argument_group(
+        "reply framing", "Every reply carries the same tags; by default one 802.1Q "
+        "tag, vlan 0, p 0.")
+    tags.add_argument("--vlan", type=_ranged_int("VLAN ID", 0, 4094), action="append",
+                      metavar="VID", help="VLAN ID of the reply tag, 0-4094 (default "
+                      "0); give it twice for two stacked tags (QinQ), outer first")
+    tags.add_argument("--prio", type=_ranged_int("priority", 0, 7), metavar="PCP",
+                      help="priority (PCP) of every tag, 0-7 (default 0)")
+    tags.add_argument("--dei", action="store_true",
+                      help="set the Drop Eligible Indicator of every tag")
+    tags.add_argument("--tpid", type=_tpid, metavar="TPID",
+                      help="TPID of the outer tag: 0x8100 (802.1Q, default), "
+                           "0x88a8 (802.1ad) or 0x9100")
+    tags.add_argument("--untagged", action="store_true",
+                      help="send plain untagged replies: the baseline to compare with")
+    tags.add_argument("--no-pad", dest="pad", action="store_false",
+                      help="do not pad replies to the 60-byte Ethernet minimum")
     parser.add_argument("--busy-poll", action="store_true",
                         help="poll the sockets without sleeping: round trips "
                              "close to the kernel's, for a whole CPU core")
@@ -677,7 +926,16 @@ def parse_args(argv):
         parser.error("an INTERFACE is named twice")
     if args.targets and not any(net.version in args.families for net in args.targets):
         parser.error(f"no --ip address is IPv{min(args.families)}: nothing to answer")
+    if args.untagged and (args.vlan or args.prio is not None or args.dei or args.tpid):
+        parser.error("--untagged takes no --vlan, --prio, --dei or --tpid")
     return args
+
+
+def framing_from(args):
+    if args.untagged:
+        return Framing(vlans=(), pad=args.pad)
+    return Framing(vlans=tuple(args.vlan or [0]), prio=args.prio or 0, dei=args.dei,
+                   tpid=args.tpid or 0x8100, pad=args.pad)
 
 
 def scope_from(args):
@@ -686,7 +944,7 @@ def scope_from(args):
                  multicast_ping6=args.answer_multicast_ping)
 
 
-def _describe(scope, tag):
+def _describe(scope, framing):
     """The start-up line's middle: what is answered, for whom, how."""
     kinds = [name for family, names in ((4, ["ARP", "ICMP echo"]),
                                         (6, ["NDP", "ICMPv6 echo"]))
@@ -698,8 +956,13 @@ def _describe(scope, tag):
     owner = scope.mac
     if 6 in scope.families:
         owner += f" (link-local {tool_link_local(scope.mac)})"
-    return (f"{kinds} for {targets or 'any address'} as {owner}, "
-            f"replies tagged 802.1Q {tag}")
+    if framing.vlans:
+        tpid = {0x8100: "802.1Q", 0x88A8: "802.1ad", 0x9100: "0x9100"}[framing.tpid]
+        how = f"tagged {tpid} {framing}"
+    else:
+        how = "untagged"
+    padding = "" if framing.pad else ", not padded"
+    return f"{kinds} for {targets or 'any address'} as {owner}, replies {how}{padding}"
 
 
 def _fail(message):
@@ -721,6 +984,11 @@ def _check_interface(name):
     if not up:
         return f"{name}: interface is down (ip link set {name} up)"
     return None
+
+
+def _mtu(name):
+    with open(f"/sys/class/net/{name}/mtu") as mtu:
+        return int(mtu.read())
 
 
 def serve(args):
@@ -746,13 +1014,15 @@ def serve(args):
                 pcap.write_header(None)
             except OSError as exc:
                 return _fail(f"cannot write {args.write}: {exc.strerror or exc}")
-        tag, scope = Tag(vlan=args.vlan, prio=args.prio), scope_from(args)
-        responder = Responder(sockets, scope, tag, pcap=pcap, verbose=args.verbose,
-                              count=args.count, busy_poll=args.busy_poll)
+        framing, scope = framing_from(args), scope_from(args)
+        mtus = {name: _mtu(name) for name in args.interfaces}
+        responder = Responder(sockets, mtus, scope, framing, pcap=pcap,
+                              verbose=args.verbose, count=args.count,
+                              busy_poll=args.busy_poll)
         print(f"arp_icmp_vlan0: on {', '.join(args.interfaces)} answering "
-              f"{_describe(scope, tag)}. Hit Ctrl-C to end.", flush=True)
+              f"{_describe(scope, framing)}. Hit Ctrl-C to end.", flush=True)
         responder.run(timeout=args.timeout)
-        print(responder.stats.report(args.interfaces), flush=True)
+        print(responder.stats.report(args.interfaces, responder.reassembler), flush=True)
         lost = [name for name, s in sockets.items() if s.closed]
         if lost:
             return _fail(f"stopped receiving on {', '.join(lost)} "
@@ -797,6 +1067,18 @@ def _wait_for_line(proc, needle, timeout):
                        f"{''.join(lines)}")
 
 
+def _framing_args(args):
+    """The command-line options that give `args`' framing."""
+    framing = framing_from(args)
+    if not framing.vlans:
+        options = ["--untagged"]
+    else:
+        options = ["--prio", str(framing.prio), "--tpid", hex(framing.tpid)]
+        options += [f"--vlan={vlan}" for vlan in framing.vlans]
+        options += ["--dei"] if framing.dei else []
+    return options + ([] if framing.pad else ["--no-pad"])
+
+
 def self_test(args):
     """Throwaway namespaces 'host' and 'guest' joined by a veth: the guest's
     own stack pings the tool, which runs on the host end."""
@@ -807,9 +1089,9 @@ def self_test(args):
     if os.geteuid() != 0:
         return _fail("--self-test creates network namespaces: run it as root "
                      f"(sudo {sys.argv[0]} --self-test)")
-    if args.vlan != 0:
+    if any(args.vlan or []):
         return _fail("--self-test needs --vlan 0: the guest namespace has no "
-                     f"VLAN {args.vlan} interface, so it would drop the replies")
+                     "VLAN interface, so it would drop the replies")
     families = sorted(args.families)
     suffix = os.urandom(3).hex()
     host, guest = f"avz-host-{suffix}", f"avz-guest-{suffix}"
@@ -839,7 +1121,7 @@ def self_test(args):
             tool_args += ["--ip", SELF_TEST_ADDRESSES[family][1]]
         tool = subprocess.Popen(
             ["ip", "netns", "exec", host, sys.executable, os.path.abspath(__file__),
-             "--mac", args.mac, "--prio", str(args.prio), *tool_args, "veth-host"],
+             "--mac", args.mac, *_framing_args(args), *tool_args, "veth-host"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         procs.append(tool)
         print(f"self-test: the guest's stack in namespace {guest} pings the tool "

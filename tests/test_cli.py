@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import arp_icmp_vlan0
-from arp_icmp_vlan0 import DEFAULT_MAC, parse_args
+from arp_icmp_vlan0 import DEFAULT_MAC, Framing, framing_from, parse_args
 
 TOOL = arp_icmp_vlan0.__file__
 
@@ -31,7 +31,8 @@ def assert_one_line_error(result, status, *words):
 def test_defaults():
     args = parse_args(["tap0"])
     assert args.interfaces == ["tap0"]
-    assert (args.mac, args.vlan, args.prio, args.targets) == (DEFAULT_MAC, 0, 0, [])
+    assert (args.mac, args.targets) == (DEFAULT_MAC, [])
+    assert framing_from(args) == Framing(vlans=(0,), prio=0, dei=False, tpid=0x8100, pad=True)
     assert (args.count, args.timeout, args.write, args.verbose) == (0, None, None, 0)
     assert not args.self_test
 
@@ -45,7 +46,8 @@ def test_every_option():
     assert args.mac == "02:aa:bb:cc:dd:ee"
     assert args.targets == [ipaddress.IPv4Network("198.51.100.2/32"),
                             ipaddress.IPv4Network("203.0.113.0/24")]
-    assert (args.vlan, args.prio, args.count, args.timeout) == (4094, 7, 3, 1.5)
+    assert framing_from(args) == Framing(vlans=(4094,), prio=7)
+    assert (args.count, args.timeout) == (3, 1.5)
     assert (args.write, args.verbose) == ("x.pcap", 1)
     assert args.families == {4, 6} and not args.answer_multicast_ping
     assert parse_args(["-q", "tap0"]).verbose == -1
@@ -53,6 +55,19 @@ def test_every_option():
     assert args.families == {6} and args.answer_multicast_ping
     assert args.targets == [ipaddress.IPv6Network("2001:db8::/64")]
     assert parse_args(["-4", "tap0"]).families == {4}
+
+
+@pytest.mark.parametrize("argv, framing", [
+    (["--vlan", "100", "--vlan", "0", "--tpid", "0x88a8"],
+     Framing(vlans=(100, 0), tpid=0x88A8)),
+    (["--vlan", "7", "--prio", "5", "--dei"], Framing(vlans=(7,), prio=5, dei=True)),
+    (["--tpid", "9100"], Framing(tpid=0x9100)),
+    (["--untagged"], Framing(vlans=())),
+    (["--untagged", "--no-pad"], Framing(vlans=(), pad=False)),
+    (["--no-pad"], Framing(pad=False)),
+])
+def test_framing_options(argv, framing):
+    assert framing_from(parse_args([*argv, "tap0"])) == framing
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -67,6 +82,9 @@ def test_every_option():
     (["--vlan", "-1", "tap0"], ["--vlan"]),
     (["--prio", "8", "tap0"], ["--prio", "0 to 7"]),
     (["--prio", "x", "tap0"], ["--prio"]),
+    (["--tpid", "0x8000", "tap0"], ["--tpid", "0x88a8"]),
+    (["--untagged", "--vlan", "5", "tap0"], ["--untagged takes no"]),
+    (["--untagged", "--prio", "0", "tap0"], ["--untagged takes no"]),
     (["-c", "0", "tap0"], ["--count"]),
     (["--timeout", "0", "tap0"], ["--timeout", "positive"]),
     (["-q", "-v", "tap0"], ["not allowed with"]),

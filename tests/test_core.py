@@ -13,12 +13,12 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 from scapy.utils import checksum
 
-from arp_icmp_vlan0 import DEFAULT_MAC, Scope, Tag, reply_to, wants_address
+from arp_icmp_vlan0 import DEFAULT_MAC, Framing, Scope, reply_to, wants_address
 
 MAC = DEFAULT_MAC
 PEER_MAC = "52:54:00:12:34:56"
 PEER_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
-TAG = Tag(vlan=0, prio=0)
+TAG = Framing()
 
 
 def wire(packet):
@@ -59,19 +59,29 @@ def answer(frame, tag=TAG, targets=(), **scope):
     return kind, wire(reply)
 
 
-def assert_one_tag(reply, tag, inner_type):
+def echo_data(reply):
+    """An echo message's data, to the IP total length: Ethernet padding is not
+    data (Scapy keeps it in the payload as a Padding layer)."""
+    ip = reply[IP]
+    data = bytes(ip)[ip.ihl * 4 + 8:ip.len]
+    assert not any(bytes(ip)[ip.len:]), "padding must be zeros"
+    return data
+
+
+def assert_one_tag(reply, framing, inner_type):
     """Read off the wire bytes: TPID, then TCI = PCP(3) DEI(1) VID(12)."""
     raw = bytes(reply)
     tpid, tci, inner = struct.unpack_from("!HHH", raw, 12)
     assert tpid == 0x8100
-    assert (tci >> 13, tci >> 12 & 1, tci & 0xFFF) == (tag.prio, 0, tag.vlan)
+    assert (tci >> 13, tci >> 12 & 1, tci & 0xFFF) == (framing.prio, 0, framing.vlans[0])
     assert inner == inner_type, "more than one tag" if inner == 0x8100 else inner
-    assert reply[Dot1Q].vlan == tag.vlan
+    assert reply[Dot1Q].vlan == framing.vlans[0]
 
 
 # ---------------------------------------------------------------- ARP
 
-@pytest.mark.parametrize("tag", [Tag(), Tag(vlan=7, prio=5), Tag(vlan=4094, prio=7)])
+@pytest.mark.parametrize("tag", [Framing(), Framing(vlans=(7,), prio=5),
+                                 Framing(vlans=(4094,), prio=7)])
 def test_arp_reply_every_field(tag):
     kind, reply = answer(arp_request(), tag)
     assert kind == "arp"
@@ -81,7 +91,8 @@ def test_arp_reply_every_field(tag):
     assert (arp.hwtype, arp.ptype, arp.hwlen, arp.plen, arp.op) == (1, 0x0800, 6, 4, 2)
     assert (arp.hwsrc, arp.psrc) == (MAC, TOOL_IP)
     assert (arp.hwdst, arp.pdst) == (PEER_MAC, PEER_IP)
-    assert len(bytes(reply)) == 14 + 4 + 28
+    assert len(bytes(reply)) == 60  # 14 + 4 + 28, padded to the minimum
+    assert bytes(reply)[46:] == bytes(14)
 
 
 def test_arp_reply_goes_to_the_ethernet_sender_and_the_arp_sender_fields():
@@ -103,8 +114,8 @@ def test_unicast_arp_request_to_our_mac_is_answered():
 def test_tagged_arp_request_gets_the_configured_tag_only():
     tagged = wire(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=5, prio=3) /
                   ARP(op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=TOOL_IP))
-    _, reply = answer(tagged, Tag(vlan=0, prio=1))
-    assert_one_tag(reply, Tag(vlan=0, prio=1), 0x0806)
+    _, reply = answer(tagged, Framing(vlans=(0,), prio=1))
+    assert_one_tag(reply, Framing(vlans=(0,), prio=1), 0x0806)
 
 
 @pytest.mark.parametrize("frame", [
@@ -145,7 +156,7 @@ def test_arp_for_other_addresses_than_ip_option_is_ignored():
 
 # ---------------------------------------------------------------- ICMP echo
 
-@pytest.mark.parametrize("tag", [Tag(), Tag(vlan=7, prio=5)])
+@pytest.mark.parametrize("tag", [Framing(), Framing(vlans=(7,), prio=5)])
 @pytest.mark.parametrize("data", [b"", b"x", bytes(range(256)) * 5 + b"odd"],
                          ids=["empty", "one-byte", "1283-bytes"])
 def test_echo_reply_every_field(tag, data):
@@ -160,8 +171,8 @@ def test_echo_reply_every_field(tag, data):
     assert ip.len == 20 + 8 + len(data)
     icmp = reply[ICMP]
     assert (icmp.type, icmp.code, icmp.id, icmp.seq) == (0, 0, 0x1234, 7)
-    assert bytes(icmp.payload) == data
-    assert len(bytes(reply)) == 14 + 4 + ip.len
+    assert echo_data(reply) == data
+    assert len(bytes(reply)) == max(60, 14 + 4 + ip.len)
     # Checksums: valid, and equal to what Scapy computes from scratch.
     raw_ip = bytes(ip)
     assert checksum(raw_ip[:20]) == 0 and checksum(raw_ip[20:]) == 0
@@ -176,16 +187,16 @@ def test_ethernet_padding_is_not_echo_data():
     frame = echo_request(b"!", pad=b"\xaa" * 17)
     assert len(bytes(frame)) == 60
     _, reply = answer(frame)
-    assert bytes(reply[ICMP].payload) == b"!"
+    assert echo_data(reply) == b"!"
     assert reply[IP].len == 29
 
 
 def test_tagged_echo_request_gets_the_configured_tag_only():
     request = wire(Ether(src=PEER_MAC, dst=MAC) / Dot1Q(vlan=0, prio=6) /
                    IP(src=PEER_IP, dst=TOOL_IP) / ICMP(id=1, seq=2) / b"tagged")
-    _, reply = answer(request, Tag(vlan=3, prio=2))
-    assert_one_tag(reply, Tag(vlan=3, prio=2), 0x0800)
-    assert bytes(reply[ICMP].payload) == b"tagged"
+    _, reply = answer(request, Framing(vlans=(3,), prio=2))
+    assert_one_tag(reply, Framing(vlans=(3,), prio=2), 0x0800)
+    assert echo_data(reply) == b"tagged"
 
 
 def test_echo_request_with_ip_options_is_answered_without_them():
@@ -193,7 +204,7 @@ def test_echo_request_with_ip_options_is_answered_without_them():
                    IP(src=PEER_IP, dst=TOOL_IP, options=[b"\x01" * 4]) /
                    ICMP(id=1, seq=2) / b"opts")
     _, reply = answer(request)
-    assert reply[IP].ihl == 5 and bytes(reply[ICMP].payload) == b"opts"
+    assert reply[IP].ihl == 5 and echo_data(reply) == b"opts"
 
 
 def corrupt_ip_checksum(frame):

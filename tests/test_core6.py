@@ -14,7 +14,7 @@ from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6MLRepo
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
-from arp_icmp_vlan0 import Tag, tool_link_local
+from arp_icmp_vlan0 import Framing, tool_link_local
 from test_core import MAC, PEER_MAC, answer, assert_one_tag, core_reply, wire
 
 PEER6, TOOL6 = "2001:db8::1", "2001:db8::2"
@@ -47,7 +47,7 @@ def assert_icmp6_checksum_is_scapys(reply, layer):
     assert reply[layer].cksum == Ether(bytes(fresh))[layer].cksum
 
 
-@pytest.mark.parametrize("tag", [Tag(), Tag(vlan=7, prio=5)])
+@pytest.mark.parametrize("tag", [Framing(), Framing(vlans=(7,), prio=5)])
 @pytest.mark.parametrize("ns", [
     pytest.param(solicitation(), id="to-solicited-node"),
     pytest.param(solicitation(dst=TOOL6, ether_dst=MAC), id="unicast"),
@@ -76,16 +76,16 @@ def test_neighbor_advertisement_every_field(ns, tag):
 @pytest.mark.parametrize("data", [b"", b"x", bytes(range(256)) * 4],
                          ids=["empty", "one-byte", "1024-bytes"])
 def test_echo6_reply_every_field(data):
-    kind, reply = answer(echo6(data), Tag(vlan=0, prio=3))
+    kind, reply = answer(echo6(data), Framing(vlans=(0,), prio=3))
     assert kind == "icmp6 echo"
     assert (reply.src, reply.dst) == (MAC, PEER_MAC)
-    assert_one_tag(reply, Tag(vlan=0, prio=3), 0x86DD)
+    assert_one_tag(reply, Framing(vlans=(0,), prio=3), 0x86DD)
     ip6 = reply[IPv6]
     assert (ip6.tc, ip6.nh, ip6.hlim, ip6.src, ip6.dst) == (0x28, 58, 64, TOOL6, PEER6)
     assert ip6.plen == 8 + len(data)
     echo = reply[ICMPv6EchoReply]
     assert (echo.type, echo.code, echo.id, echo.seq, echo.data) == (129, 0, 0x4321, 11, data)
-    assert len(bytes(reply)) == 14 + 4 + 40 + 8 + len(data)
+    assert len(bytes(reply)) == 14 + 4 + 40 + 8 + len(data)  # never below 60
     assert_icmp6_checksum_is_scapys(reply, ICMPv6EchoReply)
 
 
@@ -99,8 +99,8 @@ def test_echo6_padding_is_not_data_and_hop_by_hop_is_looked_past():
 def test_tagged_solicitation_gets_the_configured_tag_only():
     tagged = wire(Ether(src=PEER_MAC, dst=SOLICITED_NODE_MAC) / Dot1Q(vlan=0, prio=5) /
                   IPv6(src=PEER6, dst=SOLICITED_NODE, hlim=255) / ICMPv6ND_NS(tgt=TOOL6))
-    _, reply = answer(tagged, Tag(vlan=0, prio=2))
-    assert_one_tag(reply, Tag(vlan=0, prio=2), 0x86DD)
+    _, reply = answer(tagged, Framing(vlans=(0,), prio=2))
+    assert_one_tag(reply, Framing(vlans=(0,), prio=2), 0x86DD)
 
 
 def test_multicast_echo_answered_only_when_asked_and_from_link_local():

@@ -7,11 +7,12 @@ import subprocess
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.packet import Raw
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6ND_RS, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from arp_icmp_vlan0 import (DEFAULT_MAC, REQUEST_FILTER,
-                            REQUEST_FILTER_EXPRESSION, Scope, Tag, reply_to)
+                            REQUEST_FILTER_EXPRESSION, Framing, Scope, reply_to)
 from conftest import need_root_and
 from test_core import VALID_REQUESTS, arp_request, echo_request, wire
 
@@ -75,6 +76,8 @@ def test_filter_is_what_libpcap_compiles_from_the_expression():
 
 
 @pytest.mark.parametrize("frame", VALID_REQUESTS + [
+    echo_request(frag=185),  # fragments of ICMP are reassembled in Python
+    echo_request(flags="MF"),
     wire(Ether(src="52:54:00:12:34:56", dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=0) /
          ARP(op=1, psrc="198.51.100.1", pdst="198.51.100.2")),
 ])
@@ -88,8 +91,9 @@ PEER = Ether(src="52:54:00:12:34:56", dst=DEFAULT_MAC)
 
 @pytest.mark.parametrize("frame", [
     pytest.param(arp_request(op=2), id="arp-reply"),
-    pytest.param(wire(reply_to(bytes(echo_request()), Scope(), Tag())[1]), id="echo-reply"),
-    pytest.param(echo_request(frag=185), id="later-fragment"),
+    pytest.param(wire(reply_to(bytes(echo_request()), Scope(), Framing())[1]), id="echo-reply"),
+    pytest.param(wire(PEER / IP(dst="198.51.100.2", proto=17, frag=185) / Raw(b"u" * 40)),
+                 id="udp-fragment"),
     pytest.param(wire(bytes(arp_request())[:20]), id="truncated-arp"),
     pytest.param(wire(PEER / IP(dst="198.51.100.2") / UDP()), id="udp"),
     pytest.param(wire(PEER / IP(dst="198.51.100.2") / TCP(flags="S")), id="tcp-syn"),

@@ -1,0 +1,235 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Tag and frame fidelity, offline: tag settings, padding, fragmented
+requests (reassembly) and replies larger than the MTU (fragmentation)."""
+
+import struct
+
+import pytest
+from scapy.layers.inet import ICMP, IP, defragment, fragment
+from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, IPv6,
+                                IPv6ExtHdrFragment, defragment6, fragment6)
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+
+from scapy.utils import checksum
+
+from arp_icmp_vlan0 import Framing, Reassembler, Scope, fit_to_mtu, reply_to
+from test_core import MAC, PEER_IP, PEER_MAC, TOOL_IP, arp_request, echo_request, wire
+from test_core6 import PEER6, TOOL6, echo6, solicitation
+
+
+def tags_of(frame):
+    """[(tpid, pcp, dei, vid), ...] read off the wire bytes, outer first, and
+    the ethertype after them."""
+    tags, offset = [], 12
+    while True:
+        tpid = struct.unpack_from("!H", frame, offset)[0]
+        if tpid not in (0x8100, 0x88A8, 0x9100):
+            return tags, tpid
+        tci = struct.unpack_from("!H", frame, offset + 2)[0]
+        tags.append((tpid, tci >> 13, tci >> 12 & 1, tci & 0xFFF))
+        offset += 4
+
+
+def reply(frame, framing, **scope):
+    result = reply_to(bytes(frame), Scope(mac=MAC, **scope), framing)
+    assert result is not None
+    return result[1]
+
+
+@pytest.mark.parametrize("framing, tags", [
+    (Framing(), [(0x8100, 0, 0, 0)]),
+    (Framing(vlans=(7,), prio=5, dei=True), [(0x8100, 5, 1, 7)]),
+    (Framing(vlans=(100, 0), tpid=0x88A8), [(0x88A8, 0, 0, 100), (0x8100, 0, 0, 0)]),
+    (Framing(vlans=(100, 200), tpid=0x9100, prio=3), [(0x9100, 3, 0, 100),
+                                                      (0x8100, 3, 0, 200)]),
+    (Framing(vlans=()), []),
+])
+@pytest.mark.parametrize("request_frame, ethertype", [
+    (arp_request(), 0x0806), (echo_request(), 0x0800),
+    (solicitation(), 0x86DD), (echo6(), 0x86DD)], ids=["arp", "echo", "ns", "echo6"])
+def test_every_tag_setting_on_every_reply_kind(framing, tags, request_frame, ethertype):
+    frame = reply(request_frame, framing)
+    assert tags_of(frame) == (tags, ethertype)
+    if framing.tpid == 0x9100:
+        return  # Scapy does not dissect this TPID as a tag
+    # Scapy dissects the same stack, and the payload after it is intact.
+    dissected = wire(frame)
+    assert [layer.vlan for layer in dissected.iterpayloads()
+            if isinstance(layer, Dot1Q)] == list(framing.vlans)
+    assert dissected.haslayer(ARP if ethertype == 0x0806 else
+                              IP if ethertype == 0x0800 else IPv6)
+
+
+def test_framing_reads_like_tcpdump():
+    assert str(Framing()) == "vlan 0, p 0"
+    assert str(Framing(vlans=(7,), prio=5, dei=True)) == "vlan 7, p 5, DEI"
+    assert str(Framing(vlans=(100, 0))) == "vlan 100, p 0, vlan 0, p 0"
+    assert str(Framing(vlans=())) == "untagged"
+
+
+@pytest.mark.parametrize("request_frame, natural", [
+    (arp_request(), 28), (echo_request(b""), 28), (echo_request(b"x" * 20), 48),
+    (solicitation(), 72), (echo6(b""), 48)], ids=["arp", "echo-empty", "echo-20", "ns",
+                                                  "echo6-empty"])
+@pytest.mark.parametrize("vlans", [(), (0,), (100, 0)], ids=["untagged", "tag", "qinq"])
+@pytest.mark.parametrize("pad", [True, False], ids=["pad", "no-pad"])
+def test_padding_to_60_bytes_tags_counted(request_frame, natural, vlans, pad):
+    frame = reply(request_frame, Framing(vlans=vlans, pad=pad))
+    unpadded = 14 + 4 * len(vlans) + natural
+    assert len(frame) == (max(60, unpadded) if pad else unpadded)
+    assert not any(frame[unpadded:])
+
+
+# ---------------------------------------------------------------- MTU
+
+def test_full_mtu_reply_is_one_1518_byte_frame():
+    frame = reply(echo_request(b"x" * 1472), Framing())
+    assert fit_to_mtu(frame, 1500, Framing()) == [frame]
+    assert len(frame) == 1518
+
+
+@pytest.mark.parametrize("size", [1473, 2972, 7972])
+@pytest.mark.parametrize("framing", [Framing(), Framing(vlans=(100, 0)), Framing(vlans=())],
+                         ids=["tag", "qinq", "untagged"])
+def test_ipv4_reply_larger_than_mtu_is_fragmented(size, framing):
+    data = bytes(i % 251 for i in range(size))
+    whole = reply(echo_request(data), framing)
+    frames = fit_to_mtu(whole, 1500, framing)
+    assert len(frames) > 1
+    budget = 1500 - 4 * max(0, len(framing.vlans) - 1)
+    packets = []
+    for frame in frames:
+        assert tags_of(frame)[0] == tags_of(whole)[0] and len(frame) >= 60
+        ip = wire(frame)[IP]
+        assert ip.len <= budget and checksum(bytes(ip)[:20]) == 0
+        packets.append(IP(bytes(ip)[:ip.len]))  # without the Ethernet padding
+    # Scapy's own reassembly gives the reply back.
+    rebuilt = IP(bytes(defragment(packets)[0]))
+    assert bytes(rebuilt[ICMP])[8:] == data and checksum(bytes(rebuilt[ICMP])) == 0
+    assert rebuilt[ICMP].type == 0 and rebuilt.src == TOOL_IP
+
+
+@pytest.mark.parametrize("size", [1453, 2952, 7952])
+def test_ipv6_reply_larger_than_mtu_gets_fragment_headers(size):
+    data = bytes(i % 253 for i in range(size))
+    whole = reply(echo6(data), Framing())
+    frames = fit_to_mtu(whole, 1500, Framing())
+    assert len(frames) > 1
+    pieces = [wire(frame) for frame in frames]
+    for piece in pieces:
+        assert piece[IPv6].plen + 40 <= 1500
+        assert piece.haslayer(IPv6ExtHdrFragment)
+    assert len({p[IPv6ExtHdrFragment].id for p in pieces}) == 1
+    rebuilt = IPv6(bytes(defragment6([p[IPv6] for p in pieces])))
+    assert rebuilt[ICMPv6EchoReply].data == data and rebuilt[IPv6].src == TOOL6
+    fresh = rebuilt.copy()
+    del fresh[ICMPv6EchoReply].cksum
+    assert rebuilt[ICMPv6EchoReply].cksum == IPv6(bytes(fresh))[ICMPv6EchoReply].cksum
+
+
+# ---------------------------------------------------------------- reassembly
+
+def ipv4_fragments(size=3000, fragsize=1480, ident=77):
+    packet = (Ether(src=PEER_MAC, dst=MAC) /
+              IP(src=PEER_IP, dst=TOOL_IP, id=ident) / ICMP(id=9, seq=1) / (b"z" * size))
+    return [bytes(f) for f in fragment(packet, fragsize)]
+
+
+def ipv6_fragments(size=3000, fragsize=1280, ident=99):
+    packet = (Ether(src=PEER_MAC, dst=MAC) / IPv6(src=PEER6, dst=TOOL6) /
+              IPv6ExtHdrFragment(id=ident) / ICMPv6EchoRequest(id=9, seq=1, data=b"y" * size))
+    return [bytes(Ether(src=PEER_MAC, dst=MAC) / f) for f in fragment6(packet[IPv6], fragsize)]
+
+
+def feed(frames, reassembler=None, now=0.0):
+    reassembler = reassembler or Reassembler()
+    results = [reassembler.add(frame, now) for frame in frames]
+    return [r for r in results if r is not None], reassembler
+
+
+@pytest.mark.parametrize("make", [ipv4_fragments, ipv6_fragments], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("order", ["in-order", "reversed", "duplicate-middle"])
+def test_reassembled_request_is_answered(make, order):
+    fragments = make()
+    if order == "reversed":
+        fragments = fragments[::-1]
+    elif order == "duplicate-middle":
+        fragments = fragments[:2] + fragments[1:]
+    whole, reassembler = feed(fragments)
+    assert len(whole) == 1 and reassembler.reassembled == 1 and not reassembler.pending
+    kind, answer = reply_to(whole[0], Scope(mac=MAC), Framing())
+    assert kind in ("icmp echo", "icmp6 echo")
+    assert reassembler.held == 0
+
+
+def test_unfragmented_frames_pass_through_untouched():
+    frame = bytes(echo_request())
+    assert Reassembler().add(frame, 0.0) is frame
+
+
+@pytest.mark.parametrize("make", [ipv4_fragments, ipv6_fragments], ids=["ipv4", "ipv6"])
+def test_missing_last_fragment_times_out_and_is_counted(make):
+    reassembler = Reassembler(timeout=10)
+    whole, _ = feed(make()[:-1], reassembler, now=0.0)
+    assert whole == [] and len(reassembler.pending) == 1
+    assert reassembler.add(bytes(echo_request()), 11.0) is not None  # any later frame
+    assert not reassembler.pending and reassembler.dropped == 1 and reassembler.held == 0
+
+
+def overlapping_ipv4():
+    first, second, last = ipv4_fragments()
+    shifted = wire(second)
+    shifted[IP].frag -= 1  # now overlaps the first fragment by 8 bytes
+    del shifted[IP].chksum
+    return [first, bytes(shifted), last]
+
+
+def oversized_ipv4():
+    last = wire(ipv4_fragments()[-1])
+    last[IP].frag = 8190  # ends past 65,535 bytes
+    del last[IP].chksum
+    return ipv4_fragments()[:-1] + [bytes(last)]
+
+
+def odd_length_middle_ipv4():
+    first, _, last = ipv4_fragments()
+    short = wire(first)
+    short[IP].remove_payload()
+    short[IP].add_payload(bytes(wire(first)[IP].payload)[:1476])  # MF set, not 8n bytes
+    del short[IP].len, short[IP].chksum
+    return [bytes(short), last]
+
+
+@pytest.mark.parametrize("frames", [overlapping_ipv4(), oversized_ipv4(),
+                                    odd_length_middle_ipv4()],
+                         ids=["overlapping", "oversized", "not-a-multiple-of-8"])
+def test_bad_fragment_sets_are_dropped_never_answered(frames):
+    whole, reassembler = feed(frames)
+    assert whole == []
+    assert reassembler.dropped >= 1 and reassembler.reassembled == 0
+
+
+def test_reassembly_is_bounded_in_datagrams_and_bytes():
+    reassembler = Reassembler(max_datagrams=4, max_bytes=5000)
+    for ident in range(10):  # ten first fragments that never complete
+        assert reassembler.add(ipv4_fragments(ident=ident)[0], 0.0) is None
+        assert len(reassembler.pending) <= 4 and reassembler.held <= 5000
+    assert reassembler.dropped >= 6
+    # A complete datagram still gets through.
+    whole, _ = feed(ipv4_fragments(ident=1000), reassembler)
+    assert len(whole) == 1
+
+
+def test_random_fragment_soup_raises_nothing():
+    import random
+    rng = random.Random(1)
+    reassembler = Reassembler(max_datagrams=8, max_bytes=20000)
+    pool = ipv4_fragments() + ipv6_fragments() + ipv4_fragments(ident=5)
+    for step in range(3000):
+        frame = bytearray(rng.choice(pool))
+        for _ in range(rng.randrange(3)):
+            frame[rng.randrange(14, len(frame))] ^= 1 << rng.randrange(8)
+        result = reassembler.add(bytes(frame), step * 0.01)
+        if result is not None:
+            reply_to(result, Scope(mac=MAC), Framing())
+        assert reassembler.held <= 20000 and len(reassembler.pending) <= 8

@@ -25,8 +25,10 @@ Public License, version 2 only (see LICENSE), like Scapy which it builds on.
 """
 
 import argparse
+import ctypes
 import ipaddress
 import os
+import pwd
 import re
 import select
 import shutil
@@ -42,6 +44,7 @@ from typing import NamedTuple
 
 try:
     from scapy.arch.linux import L2Socket
+    from scapy.config import conf
     from scapy.data import DLT_EN10MB, MTU, SO_ATTACH_FILTER
     from scapy.error import log_runtime
     from scapy.layers.inet6 import IPv6  # noqa: F401 (lets Ether dissect IPv6)
@@ -63,6 +66,11 @@ REPLY_TTL = 64
 ETH_ZLEN = 60  # the Ethernet minimum, without the frame check sequence
 SO_RCVBUFFORCE = 33
 RECEIVE_BUFFER = 4 << 20
+REATTACH_INTERVAL = 0.5  # seconds between looks for a returning interface
+SYSFS_NET = "/sys/class/net"
+CAP_NET_RAW = 13
+PR_SET_KEEPCAPS, PR_CAPBSET_DROP = 8, 24
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # The kernel filter: only ARP requests, ICMP echo requests, IPv6 Neighbor
 # Solicitations and ICMPv6 echo requests that arrive on the interface reach
@@ -684,11 +692,14 @@ class Responder:
     (see tests/benchmark.py and README.rst, Performance)."""
 
     def __init__(self, sockets, mtus, scope, framing, pcap=None, verbose=0, count=0,
-                 busy_poll=False):
+                 busy_poll=False, exit_on_down=False):
         self.sockets, self.mtus = sockets, mtus  # interface name -> L2Socket, MTU
         self.scope, self.framing = scope, framing
         self.pcap, self.verbose, self.count = pcap, verbose, count
-        self.busy_poll = busy_poll
+        self.busy_poll, self.exit_on_down = busy_poll, exit_on_down
+        self.stopping = False
+        self.waiting = set()   # interfaces gone, to serve again once back
+        self.lost = []         # every interface lost, in order
         self.reassembler = Reassembler()
         self.stats = Stats({kind: 0 for kind in REPLY_KINDS
                             if KIND_FAMILY[kind] in scope.families})
@@ -710,7 +721,7 @@ class Responder:
         if answer is None:
             self.stats.ignored += 1
             if self.verbose > 0:
-                print(f"{_timestamp(timestamp)} {iface} ignored: {Ether(whole).summary()}")
+                self.say(f"{_timestamp(timestamp)} {iface} ignored: {Ether(whole).summary()}")
             return
         kind, reply = answer
         frames = fit_to_mtu(reply, self.mtus[iface], self.framing)
@@ -728,8 +739,8 @@ class Responder:
             self._record(fragment)
         if self.verbose >= 0:
             pieces = f" in {len(frames)} fragments" if len(frames) > 1 else ""
-            print(f"{_timestamp(timestamp)} {iface} {Ether(whole).summary()} ==> "
-                  f"{Ether(reply).summary()}{pieces} {self.framing}", flush=True)
+            self.say(f"{_timestamp(timestamp)} {iface} {Ether(whole).summary()} ==> "
+                     f"{Ether(reply).summary()}{pieces} {self.framing}")
 
     def _record(self, frame, timestamp=None):
         """Write `frame` to the -w pcap file, if there is one."""
@@ -741,31 +752,43 @@ class Responder:
                                        usec=int(timestamp % 1 * 1e6))
 
     def done(self):
-        """-c/--count reached."""
-        return 0 < self.count <= self.stats.replied
+        """-c/--count reached, or asked to stop."""
+        return self.stopping or 0 < self.count <= self.stats.replied
 
-    def run(self, timeout=None):
-        """Serve until --count, --timeout, Ctrl-C or SIGTERM, or until every
-        interface is gone."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        names = {sock: name for name, sock in self.sockets.items()}
-        for sock in names:
-            sock.ins.setblocking(False)
+    def say(self, line):
+        """Print a line; if nobody reads stdout any more (| head), stop."""
         try:
-            while names and not self.done():
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                if self.busy_poll:  # never sleep: no wake-up latency
-                    ready = list(names)
-                else:
-                    ready, _, _ = select.select(list(names), [], [], remaining)
-                for sock in ready:
-                    self._drain(sock, names)
-        except KeyboardInterrupt:
-            pass
+            print(line, flush=True)
+        except BrokenPipeError:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the exit flush)
+            self.stopping = True
 
-    def _drain(self, sock, names):
+    def run(self, timeout=None, wake_fd=None):
+        """Serve until --count, --timeout, a signal (it sets `stopping` and
+        writes to `wake_fd`) or, with --exit-on-down, a lost interface. An
+        interface that goes away is waited for and served again when back."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        live = {sock: name for name, sock in self.sockets.items()}
+        for sock in live:
+            sock.ins.setblocking(False)
+        while not self.done() and (live or self.waiting):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            if self.waiting:
+                self._reattach(live)
+                remaining = REATTACH_INTERVAL if remaining is None else min(
+                    remaining, REATTACH_INTERVAL)
+            if self.busy_poll and live:  # never sleep: no wake-up latency
+                ready = list(live)
+            else:
+                watched = list(live) + ([wake_fd] if wake_fd is not None else [])
+                ready, _, _ = select.select(watched, [], [], remaining)
+            for sock in ready:
+                if sock in live:
+                    self._drain(sock, live)
+
+    def _drain(self, sock, live):
         """Answer every frame queued on `sock`, then return to select()."""
         while not self.done():
             try:
@@ -773,12 +796,39 @@ class Responder:
             except BlockingIOError:
                 return
             except OSError as exc:  # the interface went down or away
-                print(f"error: {names[sock]}: {exc.strerror or exc}", file=sys.stderr)
-                del names[sock]
-                sock.close()
+                self._lost(sock, live, exc)
                 return
             if frame:  # None: a frame the host sent, which Scapy skips
-                self.handle(names[sock], frame, timestamp or time.time())
+                self.handle(live[sock], frame, timestamp or time.time())
+
+    def _lost(self, sock, live, exc):
+        name = live.pop(sock)
+        sock.close()
+        self.lost.append(name)
+        if self.exit_on_down:
+            self.stopping = True
+            return
+        self.waiting.add(name)
+        print(f"arp_icmp_vlan0: {name}: {exc.strerror or exc}; waiting for it to "
+              "come back", file=sys.stderr, flush=True)
+
+    def _reattach(self, live):
+        """Open a new socket on every awaited interface that exists and is up."""
+        for name in sorted(self.waiting):
+            if _check_interface(name) is not None:
+                continue
+            conf.ifaces.reload()  # Scapy caches interfaces: a new one has a new index
+            try:
+                sock = open_socket(name)
+                self.mtus[name] = _mtu(name)
+            except OSError:
+                continue  # not quite back yet: try again later
+            sock.ins.setblocking(False)
+            self.sockets[name] = sock
+            live[sock] = name
+            self.waiting.discard(name)
+            print(f"arp_icmp_vlan0: {name}: back; answering again", file=sys.stderr,
+                  flush=True)
 
 
 def open_socket(iface):
@@ -891,6 +941,18 @@ def build_parser():
                       help="send plain untagged replies: the baseline to compare with")
     tags.add_argument("--no-pad", dest="pad", action="store_false",
                       help="do not pad replies to the 60-byte Ethernet minimum")
+    safety = parser.add_argument_group("safety")
+    safety.add_argument("--allow-physical", action="store_true",
+                        help="serve a physical interface (or a bridge or VLAN on "
+                             "one) too: the tool then answers on a real network")
+    safety.add_argument("--user", default="nobody",
+                        help="user to run as once the sockets are open (default "
+                             "nobody), keeping only CAP_NET_RAW")
+    safety.add_argument("--keep-root", action="store_true",
+                        help="do not drop root privileges")
+    safety.add_argument("--exit-on-down", action="store_true",
+                        help="exit (status 1) when an interface goes away, instead "
+                             "of waiting for it to come back")
     parser.add_argument("--busy-poll", action="store_true",
                         help="poll the sockets without sleeping: round trips "
                              "close to the kernel's, for a whole CPU core")
@@ -977,7 +1039,7 @@ def _check_interface(name):
     except OSError:
         return f"{name}: no such interface (see: ip link)"
     try:
-        with open(f"/sys/class/net/{name}/flags") as flags:
+        with open(f"{SYSFS_NET}/{name}/flags") as flags:
             up = int(flags.read(), 16) & 1
     except OSError:
         up = True  # no sysfs view: let the socket tell
@@ -987,13 +1049,59 @@ def _check_interface(name):
 
 
 def _mtu(name):
-    with open(f"/sys/class/net/{name}/mtu") as mtu:
+    with open(f"{SYSFS_NET}/{name}/mtu") as mtu:
         return int(mtu.read())
+
+
+def physical_device(name):
+    """The physical device that interface `name` is, sits on (a VLAN,
+    macvlan or bond over it) or bridges to (a bridge port), or None if it is
+    purely virtual (TAP, veth, dummy, a bridge of those...). A veth's or a
+    TAP's far end is not followed: it is in another namespace or a process."""
+    todo, seen = [name], set()
+    while todo:
+        device = todo.pop()
+        if device in seen:
+            continue
+        seen.add(device)
+        path = os.path.realpath(os.path.join(SYSFS_NET, device))
+        if "/devices/virtual/" not in path:
+            return device
+        entries = os.listdir(path)
+        todo += [entry[len("lower_"):] for entry in entries if entry.startswith("lower_")]
+        if "brif" in entries:
+            todo += os.listdir(os.path.join(path, "brif"))
+    return None
+
+
+def drop_privileges(user):
+    """Become `user`, keeping CAP_NET_RAW alone (to open a packet socket on a
+    returning interface) in every capability set. Raises KeyError for an
+    unknown user, OSError if the kernel refuses."""
+    entry = pwd.getpwnam(user)
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(result, what):
+        if result != 0:
+            raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
+
+    with open("/proc/sys/kernel/cap_last_cap") as last:
+        for cap in range(int(last.read()) + 1):
+            if cap != CAP_NET_RAW:
+                check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "dropping capabilities")
+    check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keeping capabilities")
+    os.setgroups([])
+    os.setresgid(entry.pw_gid, entry.pw_gid, entry.pw_gid)
+    os.setresuid(entry.pw_uid, entry.pw_uid, entry.pw_uid)
+    header = ctypes.create_string_buffer(struct.pack("Ii", LINUX_CAPABILITY_VERSION_3, 0))
+    net_raw = 1 << CAP_NET_RAW  # effective, permitted, inheritable; then the upper 32
+    data = ctypes.create_string_buffer(struct.pack("6I", net_raw, net_raw, 0, 0, 0, 0))
+    check(libc.capset(header, data), "setting capabilities")
 
 
 def serve(args):
     for name in args.interfaces:
-        problem = _check_interface(name)
+        problem = _check_interface(name) or _check_virtual(name, args)
         if problem:
             return _fail(problem)
     sockets = {}
@@ -1014,25 +1122,69 @@ def serve(args):
                 pcap.write_header(None)
             except OSError as exc:
                 return _fail(f"cannot write {args.write}: {exc.strerror or exc}")
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        if os.geteuid() == 0 and not args.keep_root:
+            try:
+                drop_privileges(args.user)
+            except KeyError:
+                return _fail(f"no user named {args.user!r} (--user)")
+            except OSError as exc:
+                return _fail(f"cannot drop privileges to {args.user}: {exc.strerror}; "
+                             "--keep-root runs as root")
+            user = args.user
         framing, scope = framing_from(args), scope_from(args)
         mtus = {name: _mtu(name) for name in args.interfaces}
         responder = Responder(sockets, mtus, scope, framing, pcap=pcap,
                               verbose=args.verbose, count=args.count,
-                              busy_poll=args.busy_poll)
-        print(f"arp_icmp_vlan0: on {', '.join(args.interfaces)} answering "
-              f"{_describe(scope, framing)}. Hit Ctrl-C to end.", flush=True)
-        responder.run(timeout=args.timeout)
-        print(responder.stats.report(args.interfaces, responder.reassembler), flush=True)
-        lost = [name for name, s in sockets.items() if s.closed]
-        if lost:
-            return _fail(f"stopped receiving on {', '.join(lost)} "
-                         "(interface gone or down?)")
+                              busy_poll=args.busy_poll, exit_on_down=args.exit_on_down)
+        wake_fd = _stop_on_signals(responder)
+        responder.say(f"arp_icmp_vlan0: on {', '.join(args.interfaces)} answering "
+                      f"{_describe(scope, framing)}; running as {user}. Hit Ctrl-C to end.")
+        responder.run(timeout=args.timeout, wake_fd=wake_fd)
+        responder.say(responder.stats.report(args.interfaces, responder.reassembler))
+        if args.exit_on_down and responder.lost:
+            return _fail(f"stopped receiving on {', '.join(responder.lost)} "
+                         "(interface gone or down)")
         return 0
     finally:
         if pcap:
             pcap.close()
         for sock in sockets.values():
             sock.close()
+
+
+def _check_virtual(name, args):
+    """An error message if `name` is, or reaches, a physical network and
+    --allow-physical was not given; with it, and without --ip, a warning."""
+    physical = physical_device(name)
+    if physical is None:
+        return None
+    via = "" if physical == name else f" (through {physical})"
+    if not args.allow_physical:
+        return (f"{name} is a physical interface{via}: the tool would answer ARP "
+                "and pings for other hosts on a real network. It is meant for TAP, "
+                "veth and other virtual devices; --allow-physical overrides")
+    if not args.targets:
+        print(f"arp_icmp_vlan0: WARNING: {name} is a physical interface{via} and no "
+              "--ip was given: EVERY ARP request on that network will be answered, "
+              "claiming other hosts' addresses.", file=sys.stderr, flush=True)
+    return None
+
+
+def _stop_on_signals(responder):
+    """SIGTERM and Ctrl-C end the serving loop cleanly between two frames (so
+    the pcap file stays whole); SIGHUP is ignored. Returns a file descriptor
+    that becomes readable when a signal arrives, for select()."""
+    def stop(_signum, _frame):
+        responder.stopping = True
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end)
+    signal.signal(signal.SIGTERM, stop)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # background jobs keep it
+        signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return read_end
 
 
 # ---------------------------------------------------------------- self-test
@@ -1175,8 +1327,8 @@ def self_test(args):
 
 # ---------------------------------------------------------------- main
 
-def _stop_on_sigterm(_signum, _frame):
-    raise KeyboardInterrupt  # sniff() ends on it like on Ctrl-C
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt  # the self-test cleans up on it as on Ctrl-C
 
 
 def main(argv=None):
@@ -1185,8 +1337,8 @@ def main(argv=None):
         return _fail(f"Scapy is not installed ({SCAPY_MISSING}); install it "
                      "with: pip install scapy  (or: apt install python3-scapy)")
     log_runtime.setLevel("ERROR")  # our own lines say what went wrong
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if args.self_test:
+        signal.signal(signal.SIGTERM, _interrupt)
         return self_test(args)
     return serve(args)
 

@@ -176,6 +176,14 @@ def generate(args):
         result = first_reply(sock)
     elif args.generate == "burst":
         result = burst(sock, args.peer_mac)
+    elif args.generate == "flood":
+        sock.setblocking(False)
+        before = rx_packets()
+        sent, took = send_at_rate(sock, echo_frames(args.peer_mac, 4096), args.rate,
+                                  args.count / args.rate)
+        time.sleep(0.5)
+        result = {"sent": sent, "received": rx_packets() - before,
+                  "achieved_pps": round(sent / took)}
     else:
         sock.setblocking(False)
         frames = echo_frames(args.peer_mac, 4096) if args.generate == "icmp" else arp_frames()
@@ -325,6 +333,8 @@ def main():
     parser.add_argument("--peers", default="kernel,tool,tool-busy-poll,scapy")
     parser.add_argument("--generate", help=argparse.SUPPRESS)
     parser.add_argument("--peer-mac", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
         return generate(args)

@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Safety, offline: the guard against physical interfaces, on a faked sysfs
+view (this kernel has no netdevsim), and property tests of the core."""
+
+import os
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, IPv6
+from scapy.layers.l2 import ARP, Ether
+
+import arp_icmp_vlan0
+from arp_icmp_vlan0 import Framing, Scope, main, physical_device, reply_to
+from test_core import VALID_REQUESTS, arp_request, echo_request
+from test_core6 import echo6, solicitation
+
+SCOPE, FRAMING = Scope(), Framing()
+SEEDS = [bytes(f) for f in VALID_REQUESTS + [solicitation(), echo6(), echo6(b"")]]
+
+
+@pytest.fixture
+def fake_sysfs(tmp_path, monkeypatch):
+    """A sysfs view with: tap0, veth0 (virtual); eth9 (PCI); br-lan (a bridge
+    with eth9 as a port); br-vms (a bridge of tap0 and veth0); eth9.100 (a
+    VLAN on eth9); lo (faked PCI, so that a real interface looks physical)."""
+    devices, net = tmp_path / "devices", tmp_path / "class" / "net"
+    net.mkdir(parents=True)
+
+    def device(name, where):
+        path = devices / where / "net" / name
+        path.mkdir(parents=True)
+        (path / "flags").write_text("0x1003\n")
+        (net / name).symlink_to(path)
+        return path
+
+    device("tap0", "virtual")
+    device("veth0", "virtual")
+    device("eth9", "pci0000:00/0000:00:03.0")
+    device("lo", "pci0000:00/0000:00:04.0")
+    for bridge, ports in (("br-lan", ["eth9", "tap0"]), ("br-vms", ["tap0", "veth0"])):
+        (device(bridge, "virtual") / "brif").mkdir()
+        for port in ports:
+            (devices / "virtual" / "net" / bridge / "brif" / port).symlink_to(net / port)
+    (device("eth9.100", "virtual") / "lower_eth9").symlink_to(net / "eth9")
+    monkeypatch.setattr(arp_icmp_vlan0, "SYSFS_NET", str(net))
+    return net
+
+
+@pytest.mark.parametrize("name, physical", [
+    ("tap0", None), ("veth0", None), ("br-vms", None),
+    ("eth9", "eth9"), ("br-lan", "eth9"), ("eth9.100", "eth9")])
+def test_physical_device_is_found_through_bridges_and_vlans(fake_sysfs, name, physical):
+    assert physical_device(name) == physical
+
+
+def test_a_physical_interface_is_refused_with_one_line(fake_sysfs, capsys):
+    # "lo" exists, and looks physical here. Were the guard broken, the tool
+    # would serve lo for 0.1 s as root, where nothing asks it anything.
+    assert main(["--timeout", "0.1", "--keep-root", "lo"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "lo is a physical interface" in error and "--allow-physical" in error
+
+
+def test_allow_physical_without_ip_warns_loudly(fake_sysfs, capsys):
+    args = arp_icmp_vlan0.parse_args(["--allow-physical", "br-lan"])
+    assert arp_icmp_vlan0._check_virtual("br-lan", args) is None
+    assert "WARNING: br-lan is a physical interface (through eth9)" in capsys.readouterr().err
+    args = arp_icmp_vlan0.parse_args(["--allow-physical", "--ip", "198.51.100.2", "eth9"])
+    assert arp_icmp_vlan0._check_virtual("eth9", args) is None
+    assert capsys.readouterr().err == ""
+
+
+def test_the_real_sysfs_view_of_this_machine():
+    # Whatever the machine, loopback is virtual.
+    assert physical_device("lo") is None
+
+
+# ---------------------------------------------------------------- properties
+
+def assert_well_formed(frame, kind):
+    """Scapy's independent view: the frame answered is a well-formed request
+    of that kind, checksums included."""
+    while frame[12:14] == b"\x91\x00":  # a TPID Scapy does not dissect as a tag
+        frame = frame[:12] + b"\x81\x00" + frame[14:]
+    packet = Ether(frame)
+    if kind == "arp":
+        arp = packet[ARP]
+        assert (arp.op, arp.hwtype, arp.ptype, arp.hwlen, arp.plen) == (1, 1, 0x800, 6, 4)
+        return
+    if kind == "icmp echo":
+        ip = packet[IP]
+        raw = bytes(ip)[:ip.len]
+        fresh = IP(raw)
+        del fresh.chksum, fresh[ICMP].chksum
+        fresh = IP(bytes(fresh))
+        assert (fresh.chksum, fresh[ICMP].chksum) == (ip.chksum, ip[ICMP].chksum)
+        assert (ip[ICMP].type, ip[ICMP].code, ip.frag, ip.flags.MF) == (8, 0, 0, 0)
+        return
+    layer = ICMPv6ND_NS if kind == "ndp" else ICMPv6EchoRequest
+    ip6 = packet[IPv6]
+    assert packet[layer].code == 0
+    fresh = Ether(frame)
+    del fresh[layer].cksum
+    assert Ether(bytes(fresh))[layer].cksum == packet[layer].cksum
+    if kind == "ndp":
+        assert ip6.hlim == 255
+
+
+def check(frame):
+    answer = reply_to(frame, SCOPE, FRAMING)
+    if answer is not None:
+        assert_well_formed(frame, answer[0])
+
+
+EXAMPLES = int(os.environ.get("ARP_ICMP_VLAN0_FUZZ_EXAMPLES", "400"))
+PROPERTY = settings(max_examples=EXAMPLES, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(st.binary(max_size=1600))
+def test_random_bytes_never_raise_nor_get_a_reply_unless_well_formed(frame):
+    check(frame)
+
+
+@PROPERTY
+@given(st.sampled_from(SEEDS), st.integers(0, 200), st.lists(st.integers(0, 10_000),
+                                                             max_size=4))
+def test_truncated_and_bit_flipped_requests(seed, cut, flips):
+    frame = bytearray(seed[:max(0, len(seed) - cut)])
+    for flip in flips:
+        if frame:
+            frame[flip % len(frame)] ^= 1 << (flip % 8)
+    check(bytes(frame))
+
+
+def test_every_length_from_0_to_1600():
+    rng = random.Random(1600)
+    for length in range(1601):
+        check(rng.randbytes(length))
+        for seed in SEEDS:  # the seed's start, then noise, at every length
+            check((seed + rng.randbytes(length))[:length])
+
+
+def test_no_reply_to_our_own_frames_whatever_the_kernel_filter():
+    for request in (arp_request(), echo_request(), solicitation(), echo6()):
+        own = bytearray(bytes(request))
+        own[6:12] = SCOPE.mac_bytes
+        assert reply_to(bytes(own), SCOPE, FRAMING) is None

@@ -30,6 +30,7 @@ def need_root_and(*tools):
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "vm: boots qemu guests (tests/vm), about 10 s each")
     # Let SIGTERM unwind like Ctrl-C so fixtures delete their namespaces.
     def interrupt(_signum, _frame):
         raise KeyboardInterrupt

@@ -713,6 +713,9 @@ class Responder:
                 if whole is None:
                     return
             answer = reply_to(whole, self.scope, self.framing)
+            if answer is not None:
+                kind, reply = answer
+                frames = fit_to_mtu(reply, self.mtus[iface], self.framing)
         except Exception as exc:  # a bug in the core: report it, keep serving
             self.stats.internal_errors += 1
             print(f"error: cannot handle frame {frame.hex()}: {exc!r}", file=sys.stderr)
@@ -722,8 +725,6 @@ class Responder:
             if self.verbose > 0:
                 self.say(f"{_timestamp(timestamp)} {iface} ignored: {Ether(whole).summary()}")
             return
-        kind, reply = answer
-        frames = fit_to_mtu(reply, self.mtus[iface], self.framing)
         try:
             for fragment in frames:
                 self.sockets[iface].send(fragment)

@@ -97,6 +97,8 @@ def test_ipv4_reply_larger_than_mtu_is_fragmented(size, framing):
     frames = fit_to_mtu(whole, 1500, framing)
     assert len(frames) > 1
     budget = 1500 - 4 * max(0, len(framing.vlans) - 1)
+    flags = [(wire(f)[IP].flags.MF, wire(f)[IP].frag) for f in frames]
+    assert [mf for mf, _ in flags] == [1] * (len(frames) - 1) + [0] and flags[0][1] == 0
     packets = []
     for frame in frames:
         assert tags_of(frame)[0] == tags_of(whole)[0] and len(frame) >= 60
@@ -120,6 +122,10 @@ def test_ipv6_reply_larger_than_mtu_gets_fragment_headers(size):
         assert piece[IPv6].plen + 40 <= 1500
         assert piece.haslayer(IPv6ExtHdrFragment)
     assert len({p[IPv6ExtHdrFragment].id for p in pieces}) == 1
+    headers = [p[IPv6ExtHdrFragment] for p in pieces]
+    assert [h.m for h in headers] == [1] * (len(headers) - 1) + [0]
+    assert headers[0].offset == 0 and all(  # each starts where the previous ended
+        b.offset * 8 == a.offset * 8 + len(bytes(a.payload)) for a, b in zip(headers, headers[1:]))
     rebuilt = IPv6(bytes(defragment6([p[IPv6] for p in pieces])))
     assert rebuilt[ICMPv6EchoReply].data == data and rebuilt[IPv6].src == TOOL6
     fresh = rebuilt.copy()

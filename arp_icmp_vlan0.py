@@ -51,7 +51,7 @@ try:
     from scapy.layers.l2 import Ether
     from scapy.libs.structures import bpf_insn, sock_fprog
     from scapy.utils import PcapWriter, checksum
-    from scapy.utils6 import in6_mactoifaceid
+    from scapy.utils6 import in6_getnsma, in6_getnsmac, in6_mactoifaceid
     SCAPY_MISSING = None
 except ImportError as exc:  # reported by main() as one line, not a traceback
     SCAPY_MISSING = exc
@@ -368,12 +368,9 @@ def _options_valid(options):
     return True
 
 
-def _solicited_node(address):
-    return b"\xff\x02" + b"\x00" * 9 + b"\x01\xff" + address[13:]
-
-
 def _multicast_mac(address):
-    return b"\x33\x33" + address[12:]
+    """The Ethernet group address of packed IPv6 multicast `address`."""
+    return mac_to_bytes(in6_getnsmac(address))
 
 
 def parse_neighbor_solicitation(frame, offset, message, scope):
@@ -386,8 +383,9 @@ def parse_neighbor_solicitation(frame, offset, message, scope):
             or not _is_unicast(source) or not _options_valid(message[24:])
             or not wants_address(target, scope.targets)):
         return None
-    if (destination, frame[:6]) not in ((_solicited_node(target), _multicast_mac(
-            _solicited_node(target))), (target, scope.mac_bytes)):
+    solicited_node = in6_getnsma(target)
+    if (destination, frame[:6]) not in ((solicited_node, _multicast_mac(solicited_node)),
+                                        (target, scope.mac_bytes)):
         return None
     return NeighborSolicitation(frame[6:12], source, target)
 

@@ -1,29 +1,40 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-only
-"""Side-by-side benchmark of ICMP/ARP peers on one veth pair.
+"""Side-by-side benchmark of ARP and ICMP echo responders on one veth pair.
 
-USAGE: sudo python3 tests/benchmark.py [--json FILE] [--step SECONDS] [--quick]
+USAGE: sudo python3 tests/benchmark.py [--quick] [--peers a,b,...] [--json FILE]
 
 Builds its own pair of network namespaces ("guest" and "host", joined by a
 veth, documentation addresses only, removed on every exit path) and measures,
-in one run and on the same veth pair, three peers in the host namespace:
+in one run and on the same veth pair, these peers in the host namespace:
 
-  kernel   the Linux stack itself, with the address configured (the limit)
-  tool     arp_icmp_vlan0.py -q (tagged replies)
-  tool-busy-poll  the same with --busy-poll
-  scapy    Scapy's ARP_am + ICMPEcho_am, the usual alternative (untagged)
+  kernel        the Linux stack itself, the address configured (the limit)
+  c-floor       tests/floor.c: blocking recvfrom, swap, send (the user-space
+                floor), compiled with cc; skipped, with a line, without cc
+  python-floor  the same minimal loop in bare Python (the interpreter's floor)
+  tool-q        arp_icmp_vlan0.py -q
+  tool-busy-poll  arp_icmp_vlan0.py -q --busy-poll (a core kept busy)
+  tool          arp_icmp_vlan0.py, a line per reply (to /dev/null)
+  card-send     the design card's loop around the tool's byte core:
+                sniff(opened_socket=..., prn=...) and the socket's send()
+  card-sendp    the card's loop exactly: the same with sendp(reply, socket=...)
+  scapy-am-reused  Scapy's ARP_am + ICMPEcho_am, one socket reused (socket=)
+  scapy-am      Scapy's ARP_am + ICMPEcho_am as usually run (iface=)
 
-Per peer: ping RTT (avg, p50, p99 of 100 pings 0.2 s apart); a fixed-rate ICMP echo load
-ladder and an ARP request ladder (loss per step, highest step under 0.1%
-loss); CPU microseconds per reply; peak RSS; time from launch to the first
-reply; and whether a burst of 1,000 back-to-back echo requests is answered
-exactly once each. Prints a table with each figure's ratio to the kernel's and
-writes the figures as JSON. Not part of the pytest run: it takes minutes and
-its numbers depend on the machine.
+Every peer but the kernel answers as 02:76:6c:61:6e:30 with VLAN 0 tags.
+Figures per peer: idle ping round trips (ping -i 0.2, in rounds that take the
+peers in turn, so that the machine's drift falls on all alike: avg, p50,
+p99); the highest ICMP echo and ARP request rates answered with < 0.1% loss
+(a fixed-rate ladder); CPU microseconds per reply; peak RSS; the time from
+launch to the first reply; and whether a burst of 1,000 back-to-back echo
+requests is answered exactly once each. Prints a table with ratios to the
+kernel and to the C floor (RTT also to the Python floor), and writes JSON.
+Not part of the pytest run: it takes minutes and its numbers depend on the
+machine.
 
-The load generator is this file run inside the guest namespace
-(--generate ...): it sends prebuilt frames on a packet socket at a fixed rate
-and counts what arrives from the veth's own receive counter.
+The load generator is this file run inside the guest namespace (--generate
+...): it sends prebuilt frames on a packet socket at a fixed rate and counts
+what arrives from the veth's own receive counter.
 """
 
 import argparse
@@ -31,11 +42,14 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import statistics
 import struct
+import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,14 +62,89 @@ LADDER = (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 75_000, 10
 LOSS_LIMIT = 0.001
 BURST = 1000
 GUEST_MAC = "02:00:00:00:00:01"
+TOOL_MAC = "02:76:6c:61:6e:30"
+PEERS = ("kernel", "c-floor", "python-floor", "tool-q", "tool-busy-poll", "tool", "card-send",
+         "card-sendp", "scapy-am-reused", "scapy-am")
 
-SCAPY_PEER = f"""
-import sys
-from scapy.all import ARP_am, ICMPEcho_am, conf
-conf.verb = 0
-ARP_am(iface="{HOST_IF}", IP_addr="{TOOL_IP}", ARP_addr="{{mac}}").bg()
-ICMPEcho_am(iface="{HOST_IF}")()
-"""
+
+# ---------------------------------------------------------------- peers (host side)
+
+def python_floor(iface):
+    """tests/floor.c in Python: blocking recvfrom, swap, patch, send."""
+    mac, address = bytes.fromhex(TOOL_MAC.replace(":", "")), socket.inet_aton(TOOL_IP)
+    tag = b"\x81\x00\x00\x00"
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    sock.bind((iface, 0))
+    while True:
+        frame, where = sock.recvfrom(2048)
+        if where[2] == socket.PACKET_OUTGOING or len(frame) < 42:
+            continue
+        if frame[12:14] == b"\x08\x06" and frame[21] == 1 and frame[38:42] == address:
+            sock.send(frame[6:12] + mac + tag + frame[12:21] + b"\x02" + mac + address
+                      + frame[22:32] + frame[42:])
+        elif frame[12:14] == b"\x08\x00" and frame[:6] == mac and frame[23] == 1 \
+                and frame[34] == 8:
+            start = 14 + 4 * (frame[14] & 0x0F)
+            patched = (frame[start + 2] << 8 | frame[start + 3]) + 0x0800
+            patched = (patched & 0xFFFF) + (patched >> 16)
+            sock.send(frame[6:12] + mac + tag + frame[12:26] + frame[30:34] + frame[26:30]
+                      + frame[34:start] + b"\x00" + frame[start + 1:start + 2]
+                      + patched.to_bytes(2, "big") + frame[start + 4:])
+
+
+def card_loop(iface, send_with):
+    """The design card's shape around the tool's own core: Scapy's sniff()
+    hands each request to a prn callback, which answers with the socket's
+    send() or with sendp(reply, socket=...)."""
+    from scapy.all import sendp, sniff
+    import arp_icmp_vlan0 as tool
+    scope, framing = tool.Scope(), tool.Framing()
+    sock = tool.open_socket(iface)
+
+    def prn(packet):
+        answer = tool.reply_to(bytes(packet), scope, framing)
+        if answer is not None:
+            if send_with == "sendp":
+                sendp(answer.reply, socket=sock, verbose=False)
+            else:
+                sock.send(answer.reply)
+    sniff(opened_socket=sock, prn=prn, store=False)
+
+
+def answering_machines(iface, reuse):
+    """Scapy's own responders, ARP_am and ICMPEcho_am, untagged."""
+    from scapy.all import ARP_am, ICMPEcho_am, conf, get_if_hwaddr
+    conf.verb = 0
+    options = {"socket": conf.L2socket(iface=iface)} if reuse else {}
+    ARP_am(iface=iface, IP_addr=TOOL_IP, ARP_addr=get_if_hwaddr(iface), **options).bg()
+    ICMPEcho_am(iface=iface, **options)()
+
+
+def peer_command(name, floor_binary):
+    """The command that starts peer `name` in the host namespace, or None for
+    the kernel."""
+    me = [sys.executable, os.path.abspath(__file__)]
+    return {
+        "kernel": None,
+        "c-floor": [floor_binary, HOST_IF, TOOL_IP],
+        "python-floor": me + ["--serve", "python-floor"],
+        "tool-q": [sys.executable, TOOL, "-q", "-4", HOST_IF],
+        "tool": [sys.executable, TOOL, "-4", HOST_IF],
+        "tool-busy-poll": [sys.executable, TOOL, "-q", "--busy-poll", "-4", HOST_IF],
+        "card-send": me + ["--serve", "card-send"],
+        "card-sendp": me + ["--serve", "card-sendp"],
+        "scapy-am-reused": me + ["--serve", "scapy-am-reused"],
+        "scapy-am": me + ["--serve", "scapy-am"],
+    }[name]
+
+
+def serve(name):
+    if name == "python-floor":
+        python_floor(HOST_IF)
+    elif name.startswith("card-"):
+        card_loop(HOST_IF, name[len("card-"):])
+    else:
+        answering_machines(HOST_IF, reuse=name == "scapy-am-reused")
 
 
 # ---------------------------------------------------------------- generator (guest side)
@@ -148,7 +237,7 @@ def burst(sock, peer_mac):
             "exactly_once": sum(1 for n in replies.values() if n == 1)}
 
 
-def first_reply(sock, deadline=15):
+def first_reply(sock, deadline=30):
     """Send an ARP request every 5 ms until an ARP reply arrives; when?"""
     listener = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
     listener.bind((GUEST_IF, 0))
@@ -193,55 +282,82 @@ def generate(args):
 
 # ---------------------------------------------------------------- orchestration (root ns)
 
-def host_mac(lab):
-    return lab.in_host("cat", f"/sys/class/net/{HOST_IF}/address").stdout.strip()
+class Peer:
+    """One responder in the host namespace, started and stopped by PID."""
 
+    def __init__(self, lab, name, floor_binary):
+        self.lab, self.name = lab, name
+        self.command = peer_command(name, floor_binary)
+        self.process = None
+        self.mac = TOOL_MAC
+        if name in ("kernel", "scapy-am", "scapy-am-reused"):
+            self.mac = lab.in_host("cat", f"/sys/class/net/{HOST_IF}/address").stdout.strip()
 
-def start_peer(lab, name):
-    """Start peer `name`; return (process or None, its MAC, launch time)."""
-    if name == "kernel":
-        lab.in_host("ip", "addr", "add", f"{TOOL_IP}/24", "dev", HOST_IF)
-        return None, host_mac(lab), time.monotonic()
-    if name.startswith("tool"):
-        cmd = [sys.executable, TOOL, "-q", "-4", HOST_IF]
-        if name == "tool-busy-poll":
-            cmd.insert(-1, "--busy-poll")
-        mac = "02:76:6c:61:6e:30"
-    else:
-        mac = host_mac(lab)
-        cmd = [sys.executable, "-c", SCAPY_PEER.format(mac=mac)]
-    launched = time.monotonic()
-    process = lab.start(lab.host, *cmd)
-    return process, mac, launched
+    def start(self):
+        """Start; return the seconds from launch to the first ARP reply."""
+        self.lab.in_guest("ip", "neigh", "flush", "dev", GUEST_IF)
+        waiter = self.lab.start(self.lab.guest, sys.executable, os.path.abspath(__file__),
+                                "--generate", "first-reply")
+        waiter.wait_for("ready")
+        launched = time.monotonic()
+        if self.command is None:
+            self.lab.in_host("ip", "addr", "add", f"{TOOL_IP}/24", "dev", HOST_IF)
+        else:
+            self.process = subprocess.Popen(
+                ["ip", "netns", "exec", self.lab.host, *self.command],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        waiter.wait(timeout=40)
+        if self.process and self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with status {self.process.returncode}")
+        answered = json.loads(waiter.output.strip().splitlines()[-1])
+        return round(answered - launched, 3) if answered else None
+
+    def stop(self):
+        if self.process is None:
+            self.lab.in_host("ip", "addr", "del", f"{TOOL_IP}/24", "dev", HOST_IF)
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def cpu_seconds(self):
+        if self.process is None:
+            return 0.0
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mib(self):
+        with open(f"/proc/{self.process.pid}/status") as status:
+            kib = int(re.search(r"VmHWM:\s+(\d+)", status.read()).group(1))
+        return round(kib / 1024, 1)
 
 
 def guest_generate(lab, mode, peer_mac="", step=2.0):
     result = lab.in_guest(sys.executable, os.path.abspath(__file__), "--generate", mode,
-                          "--peer-mac", peer_mac, "--step", str(step), timeout=600)
+                          "--peer-mac", peer_mac, "--step", str(step), timeout=900)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        kib = int(re.search(r"VmHWM:\s+(\d+)", status.read()).group(1))
-    return round(kib / 1024, 1)
-
-
-def ping_rtts(lab, count):
-    # 0.2 s apart, as a person pings: each request finds the peer idle.
+def ping_times(lab, count):
+    """Round trips in ms of `count` pings 0.2 s apart (each finds the peer
+    idle), after one that resolves the address."""
+    lab.in_guest("ping", "-n", "-c", "1", "-W", "1", TOOL_IP, check=False)
     result = lab.in_guest("ping", "-n", "-c", str(count), "-i", "0.2", "-W", "1", TOOL_IP,
-                          check=False, timeout=count)
-    times = sorted(float(t) for t in re.findall(r"time=([\d.]+) ms", result.stdout))
+                          check=False, timeout=count + 30)
+    return [float(t) for t in re.findall(r"time=([\d.]+) ms", result.stdout)]
+
+
+def rtt_figures(times):
     if not times:
         return {"received": 0}
+    times = sorted(times)
     return {"received": len(times), "avg_ms": round(statistics.mean(times), 3),
-            "p50_ms": round(times[len(times) // 2], 3),
+            "p50_ms": round(statistics.median(times), 3),
             "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 3)}
 
 
@@ -250,65 +366,65 @@ def best_rate(steps):
     return max(good) if good else 0
 
 
-def measure(name, step, quick):
-    with Lab(prefix="avzb") as lab:
-        lab.in_guest("ip", "link", "set", "dev", GUEST_IF, "address", GUEST_MAC)
-        # No IPv6 chatter from the host side into the guest's receive counter.
-        lab.in_host("sysctl", "-qw", f"net.ipv6.conf.{HOST_IF}.disable_ipv6=1")
-        figures = {"peer": name}
-        if name != "kernel":
-            waiter = lab.start(lab.guest, sys.executable, os.path.abspath(__file__),
-                               "--generate", "first-reply")
-            waiter.wait_for("ready")
-        process, mac, launched = start_peer(lab, name)
-        if process:
-            waiter.wait(timeout=30)
-            answered_at = json.loads(waiter.output.strip().splitlines()[-1])
-            figures["first_reply_s"] = (round(answered_at - launched, 3)
-                                        if answered_at else None)
-        figures["ping"] = ping_rtts(lab, 25 if quick else 100)
-        figures["burst"] = guest_generate(lab, "burst", mac)
-        cpu_before = cpu_seconds(process.popen.pid) if process else 0
-        icmp = guest_generate(lab, "icmp", mac, step)
-        replies = sum(s["received"] for s in icmp)
-        if process:
-            figures["cpu_us_per_reply"] = round(
-                (cpu_seconds(process.popen.pid) - cpu_before) * 1e6 / max(replies, 1), 1)
-        figures["icmp_ladder"] = icmp
-        figures["icmp_max_pps"] = best_rate(icmp)
-        arp = guest_generate(lab, "arp", mac, step)
-        figures["arp_ladder"] = arp
-        figures["arp_max_pps"] = best_rate(arp)
-        if process:
-            figures["peak_rss_mib"] = peak_rss_mib(process.popen.pid)
-            process.stop(signal.SIGTERM)
-        return figures
+def load_figures(lab, peer, step):
+    """Everything but the round trips, for one peer already answering."""
+    figures = {"burst": guest_generate(lab, "burst", peer.mac)}
+    cpu_before = peer.cpu_seconds()
+    icmp = guest_generate(lab, "icmp", peer.mac, step)
+    replies = sum(s["received"] for s in icmp)
+    if peer.process:
+        figures["cpu_us_per_reply"] = round(
+            (peer.cpu_seconds() - cpu_before) * 1e6 / max(replies, 1), 1)
+    figures["icmp_ladder"], figures["icmp_max_pps"] = icmp, best_rate(icmp)
+    arp = guest_generate(lab, "arp", peer.mac, step)
+    figures["arp_ladder"], figures["arp_max_pps"] = arp, best_rate(arp)
+    if peer.process:
+        figures["peak_rss_mib"] = peer.peak_rss_mib()
+    return figures
 
 
-def ratio(value, kernel):
-    if value is None or not kernel:
+def build_floor(directory):
+    """tests/floor.c compiled into `directory`, or None without a compiler."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    binary = os.path.join(directory, "floor")
+    subprocess.run([compiler, "-O2", "-o", binary, os.path.join(HERE, "floor.c")],
+                   check=True)
+    return binary
+
+
+def ratio(value, base):
+    if value is None or not base:
         return ""
-    return f" ({value / kernel:.2f}x)"
+    return f" ({value / base:.2f}x)"
 
 
 def table(results):
-    kernel = results[0]
-    rows = [("peer", "RTT avg ms", "RTT p50", "RTT p99", "ICMP pps <0.1% loss",
-             "ARP pps <0.1% loss", "CPU us/reply", "peak RSS MiB", "1st reply s",
-             "burst 1000")]
+    by_name = {r["peer"]: r for r in results}
+    kernel, floor, pyfloor = (by_name.get(n, {}) for n in ("kernel", "c-floor",
+                                                             "python-floor"))
+    base = lambda r, key: r.get(key) if key != "rtt" else r.get("ping", {}).get("avg_ms")  # noqa: E731
+    rows = [("peer", "RTT avg ms (/kernel /C floor /Py floor)", "p50", "p99",
+             "ICMP pps <0.1% loss (/kernel /floor)", "ARP pps (/kernel /floor)",
+             "CPU us/reply", "peak RSS MiB", "1st reply s", "burst 1000")]
     for r in results:
         ping = r["ping"]
+        rtt = ping.get("avg_ms")
         rows.append((
             r["peer"],
-            f"{ping.get('avg_ms', '-')}{ratio(ping.get('avg_ms'), kernel['ping'].get('avg_ms'))}",
+            f"{rtt if rtt is not None else '-'}{ratio(rtt, base(kernel, 'rtt'))}"
+            f"{ratio(rtt, base(floor, 'rtt'))}{ratio(rtt, base(pyfloor, 'rtt'))}",
             str(ping.get("p50_ms", "-")), str(ping.get("p99_ms", "-")),
-            f"{r['icmp_max_pps']}{ratio(r['icmp_max_pps'], kernel['icmp_max_pps'])}",
-            f"{r['arp_max_pps']}{ratio(r['arp_max_pps'], kernel['arp_max_pps'])}",
+            f"{r['icmp_max_pps']}{ratio(r['icmp_max_pps'], kernel.get('icmp_max_pps'))}"
+            f"{ratio(r['icmp_max_pps'], floor.get('icmp_max_pps'))}",
+            f"{r['arp_max_pps']}{ratio(r['arp_max_pps'], kernel.get('arp_max_pps'))}"
+            f"{ratio(r['arp_max_pps'], floor.get('arp_max_pps'))}",
             str(r.get("cpu_us_per_reply", "-")), str(r.get("peak_rss_mib", "-")),
             str(r.get("first_reply_s", "-")),
             f"{r['burst']['exactly_once']}/{r['burst']['sent']} once"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths))
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
                      for row in rows)
 
 
@@ -325,33 +441,79 @@ def machine():
             "scapy": scapy_version}
 
 
+def run(names, step, rounds, per_round, rtt_only):
+    with tempfile.TemporaryDirectory() as scratch, Lab(prefix="avzb") as lab:
+        floor_binary = build_floor(scratch)
+        if floor_binary is None and "c-floor" in names:
+            print("c-floor: skipped (no cc to compile tests/floor.c)", flush=True)
+            names = [n for n in names if n != "c-floor"]
+        lab.in_guest("ip", "link", "set", "dev", GUEST_IF, "address", GUEST_MAC)
+        # No IPv6 chatter from the host side into the guest's receive counter.
+        lab.in_host("sysctl", "-qw", f"net.ipv6.conf.{HOST_IF}.disable_ipv6=1")
+        peers = {name: Peer(lab, name, floor_binary) for name in names}
+        results = {name: {"peer": name} for name in names}
+        for name, peer in ({} if rtt_only else peers).items():
+            print(f"measuring {name} under load ...", flush=True)
+            results[name]["first_reply_s"] = peer.start()
+            try:
+                results[name].update(load_figures(lab, peer, step))
+            finally:
+                peer.stop()
+        times = {name: [] for name in names}
+        for number in range(rounds):
+            print(f"round trips, round {number + 1} of {rounds} ...", flush=True)
+            for name, peer in peers.items():
+                peer.start()
+                try:
+                    times[name] += ping_times(lab, per_round)
+                finally:
+                    peer.stop()
+        for name in names:
+            results[name]["ping"] = rtt_figures(times[name])
+        return [results[name] for name in names]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", default="benchmark.json", help="where to write the figures")
     parser.add_argument("--step", type=float, default=2.0, help="seconds per ladder step")
-    parser.add_argument("--quick", action="store_true", help="1 s steps, 50 pings")
-    parser.add_argument("--peers", default="kernel,tool,tool-busy-poll,scapy")
+    parser.add_argument("--rounds", type=int, default=4, help="round-trip rounds")
+    parser.add_argument("--pings", type=int, default=50, help="pings per peer per round")
+    parser.add_argument("--quick", action="store_true", help="1 s steps, 2 rounds of 25")
+    parser.add_argument("--rtt-only", action="store_true", help="round trips alone")
+    parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--generate", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--peer-mac", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
         return generate(args)
+    if args.serve:
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        return serve(args.serve)
     if os.geteuid() != 0:
         sys.exit("benchmark.py: error: needs root (network namespaces): "
                  "sudo python3 tests/benchmark.py")
-    step = 1.0 if args.quick else args.step
+    names = args.peers.split(",")
+    unknown = set(names) - set(PEERS)
+    if unknown:
+        sys.exit(f"benchmark.py: error: unknown peer(s) {', '.join(sorted(unknown))}; "
+                 f"choose from {', '.join(PEERS)}")
+    step, rounds, pings = (1.0, 2, 25) if args.quick else (args.step, args.rounds, args.pings)
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}, "
           f"Python {info['python']}, Scapy {info['scapy']}", flush=True)
-    results = []
-    for name in args.peers.split(","):
-        print(f"measuring {name} ...", flush=True)
-        results.append(measure(name, step, args.quick))
-    print(table(results))
+    started = time.monotonic()
+    results = run(names, step, rounds, pings, args.rtt_only)
+    print(f"command: sudo python3 tests/benchmark.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"date: {time.strftime('%Y-%m-%d')}, {time.monotonic() - started:.0f} s")
+    print(table(results) if not args.rtt_only else "\n".join(
+        f"{r['peer']}: {r['ping']}" for r in results))
     with open(args.json, "w") as out:
-        json.dump({"machine": info, "step_s": step, "results": results}, out, indent=1)
+        json.dump({"machine": info, "step_s": step, "rounds": rounds, "pings": pings,
+                   "results": results}, out, indent=1)
     print(f"figures written to {args.json}")
 
 

@@ -3,16 +3,20 @@
 checked after a bytes() round trip."""
 
 import ipaddress
+import os
 import random
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 from scapy.utils import checksum
 
+import arp_icmp_vlan0
 from arp_icmp_vlan0 import DEFAULT_MAC, Framing, Scope, reply_to, wants_address
 
 MAC = DEFAULT_MAC
@@ -54,9 +58,8 @@ def answer(frame, tag=TAG, targets=(), **scope):
     """(kind, reply dissected by Scapy), asserting there is a reply."""
     result = core_reply(frame, tag, targets, **scope)
     assert result is not None, f"no reply to {frame!r}"
-    kind, reply = result
-    assert isinstance(reply, bytes)
-    return kind, wire(reply)
+    assert isinstance(result.reply, bytes)
+    return result.kind, wire(result.reply)
 
 
 def echo_data(reply):
@@ -306,3 +309,26 @@ def test_random_and_bit_flipped_frames_raise_nothing():
             flipped = bytearray(raw)
             flipped[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
             core_reply(wire(bytes(flipped)))
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=int(os.environ.get("ARP_ICMP_VLAN0_FUZZ_EXAMPLES", "400")))
+def test_the_checksum_is_scapys(data):
+    assert arp_icmp_vlan0.checksum(data) == checksum(data)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00", bytes(20), b"\xff\xff", b"\x00\x01" * 3,
+                                  b"\xff\xfe\x00\x01", b"\x12"])
+def test_the_checksum_at_its_edges(data):
+    assert arp_icmp_vlan0.checksum(data) == checksum(data)
+
+
+def test_the_patched_echo_checksum_is_what_a_full_sum_gives():
+    # Every possible request checksum, through the identifier: the reply's
+    # checksum, patched (RFC 1624), equals Scapy's sum of the reply.
+    for ident in range(1 << 16):
+        request = bytearray(struct.pack("!BBHHH", 8, 0, 0, ident, 0))
+        request[2:4] = checksum(bytes(request)).to_bytes(2, "big")
+        reply = arp_icmp_vlan0._echo_reply_message(bytes(request))
+        assert checksum(reply) == 0 or not any(reply), reply.hex()
+        assert reply[2:4] == checksum(reply[:2] + b"\x00\x00" + reply[4:]).to_bytes(2, "big")

@@ -91,7 +91,7 @@ PEER = Ether(src="52:54:00:12:34:56", dst=DEFAULT_MAC)
 
 @pytest.mark.parametrize("frame", [
     pytest.param(arp_request(op=2), id="arp-reply"),
-    pytest.param(wire(reply_to(bytes(echo_request()), Scope(), Framing())[1]), id="echo-reply"),
+    pytest.param(wire(reply_to(bytes(echo_request()), Scope(), Framing()).reply), id="echo-reply"),
     pytest.param(wire(PEER / IP(dst="198.51.100.2", proto=17, frag=185) / Raw(b"u" * 40)),
                  id="udp-fragment"),
     pytest.param(wire(bytes(arp_request())[:20]), id="truncated-arp"),

@@ -12,7 +12,8 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from scapy.utils import checksum
 
-from arp_icmp_vlan0 import Framing, Reassembler, Scope, fit_to_mtu, reply_to
+from arp_icmp_vlan0 import (Framing, Reassembler, Scope, ethertype_and_offset, fit_to_mtu,
+                            fragment_of, reply_to)
 from test_core import MAC, PEER_IP, PEER_MAC, TOOL_IP, arp_request, echo_request, wire
 from test_core6 import PEER6, TOOL6, echo6, solicitation
 
@@ -33,7 +34,7 @@ def tags_of(frame):
 def reply(frame, framing, **scope):
     result = reply_to(bytes(frame), Scope(mac=MAC, **scope), framing)
     assert result is not None
-    return result[1]
+    return result.reply
 
 
 @pytest.mark.parametrize("framing, tags", [
@@ -147,9 +148,16 @@ def ipv6_fragments(size=3000, fragsize=1280, ident=99):
     return [bytes(Ether(src=PEER_MAC, dst=MAC) / f) for f in fragment6(packet[IPv6], fragsize)]
 
 
+def reassemble(reassembler, frame, now):
+    """What the tool does with a received frame before the core: the frame
+    itself if it is no fragment, else the reassembled datagram or None."""
+    piece = fragment_of(frame, *ethertype_and_offset(frame))
+    return frame if piece is None else reassembler.add(piece, now)
+
+
 def feed(frames, reassembler=None, now=0.0):
     reassembler = reassembler or Reassembler()
-    results = [reassembler.add(frame, now) for frame in frames]
+    results = [reassemble(reassembler, frame, now) for frame in frames]
     return [r for r in results if r is not None], reassembler
 
 
@@ -163,14 +171,14 @@ def test_reassembled_request_is_answered(make, order):
         fragments = fragments[:2] + fragments[1:]
     whole, reassembler = feed(fragments)
     assert len(whole) == 1 and reassembler.reassembled == 1 and not reassembler.pending
-    kind, answer = reply_to(whole[0], Scope(mac=MAC), Framing())
-    assert kind in ("icmp echo", "icmp6 echo")
+    answer = reply_to(whole[0], Scope(mac=MAC), Framing())
+    assert answer.kind in ("icmp echo", "icmp6 echo")
     assert reassembler.held == 0
 
 
 def test_unfragmented_frames_pass_through_untouched():
     frame = bytes(echo_request())
-    assert Reassembler().add(frame, 0.0) is frame
+    assert fragment_of(frame, *ethertype_and_offset(frame)) is None
 
 
 @pytest.mark.parametrize("make", [ipv4_fragments, ipv6_fragments], ids=["ipv4", "ipv6"])
@@ -178,8 +186,10 @@ def test_missing_last_fragment_times_out_and_is_counted(make):
     reassembler = Reassembler(timeout=10)
     whole, _ = feed(make()[:-1], reassembler, now=0.0)
     assert whole == [] and len(reassembler.pending) == 1
-    assert reassembler.add(bytes(echo_request()), 11.0) is not None  # any later frame
-    assert not reassembler.pending and reassembler.dropped == 1 and reassembler.held == 0
+    later = ipv4_fragments(ident=1)[0]
+    assert reassemble(reassembler, later, 11.0) is None
+    assert reassembler.dropped == 1 and len(reassembler.pending) == 1  # the later one alone
+    assert reassembler.held == len(later) - 14 - 20
 
 
 def overlapping_ipv4():
@@ -218,7 +228,7 @@ def test_bad_fragment_sets_are_dropped_never_answered(frames):
 def test_reassembly_is_bounded_in_datagrams_and_bytes():
     reassembler = Reassembler(max_datagrams=4, max_bytes=5000)
     for ident in range(10):  # ten first fragments that never complete
-        assert reassembler.add(ipv4_fragments(ident=ident)[0], 0.0) is None
+        assert reassemble(reassembler, ipv4_fragments(ident=ident)[0], 0.0) is None
         assert len(reassembler.pending) <= 4 and reassembler.held <= 5000
     assert reassembler.dropped >= 6
     # A complete datagram still gets through.
@@ -235,7 +245,7 @@ def test_random_fragment_soup_raises_nothing():
         frame = bytearray(rng.choice(pool))
         for _ in range(rng.randrange(3)):
             frame[rng.randrange(14, len(frame))] ^= 1 << rng.randrange(8)
-        result = reassembler.add(bytes(frame), step * 0.01)
+        result = reassemble(reassembler, bytes(frame), step * 0.01)
         if result is not None:
             reply_to(result, Scope(mac=MAC), Framing())
         assert reassembler.held <= 20000 and len(reassembler.pending) <= 8

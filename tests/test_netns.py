@@ -16,7 +16,7 @@ from netlab import GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab, run
 from arp_icmp_vlan0 import DEFAULT_MAC
 
 BENCHMARK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark.py")
-STATS = re.compile(r"(\d+) requests seen, (\d+) replies sent \((.*)\), (\d+) ignored")
+STATS = re.compile(r"(\d+) frames seen, (\d+) replies sent \((.*)\), (\d+) ignored")
 
 
 @pytest.fixture
@@ -164,7 +164,9 @@ def test_quiet_prints_only_start_and_statistics(lab):
     assert_whole_replies(ping(lab, TOOL_IP, count=2), 2)
     tool.stop()
     lines = tool.output.strip().splitlines()
-    assert len(lines) == 3 and "Hit Ctrl-C" in lines[0], lines
+    verdict = "accepts ARP replies tagged vlan 0, p 0: "
+    assert "Hit Ctrl-C" in lines[0] and verdict in lines[1], lines
+    assert "statistics" in lines[2] and verdict in lines[4] and len(lines) == 5, lines
     assert stats(tool.output)[1] == 3
 
 

@@ -3,9 +3,11 @@
 test creates: tag settings as tcpdump -e shows them, the untagged baseline,
 padding, full-MTU and fragmented pings, IP options."""
 
+import json
 import re
 
 import pytest
+from scapy.utils import PcapReader
 
 from arp_icmp_vlan0 import DEFAULT_MAC
 from conftest import need_root_and
@@ -100,3 +102,36 @@ def test_ping_with_ip_options_is_answered_without_them(lab):
     tool.stop()
     assert "2 received" in result.stdout, result.stdout
     assert stats(tool.output)[3] == 2
+
+
+def test_statistics_account_for_every_fragment(lab, tmp_path):
+    # frames seen = replies sent + ignored + fragments held: with ping -s 4000
+    # each request is three fragments, two held and the last one answered.
+    summary = tmp_path / "summary.json"
+    tool = lab.start_tool("-q", "--json", str(summary))
+    assert "3 received" in ping(lab, "-4", TOOL_IP, "-s", "4000", count=3).stdout
+    assert "3 received" in ping(lab, "-6", TOOL6, "-s", "4000", count=3).stdout
+    tool.stop()
+    seen, replied, _, _, ignored = stats(tool.output)
+    held = int(re.search(r"(\d+) fragments held", tool.output).group(1))
+    assert held == 12 and seen == replied + ignored + held, tool.output
+    assert "fragmented requests: 6 reassembled, 0 dropped" in tool.output
+    total = json.loads(summary.read_text())["total"]
+    assert total["frames_seen"] == (total["replies_sent"] + total["ignored"]
+                                    + total["fragments_held"]) == seen
+
+
+def test_pcap_records_are_in_time_order(lab, tmp_path):
+    # A flood makes requests queue while a reply is built: the file must
+    # still read in the order frames crossed the wire.
+    pcap = tmp_path / "order.pcap"
+    tool = lab.start_tool("-q", "-4", "-w", str(pcap))
+    lab.in_guest("ping", "-f", "-c", "2000", "-s", "3000", TOOL_IP, check=False, timeout=60)
+    lab.in_guest("ping", "-f", "-c", "2000", TOOL_IP, check=False, timeout=60)
+    tool.stop()
+    stamps = [float(packet.time) for packet in PcapReader(str(pcap))]
+    recorded = int(re.search(r"recording: (\d+) frames written", tool.output).group(1))
+    seen, replied, _, _, _ = stats(tool.output)
+    assert len(stamps) == recorded >= seen + replied - 1  # fragments of replies count too
+    backwards = [(a, b) for a, b in zip(stamps, stamps[1:]) if b < a]
+    assert not backwards, backwards[:5]

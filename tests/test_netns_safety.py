@@ -3,6 +3,8 @@
 test creates: dropped privileges, interfaces that vanish and return, a burst
 of malformed frames, signals, a closed stdout."""
 
+import json
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import time
 import pytest
 
 from conftest import need_root_and
-from netlab import GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab, run
+from netlab import GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab, Process, run
 from test_netns import assert_whole_replies, ping, stats
 
 NET_RAW_ONLY = 1 << 13
@@ -156,3 +158,37 @@ def test_a_closed_stdout_ends_it_quietly(lab):
         if tool.poll() is None:
             tool.kill()
             tool.wait()
+
+
+def test_a_full_disk_under_w_costs_the_guest_no_reply(lab, tmp_path):
+    # A 64 KiB tmpfs in a private mount namespace fills after a few hundred
+    # records: the recording stops, the answering does not.
+    need_root_and("unshare", "mount")
+    small, kept = tmp_path / "small", tmp_path / "kept"
+    small.mkdir()
+    kept.mkdir()
+    script = (f"mount -t tmpfs -o size=64k avz-small {small} || exit 99; "
+              f"ip netns exec {lab.host} {sys.executable} {TOOL} -q -4 -c 401 --timeout 30 "
+              f"-w {small}/flood.pcap --json {kept}/summary.json {HOST_IF}; status=$?; "
+              f"cp {small}/flood.pcap {kept}/; exit $status")
+    tool = Process(["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
+    lab.processes.append(tool)
+    tool.wait_for("Hit Ctrl-C")
+    result = lab.in_guest("ping", "-n", "-c", "400", "-i", "0.002", "-W", "1", TOOL_IP,
+                          check=False, timeout=60)
+    assert tool.wait(timeout=30) == 5, tool.output  # the record is incomplete
+    assert_whole_replies(result, 400)
+    assert "Traceback" not in tool.output
+    error = f"arp_icmp_vlan0: {small}/flood.pcap: No space left on device; recording " \
+            "stopped, answering goes on"
+    assert tool.output.count(error) == 1, tool.output
+    written, lost = map(int, re.search(r"recording: (\d+) frames written to \S+, (\d+) not "
+                                       r"recorded \(No space left on device\)",
+                                       tool.output).groups())
+    assert written + lost == 802 and lost > 0  # 401 requests and 401 replies
+    recording = json.loads((kept / "summary.json").read_text())["recording"]
+    assert recording == {"file": f"{small}/flood.pcap", "frames_written": written,
+                         "frames_not_recorded": lost, "error": "No space left on device"}
+    read = run("tcpdump", "-n", "-r", str(kept / "flood.pcap"), check=False)
+    assert read.returncode == 0 and "truncated" not in read.stderr, read.stderr
+    assert read.stdout.count("\n") == written

@@ -113,7 +113,7 @@ def assert_well_formed(frame, kind):
 def check(frame):
     answer = reply_to(frame, SCOPE, FRAMING)
     if answer is not None:
-        assert_well_formed(frame, answer[0])
+        assert_well_formed(frame, answer.kind)
 
 
 EXAMPLES = int(os.environ.get("ARP_ICMP_VLAN0_FUZZ_EXAMPLES", "400"))

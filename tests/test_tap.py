@@ -127,7 +127,7 @@ def test_one_reply_per_request_and_nothing_for_the_rest(tap):
     assert sorted(r[ICMP].seq for r in replies) == list(range(5))
     tool.stop()
     # The ARP reply and the echo reply never reach Python; the probe does.
-    assert ("6 requests seen, 5 replies sent (0 arp, 5 icmp echo, 0 ndp, "
+    assert ("6 frames seen, 5 replies sent (0 arp, 5 icmp echo, 0 ndp, "
             "0 icmp6 echo), 1 ignored") in tool.output
 
 
@@ -147,4 +147,4 @@ def test_ipv6_behind_hop_by_hop_passes_the_kernel_filter(tap):
                        IPv6ExtHdrDestOpt() / ICMPv6EchoRequest()))
     assert read_reply(fd, timeout=1) is None
     tool.stop()
-    assert "1 requests seen, 1 replies sent" in tool.output
+    assert "1 frames seen, 1 replies sent" in tool.output

@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Real Linux guests (qemu, TCG) on a TAP device in a namespace the test
-creates, pinging through the tool: a sample of the NIC matrix. Each case
-keeps the guest's console in its failure message."""
+creates, pinging through the tool: a sample of the NIC matrix, and the
+tool's own verdict on each guest, which must agree with what the guest's
+console says. Each case keeps the guest's console in its failure message."""
 
+import json
 import os
+import time
 
 import pytest
 
@@ -38,8 +41,9 @@ def namespace():
     ("e1000", "normal", 6, 3),
 ], ids=["e1000", "virtio-net-drops-vlan0", "virtio-net-promisc", "virtio-net-8021q",
         "e1000-ipv6"])
-def test_guest_pings_through_the_tool(namespace, nic, mode, family, replies):
-    tool = start_tool(namespace, "tapvm", "-q")
+def test_guest_pings_through_the_tool(namespace, tmp_path, nic, mode, family, replies):
+    summary = tmp_path / "summary.json"
+    tool = start_tool(namespace, "tapvm", "-q", "--json", str(summary))
     console = run_guest(namespace, "tapvm", nic, mode, family)
     tool.stop()
     result = result_of(console)
@@ -50,3 +54,22 @@ def test_guest_pings_through_the_tool(namespace, nic, mode, family, replies):
     if replies == 0:
         # The guest kept asking: the tagged answers never reached its stack.
         assert counts[resolver] >= 2 and counts["icmp echo"] == 0, tool.output
+    # The tool's verdict, from the wire alone, agrees with the console.
+    guests = [g for g in json.loads(summary.read_text())["guests"] if g["family"] == family]
+    assert [g["verdict"] for g in guests] == ["accepts" if replies else "drops"], tool.output
+
+
+@pytest.mark.parametrize("nic, status, verdict", [
+    ("e1000", 0, "accepts ARP replies tagged vlan 0, p 0"),
+    ("virtio-net-pci", 3, "it drops ARP replies tagged vlan 0, p 0 (compare with --untagged)"),
+])
+def test_until_verdict_ends_early_with_the_guests_verdict(namespace, nic, status, verdict):
+    # What a script runs: sudo ./arp_icmp_vlan0.py --timeout 30 --until-verdict tap0
+    tool = start_tool(namespace, "tapvm", "--timeout", "30", "--until-verdict")
+    started = time.monotonic()
+    console = run_guest(namespace, "tapvm", nic)
+    assert tool.wait(timeout=40) == status, f"tool:\n{tool.output}\nguest:\n{console}"
+    assert time.monotonic() - started < 30, tool.output  # before --timeout
+    assert tool.output.count(verdict) == 2, tool.output  # the line, then in the statistics
+    received, _ = result_of(console)
+    assert (received > 0) == (status == 0), console  # the console agrees

@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Frames real guests sent, replayed offline, as lldpd's tests replay theirs.
+
+tests/captures/ holds what the tool recorded with -w beside qemu guests
+(tests/vm/guest.py: Debian's 6.1.0-56 kernel, qemu 7.2, TCG; the tool run
+with --until-verdict): an e1000 guest, which accepts the tagged replies, and
+a virtio-net-pci guest in normal mode, which drops them, each over IPv4 and
+IPv6. Every frame the guest sent (its requests, and the MLD and DAD chatter
+the tool ignores) goes through the core again: the replies must be the very
+bytes the tool sent then, and the verdict the same."""
+
+import os
+
+import pytest
+from scapy.utils import rdpcap
+
+from arp_icmp_vlan0 import (DEFAULT_MAC, ETHERTYPE_FAMILY, Framing, Scope, Verdicts,
+                            ethertype_and_offset, reply_to)
+
+CAPTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "captures")
+
+
+@pytest.mark.parametrize("capture, family, verdict", [
+    ("e1000-ipv4.pcap", 4, "accepts"),
+    ("virtio-net-pci-ipv4.pcap", 4, "drops"),
+    ("e1000-ipv6.pcap", 6, "accepts"),
+    ("virtio-net-pci-ipv6.pcap", 6, "drops"),
+])
+def test_a_recorded_guest_gets_the_same_replies_and_verdict(capture, family, verdict):
+    packets = rdpcap(os.path.join(CAPTURES, capture))
+    scope, framing = Scope(), Framing()
+    verdicts = Verdicts(scope.mac_bytes)
+    sent_then = [bytes(p) for p in packets if p.src == DEFAULT_MAC]
+    sent_now, ignored = [], 0
+    for packet in packets:
+        if packet.src == DEFAULT_MAC:
+            continue
+        frame = bytes(packet)
+        answer = reply_to(frame, scope, framing)
+        if answer is None:
+            ignored += 1
+        else:
+            sent_now.append(answer.reply)
+        verdicts.observe("tap0", frame, ETHERTYPE_FAMILY.get(ethertype_and_offset(frame)[0]),
+                         answer, float(packet.time))
+    assert sent_now == sent_then and sent_then
+    assert ignored >= 1  # the guest's own IPv6 chatter is in there, unanswered
+    [guest] = verdicts.guests.values()
+    assert (guest.mac, guest.family, guest.verdict) == ("52:54:00:12:34:56", family, verdict)

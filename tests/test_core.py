@@ -332,3 +332,29 @@ def test_the_patched_echo_checksum_is_what_a_full_sum_gives():
         reply = arp_icmp_vlan0._echo_reply_message(bytes(request))
         assert checksum(reply) == 0 or not any(reply), reply.hex()
         assert reply[2:4] == checksum(reply[:2] + b"\x00\x00" + reply[4:]).to_bytes(2, "big")
+
+
+OWNED = (ipaddress.ip_network(TOOL_IP),)
+
+
+@pytest.mark.parametrize("targets, answered", [
+    (OWNED, True), ((ipaddress.ip_network(f"{TOOL_IP}/32"),), True),
+    ((ipaddress.ip_network("198.51.100.0/24"),), False), ((), False)],
+    ids=["single", "single-32", "prefix", "any-address"])
+def test_an_arp_probe_is_answered_only_for_an_address_given_singly(targets, answered):
+    probe = arp_request(psrc="0.0.0.0")
+    result = core_reply(probe, targets=targets)
+    assert (result is not None) is answered
+    if answered:
+        # As the kernel answers a probe for its own address: to the prober,
+        # target protocol address 0.0.0.0 (RFC 5227 2.1.1).
+        reply = wire(result.reply)
+        assert result.kind == "arp" and (reply.src, reply.dst) == (MAC, PEER_MAC)
+        arp = reply[ARP]
+        assert (arp.op, arp.hwsrc, arp.psrc, arp.hwdst, arp.pdst) == (
+            2, MAC, TOOL_IP, PEER_MAC, "0.0.0.0")
+
+
+def test_probes_for_other_addresses_and_announcements_stay_unanswered():
+    assert core_reply(arp_request(psrc="0.0.0.0", pdst="198.51.100.3"), targets=OWNED) is None
+    assert core_reply(arp_request(psrc=TOOL_IP, pdst=TOOL_IP), targets=OWNED) is None

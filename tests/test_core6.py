@@ -210,3 +210,37 @@ def test_random_ipv6_frames_raise_nothing():
             body[40] = rng.choice([128, 135, 136, body[40]])
             struct.pack_into("!H", body, 4, rng.choice([len(body) - 40, rng.randrange(1 << 16)]))
         core_reply(wire(header + bytes(body)))
+
+
+OWNED6 = (ipaddress.ip_network(TOOL6),)
+
+
+@pytest.mark.parametrize("targets, answered", [
+    (OWNED6, True), ((ipaddress.ip_network("2001:db8::/64"),), False), ((), False)],
+    ids=["single", "prefix", "any-address"])
+def test_dad_is_answered_only_for_an_address_given_singly(targets, answered):
+    dad = solicitation(src="::", options=False)
+    result = core_reply(dad, targets=targets)
+    assert (result is not None) is answered
+    if answered:
+        # RFC 4861 7.2.4: to all nodes, Solicited clear, from the target.
+        reply = wire(result.reply)
+        assert result.kind == "ndp" and (reply.src, reply.dst) == (MAC, "33:33:00:00:00:01")
+        ip6 = reply[IPv6]
+        assert (ip6.src, ip6.dst, ip6.hlim) == (TOOL6, "ff02::1", 255)
+        na = reply[ICMPv6ND_NA]
+        assert (na.R, na.S, na.O, na.tgt) == (0, 0, 1, TOOL6)
+        assert reply[ICMPv6NDOptDstLLAddr].lladdr == MAC
+        assert_icmp6_checksum_is_scapys(reply, ICMPv6ND_NA)
+
+
+@pytest.mark.parametrize("frame", [
+    pytest.param(solicitation(src="::", options=True), id="with-source-lladdr-option"),
+    pytest.param(solicitation(src="::", options=False, dst=TOOL6, ether_dst=MAC),
+                 id="unicast"),
+    pytest.param(solicitation(src="::", options=False, target="2001:db8::3",
+                              dst="ff02::1:ff00:3", ether_dst="33:33:ff:00:00:03"),
+                 id="for-another-address"),
+])
+def test_malformed_or_foreign_dad_stays_unanswered(frame):
+    assert core_reply(frame, targets=OWNED6) is None

@@ -230,3 +230,22 @@ def test_busy_poll_answers_and_ends_on_timeout(lab):
     assert_whole_replies(ping(lab, TOOL_IP, count=2), 2)
     assert tool.wait(timeout=10) == 0
     assert stats(tool.output)[1] == 3
+
+
+@pytest.mark.parametrize("owner, duplicate", [
+    ("kernel", True), (["--ip", TOOL_IP], True), (["--ip", f"{TOOL_IP}/32"], True),
+    (["--ip", "198.51.100.0/24"], False), ([], False)],
+    ids=["kernel", "single-ip", "single-ip-32", "prefix", "any-address"])
+def test_an_address_given_singly_is_defended_against_arp_probes(lab, owner, duplicate):
+    # iputils arping -D: exit status 1 when someone answers the probe (RFC 5227).
+    if owner == "kernel":
+        lab.in_host("ip", "addr", "add", f"{TOOL_IP}/24", "dev", HOST_IF)
+    else:
+        tool = lab.start_tool(*owner)
+    result = lab.in_guest("arping", "-D", "-c", "2", "-w", "3", "-I", GUEST_IF, TOOL_IP,
+                          check=False)
+    assert result.returncode == (1 if duplicate else 0), result.stdout
+    assert f"Received {1 if duplicate else 0} response(s)" in result.stdout
+    if owner != "kernel":
+        tool.stop()
+        assert stats(tool.output)[2] == (1 if duplicate else 0)

@@ -91,3 +91,26 @@ def test_family_options(lab):
     assert ping6(lab, TOOL6, count=1).returncode != 0
     tool.stop()
     assert "icmp6 echo" not in kinds(tool.output)
+
+
+@pytest.mark.parametrize("owner, duplicate", [
+    ("kernel", True), (["--ip", TOOL6], True), (["--ip", "2001:db8::/64"], False),
+    ([], False)], ids=["kernel", "single-ip", "prefix", "any-address"])
+def test_an_address_given_singly_is_defended_against_dad(lab, owner, duplicate):
+    # The guest takes the tool's own address, with DAD: the owner must answer
+    # the solicitation from :: with an advertisement to all nodes (RFC 4861
+    # 7.2.4), and the guest's address then ends "dadfailed".
+    if owner == "kernel":
+        lab.in_host("ip", "-6", "addr", "add", f"{TOOL6}/64", "dev", "veth-host", "nodad")
+    else:
+        tool = lab.start_tool(*owner)
+    lab.in_guest("ip", "-6", "addr", "add", f"{TOOL6}/64", "dev", GUEST_IF)
+    deadline = time.monotonic() + 10
+    while "tentative" in (state := lab.in_guest("ip", "-6", "addr", "show", "dev",
+                                                GUEST_IF).stdout) and "dadfailed" not in state:
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+    assert ("dadfailed" in state) is duplicate, state
+    if owner != "kernel":
+        tool.stop()
+        assert kinds(tool.output)["ndp"] == (1 if duplicate else 0)

@@ -74,6 +74,38 @@ def test_allow_physical_without_ip_warns_loudly(fake_sysfs, capsys):
     assert capsys.readouterr().err == ""
 
 
+class FakeLink:
+    def __init__(self, name, index):
+        self.name, self.index = name, index
+
+
+def test_a_pattern_never_serves_a_physical_interface_and_says_so_once(fake_sysfs, capsys,
+                                                                      monkeypatch):
+    monkeypatch.setattr(arp_icmp_vlan0.socket, "if_nameindex",
+                        lambda: [(1, "tap0"), (2, "eth9"), (3, "br-lan"), (4, "veth0")])
+    for allow_physical, expected in ((False, ["tap0", "veth0"]),
+                                     (True, ["br-lan", "eth9", "tap0", "veth0"])):
+        responder = arp_icmp_vlan0.Responder(["*"], Scope(), Framing(),
+                                             allow_physical=allow_physical)
+        served = []
+
+        def serve(name, index, quiet=False, responder=responder, served=served):
+            served.append(name)
+            responder.links[name] = FakeLink(name, index)
+        responder.serve = serve
+        try:
+            responder.reconcile()
+            responder.reconcile()  # a second look changes nothing, says nothing
+        finally:
+            responder.links.clear()
+            responder.close()
+        assert served == expected
+        lines = capsys.readouterr().err.splitlines()
+        refused = [] if allow_physical else ["br-lan", "eth9"]
+        assert lines == [f"arp_icmp_vlan0: {name}: a physical interface; not served "
+                         "(--allow-physical overrides)" for name in refused]
+
+
 def test_the_real_sysfs_view_of_this_machine():
     # Whatever the machine, loopback is virtual.
     assert physical_device("lo") is None

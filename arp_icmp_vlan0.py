@@ -35,6 +35,7 @@ Public License, version 2 only (see LICENSE), like Scapy which it builds on.
 import argparse
 import atexit
 import ctypes
+import errno
 import fnmatch
 import io
 import ipaddress
@@ -42,6 +43,7 @@ import json
 import os
 import pwd
 import re
+import resource
 import select
 import shutil
 import signal
@@ -60,6 +62,7 @@ try:
     from scapy.config import conf
     from scapy.data import DLT_EN10MB, MTU, SO_ATTACH_FILTER, SOL_PACKET
     from scapy.error import log_runtime
+    from scapy.interfaces import InterfaceProvider, NetworkInterface
     from scapy.layers.inet import IP, fragment
     from scapy.layers.inet6 import IPv6, fragment6
     from scapy.layers.l2 import Dot1Q, Ether
@@ -1123,7 +1126,7 @@ class Responder:
         self.by_fd = {}        # socket fd -> Link
         self.stats = {}        # name -> Stats, kept after an interface leaves
         self.lost = []         # every interface lost, in order
-        self.refused = set()   # pattern matches refused (physical), said once
+        self.refused = set()   # interfaces refused (physical, or no socket), said once
         self.replied = 0
         self.started = time.monotonic()
         self.reassembler = Reassembler()
@@ -1192,8 +1195,11 @@ class Responder:
                 continue
             try:
                 self.serve(name, present[name])
-            except OSError:
-                continue  # not quite there yet: the next notification retries
+            except OSError as exc:  # gone again, or not quite there: the next look retries
+                if exc.errno not in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN) \
+                        and name not in self.refused:
+                    self.refused.add(name)
+                    note(f"{name}: cannot open a packet socket: {exc.strerror or exc}")
 
     def _link_changed(self):
         """Drain the netlink notifications, then look once."""
@@ -1394,7 +1400,12 @@ def open_socket(iface):
     interface is put in promiscuous mode here, by its index now: Scapy's
     own set_promisc() looks the index up in a cache that an interface made
     since start-up is not in."""
-    sock = L2Socket(iface=iface, promisc=False)
+    # Handed a bare name that its interface cache lacks, L2Socket would reload
+    # that cache (1.3 s with 512 interfaces, every other one unserved
+    # meanwhile); a name-only interface, as Scapy 2.5 makes itself, avoids it.
+    device = NetworkInterface(InterfaceProvider(), data={
+        "name": iface, "network_name": iface, "description": iface, "dummy": True})
+    sock = L2Socket(iface=device, promisc=False)
     sock.ins.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack(
         "IHH8s", socket.if_nametoindex(iface), PACKET_MR_PROMISC, 0, b""))
     insns = (bpf_insn * len(REQUEST_FILTER))(*REQUEST_FILTER)
@@ -1524,6 +1535,9 @@ def serve(args):
         problem = _check_interface(name) or _check_virtual(name, args)
         if problem:
             return _fail(problem)
+    # A socket per interface: as many as the hard limit allows, not 1024.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     recorder = summary = responder = None
     try:
         responder = Responder(args.interfaces, scope_from(args), framing_from(args),

@@ -1,13 +1,22 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Linux guests on a TAP device, for the VM tests and the NIC matrix.
 
-A guest is Debian's own kernel (linux-image-amd64, fetched with apt-get
-download and unpacked, never installed) and a small initramfs: a static
-busybox and an /init that loads the NIC drivers, configures the address,
-pings the tool, prints a result line on the serial console and powers off.
-What the guest does is chosen on the kernel command line (avz.mode=normal,
-promisc or 8021q; avz.family=4 or 6), so one initramfs serves every case.
-Both are cached under tests/vm/.cache (git ignores it).
+A guest is Debian's own kernel (linux-image-amd64 of a release: bookworm,
+trixie or sid, fetched with apt-get download and unpacked, never installed)
+and a small initramfs: a static busybox and an /init that loads the NIC
+drivers, configures the address, pings the tool, prints its kernel release
+and a result line on the serial console and powers off. What the guest does
+is chosen on the kernel command line (avz.mode=normal, promisc or 8021q;
+avz.family=4 or 6), so one initramfs serves every case. The release is an
+argument, or ARP_ICMP_VLAN0_VM_KERNEL (default bookworm).
+
+The packages come through a private apt configuration per release (its own
+sources list, lists and cache under tests/vm/.cache, which git ignores): the
+system's sources are never touched. Three package layouts are handled:
+bookworm's (modules under lib/modules, uncompressed), trixie's (usr/lib/modules,
+modules compressed, virtio built in) and sid's 7.x (an empty linux-image
+package over linux-binary, the kernel at usr/lib/modules/VERSION/vmlinuz, and
+linux-modules).
 
 qemu runs inside the test's network namespace, where the TAP is, under TCG
 emulation: this machine's /dev/kvm exists but does not work, so KVM is never
@@ -15,11 +24,15 @@ tried unless ARP_ICMP_VLAN0_VM_ACCEL asks for it.
 """
 
 import glob
+import gzip
+import hashlib
+import lzma
 import os
 import re
 import shutil
 import subprocess
 import sys
+from typing import NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -29,6 +42,9 @@ from netlab import TOOL, Process, run  # noqa: E402
 CACHE = os.path.join(HERE, ".cache")
 BUSYBOX = "/bin/busybox"
 GUEST_MAC = "52:54:00:12:34:56"
+RELEASES = ("bookworm", "trixie", "sid")  # Debian 12, 13 and unstable
+DEFAULT_RELEASE = os.environ.get("ARP_ICMP_VLAN0_VM_KERNEL", "bookworm")
+MIRROR = "http://deb.debian.org/debian"
 
 # qemu's NIC models with a Linux driver: model -> the module that drives it.
 NIC_DRIVERS = {
@@ -72,6 +88,7 @@ while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]
     sleep 0.1; i=$((i+1))
 done
 driver=$(basename "$(readlink /sys/class/net/eth0/device/driver)")
+echo "AVZ-KERNEL $(uname -r)"
 echo "AVZ-DRIVER $driver mode=$mode family=$family"
 $ping -c 3 -W 2 $target > /tmp/ping.out 2>&1
 cat /tmp/ping.out
@@ -82,52 +99,119 @@ poweroff -f
 """
 
 
-def kernel():
-    """(vmlinuz, modules directory) of Debian's current amd64 kernel, fetched
-    and unpacked into the cache once."""
-    depends = run("apt-cache", "depends", "linux-image-amd64").stdout
-    package = re.search(r"Depends: (linux-image-\S+-amd64)", depends).group(1)
-    root = os.path.join(CACHE, package)
+class Kernel(NamedTuple):
+    release: str      # bookworm, trixie or sid
+    version: str      # as uname -r prints it, e.g. 6.1.0-56-amd64
+    vmlinuz: str
+    modules: str      # the modules directory, lib/modules/VERSION
+
+
+def _apt(release, command, *args, cwd=None):
+    """apt-get or apt-cache with a private configuration for `release`."""
+    home = os.path.join(CACHE, "apt", release)
+    sources = os.path.join(home, "sources.list")
+    if not os.path.exists(sources):
+        for folder in ("lists/partial", "cache/archives/partial"):
+            os.makedirs(os.path.join(home, folder), exist_ok=True)
+        suites = [(MIRROR, release)]
+        if release != "sid":  # a stable release's current kernel is in its security suite
+            suites.append((f"{MIRROR}-security", f"{release}-security"))
+        with open(sources, "w") as out:
+            for mirror, suite in suites:
+                out.write(f"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+                          f"{mirror} {suite} main\n")
+    options = [f"-oDir::Etc::SourceList={sources}", "-oDir::Etc::SourceParts=/dev/null",
+               f"-oDir::State::Lists={home}/lists", f"-oDir::Cache={home}/cache"]
+    return subprocess.run([command, *options, *args], cwd=cwd, check=True,
+                          capture_output=True, text=True, timeout=600).stdout
+
+
+def kernel(release=DEFAULT_RELEASE):
+    """Debian's current amd64 kernel in `release`, fetched and unpacked into
+    the cache once."""
+    if release not in RELEASES:
+        raise ValueError(f"unknown release {release!r}: choose from {', '.join(RELEASES)}")
+    if not glob.glob(os.path.join(CACHE, "apt", release, "lists", "*Packages*")):
+        _apt(release, "apt-get", "update")
+    image = re.search(r"Depends: (linux-image-\S+-amd64)",
+                      _apt(release, "apt-cache", "depends", "linux-image-amd64")).group(1)
+    root = os.path.join(CACHE, "kernels", release, image)
     if not os.path.isdir(root):
-        os.makedirs(CACHE, exist_ok=True)
-        for stale in glob.glob(os.path.join(CACHE, "*.deb")):
-            os.remove(stale)
-        subprocess.run(["apt-get", "download", package], cwd=CACHE, check=True,
-                       capture_output=True, timeout=300)
-        deb = glob.glob(os.path.join(CACHE, f"{package}_*.deb"))[0]
-        run("dpkg-deb", "-x", deb, root + ".partial", timeout=300)
-        os.remove(deb)
+        shutil.rmtree(os.path.dirname(root), ignore_errors=True)  # an older one
+        depends = _apt(release, "apt-cache", "depends", image)
+        # From 7.x linux-image is empty: the kernel is linux-binary, the modules
+        # linux-modules, modules.builtin in linux-base-VERSION.
+        packages = re.findall(r"Depends: (linux-(?:base|binary|modules)-\d\S+)",
+                              depends) or [image]
+        scratch = os.path.join(CACHE, "debs")
+        shutil.rmtree(scratch, ignore_errors=True)
+        os.makedirs(scratch)
+        _apt(release, "apt-get", "download", *packages, cwd=scratch)
+        for deb in glob.glob(os.path.join(scratch, "*.deb")):
+            run("dpkg-deb", "-x", deb, root + ".partial", timeout=300)
+        shutil.rmtree(scratch)
         os.rename(root + ".partial", root)
-    vmlinuz = glob.glob(os.path.join(root, "boot", "vmlinuz-*"))[0]
-    modules = glob.glob(os.path.join(root, "lib", "modules", "*"))[0]
-    return vmlinuz, modules
+    modules = glob.glob(os.path.join(root, "lib", "modules", "*")) or glob.glob(
+        os.path.join(root, "usr", "lib", "modules", "*"))
+    version = os.path.basename(modules[0])
+    vmlinuz = [path for path in (os.path.join(root, "boot", f"vmlinuz-{version}"),
+                                 os.path.join(modules[0], "vmlinuz")) if os.path.exists(path)]
+    return Kernel(release, version, vmlinuz[0], modules[0])
+
+
+def _module_name(path):
+    return os.path.basename(path).split(".ko")[0].replace("-", "_")
 
 
 def _module_files(modules_dir):
-    return {os.path.basename(path)[:-3]: path
-            for path in glob.glob(os.path.join(modules_dir, "kernel", "**", "*.ko"),
+    """Module name (with _ for -) -> its file, compressed or not."""
+    return {_module_name(path): path
+            for path in glob.glob(os.path.join(modules_dir, "kernel", "**", "*.ko*"),
                                   recursive=True)}
 
 
-def _depends(path):
+def _builtin(modules_dir):
+    """The modules built into the kernel, by name."""
+    try:
+        with open(os.path.join(modules_dir, "modules.builtin")) as builtin:
+            return {_module_name(line.strip()) for line in builtin}
+    except FileNotFoundError:
+        return set()
+
+
+def _module_bytes(path):
+    """A module file's content, decompressed: xz and gzip with the standard
+    library, zstd with the zstd command."""
+    if path.endswith(".zst"):
+        return subprocess.run(["zstd", "-dcq", path], check=True, capture_output=True).stdout
+    opener = {".xz": lzma.open, ".gz": gzip.open}.get(os.path.splitext(path)[1], open)
+    with opener(path, "rb") as module:
+        return module.read()
+
+
+def _depends(content):
     """The module's dependencies, from its .modinfo section."""
-    with open(path, "rb") as module:
-        found = re.search(rb"\x00depends=([^\x00]*)\x00", module.read())
-    return [d for d in found.group(1).decode().split(",") if d] if found else []
+    found = re.search(rb"\x00depends=([^\x00]*)\x00", content)
+    return [d.replace("-", "_") for d in found.group(1).decode().split(",") if d] \
+        if found else []
 
 
-def _load_order(wanted, files):
-    """`wanted` modules and their dependencies, dependencies first."""
-    order = []
+def _load_order(wanted, files, builtin):
+    """`wanted` modules and their dependencies, dependencies first, those
+    built into the kernel left out; name -> content."""
+    order = {}
 
     def visit(name):
-        if name in order:
+        if name in order or name in builtin:
             return
-        for dependency in _depends(files[name]):
+        if name not in files:
+            raise FileNotFoundError(f"module {name} is neither built in nor shipped")
+        content = _module_bytes(files[name])
+        for dependency in _depends(content):
             visit(dependency)
-        order.append(name)
+        order[name] = content
     for name in wanted:
-        visit(name)
+        visit(name.replace("-", "_"))
     return order
 
 
@@ -148,11 +232,14 @@ def _cpio(entries):
 
 def initramfs(modules_dir):
     """The initramfs, built once per kernel into the cache."""
-    path = os.path.join(CACHE, os.path.basename(modules_dir) + ".initramfs")
+    recipe = hashlib.sha256((INIT + repr(NIC_DRIVERS) + repr(EXTRA_MODULES)).encode())
+    path = os.path.join(CACHE, "initramfs", f"{os.path.basename(modules_dir)}-"
+                                           f"{recipe.hexdigest()[:8]}")
     if os.path.exists(path):
         return path
-    files = _module_files(modules_dir)
-    order = _load_order(list(NIC_DRIVERS.values()) + list(EXTRA_MODULES), files)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    order = _load_order(list(NIC_DRIVERS.values()) + list(EXTRA_MODULES),
+                        _module_files(modules_dir), _builtin(modules_dir))
     entries = [(d, 0o40755, b"", (0, 0)) for d in ("bin", "dev", "proc", "sys", "tmp",
                                                     "lib", "lib/modules")]
     entries.append(("dev/console", 0o20600, b"", (5, 1)))
@@ -160,9 +247,8 @@ def initramfs(modules_dir):
         entries.append(("bin/busybox", 0o100755, busybox.read(), (0, 0)))
     entries.append(("init", 0o100755, INIT.encode(), (0, 0)))
     entries.append(("modules.order", 0o100644, "\n".join(order).encode(), (0, 0)))
-    for name in order:
-        with open(files[name], "rb") as module:
-            entries.append((f"lib/modules/{name}.ko", 0o100644, module.read(), (0, 0)))
+    for name, content in order.items():
+        entries.append((f"lib/modules/{name}.ko", 0o100644, content, (0, 0)))
     with open(path + ".partial", "wb") as out:
         out.write(_cpio(entries))
     os.rename(path + ".partial", path)
@@ -174,14 +260,15 @@ def missing_tools():
             if not shutil.which(tool)] + ([] if os.path.exists(BUSYBOX) else ["busybox"])
 
 
-def run_guest(namespace, tap, nic, mode="normal", family=4, timeout=90):
+def run_guest(namespace, tap, nic, mode="normal", family=4, timeout=90,
+              release=DEFAULT_RELEASE):
     """Boot a guest whose NIC `nic` sits on `tap` in `namespace`; return its
     serial console output once it powered off."""
-    vmlinuz, modules_dir = kernel()
+    guest_kernel = kernel(release)
     accel = os.environ.get("ARP_ICMP_VLAN0_VM_ACCEL", "tcg")
     cmd = ["ip", "netns", "exec", namespace, "qemu-system-x86_64", "-accel", accel,
            "-m", "256", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-           "-kernel", vmlinuz, "-initrd", initramfs(modules_dir),
+           "-kernel", guest_kernel.vmlinuz, "-initrd", initramfs(guest_kernel.modules),
            "-append", f"console=ttyS0 panic=-1 quiet avz.mode={mode} avz.family={family}",
            "-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no",
            "-device", f"{nic},netdev=net0,mac={GUEST_MAC},romfile="]
@@ -191,6 +278,12 @@ def run_guest(namespace, tap, nic, mode="normal", family=4, timeout=90):
     finally:
         guest.stop()
     return guest.output
+
+
+def kernel_of(console):
+    """The kernel release the guest printed (uname -r), or None."""
+    found = re.search(r"AVZ-KERNEL (\S+)", console)
+    return found.group(1) if found else None
 
 
 def result_of(console):

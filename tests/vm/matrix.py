@@ -2,14 +2,19 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Which virtual NICs accept priority-tagged frames: the whole matrix.
 
-USAGE: sudo python3 tests/vm/matrix.py [--nics e1000,virtio-net-pci,...] [--json FILE]
+USAGE: sudo python3 tests/vm/matrix.py [--kernels bookworm,trixie,sid]
+                                       [--nics e1000,virtio-net-pci,...] [--jobs N]
+                                       [--json FILE]
 
-For every qemu NIC model with a Linux driver, every guest mode (normal, NIC
-in promiscuous mode, 8021q loaded) and both framings (the tool's default
-VLAN-0 tag, and --untagged as the baseline), boots a guest on a TAP in a
-throwaway namespace, pings the tool three times and records how many whole
-replies arrived. Prints a table (about 8 s a boot under TCG: 54 boots take
-some 7 minutes) and writes the results as JSON.
+For every guest kernel (Debian bookworm, trixie, sid), every qemu NIC model
+with a Linux driver, every guest mode (normal, NIC in promiscuous mode,
+8021q loaded) and three framings (the tool's default 802.1Q VLAN-0 tag, an
+802.1ad tag with --tpid 0x88a8, and --untagged as the baseline), boots a
+guest on a TAP in a throwaway namespace, pings the tool three times and
+records how many whole replies arrived, the kernel the guest printed, and
+the tool's own verdict (which must agree). Prints one table per kernel
+(about 8 s a boot under TCG, --jobs at a time) and writes the results as
+JSON.
 """
 
 import argparse
@@ -18,65 +23,96 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from guest import NIC_DRIVERS, kernel, make_tap, result_of, run_guest, start_tool  # noqa: E402
+from guest import (NIC_DRIVERS, RELEASES, kernel, kernel_of, make_tap, result_of,  # noqa: E402
+                   run_guest, start_tool)
 from netlab import run  # noqa: E402
 
 MODES = ("normal", "promisc", "8021q")
-FRAMINGS = (("tagged", []), ("untagged", ["--untagged"]))
+FRAMINGS = (("802.1Q", []), ("802.1ad", ["--tpid", "0x88a8"]), ("untagged", ["--untagged"]))
 
 
-def one(nic, mode, options):
+def one(release, nic, mode, framing):
+    options = dict(FRAMINGS)[framing]
     namespace = f"avzm-{os.urandom(4).hex()}"
     run("ip", "netns", "add", namespace)
     try:
         make_tap(namespace, "tapvm")
-        tool = start_tool(namespace, "tapvm", "-q", *options)
-        console = run_guest(namespace, "tapvm", nic, mode)
-        tool.stop()
+        with tempfile.TemporaryDirectory() as scratch:
+            summary = os.path.join(scratch, "summary.json")
+            tool = start_tool(namespace, "tapvm", "-q", "-4", "--json", summary, *options)
+            console = run_guest(namespace, "tapvm", nic, mode, release=release)
+            tool.stop()
+            guests = json.load(open(summary))["guests"]
         driver = re.search(r"AVZ-DRIVER (\S+)", console)
         result = result_of(console)
-        return {"nic": nic, "mode": mode, "framing": "untagged" if options else "tagged",
+        return {"kernel_release": release, "kernel": kernel_of(console), "nic": nic,
+                "mode": mode, "framing": framing,
                 "driver": driver.group(1) if driver else None,
-                "whole_replies": result[1] if result else None}
+                "whole_replies": result[1] if result else None,
+                "verdict": guests[0]["verdict"] if guests else None}
     finally:
         run("ip", "netns", "del", namespace, check=False)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nics", default=",".join(NIC_DRIVERS))
-    parser.add_argument("--json", default="nic-matrix.json")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("matrix.py: error: needs root: sudo python3 tests/vm/matrix.py")
-    vmlinuz, _ = kernel()
-    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
-                          text=True).stdout.splitlines()[0]
-    print(f"{qemu}; guest kernel {os.path.basename(vmlinuz)}; TCG", flush=True)
-    results = []
-    for nic in args.nics.split(","):
-        for _, options in FRAMINGS:
-            for mode in MODES:
-                results.append(one(nic, mode, options))
-                print(json.dumps(results[-1]), flush=True)
+def table(results, release, nics):
     header = ["NIC model (driver)"] + [f"{f} {m}" for f, _ in FRAMINGS for m in MODES]
     rows = [header]
-    for nic in args.nics.split(","):
-        cells = {(r["framing"], r["mode"]): r for r in results if r["nic"] == nic}
+    for nic in nics:
+        cells = {(r["framing"], r["mode"]): r for r in results
+                 if r["nic"] == nic and r["kernel_release"] == release}
         driver = next((r["driver"] for r in cells.values() if r["driver"]), "?")
         rows.append([f"{nic} ({driver})"] + [
             "-" if cells[(f, m)]["whole_replies"] is None
             else f"{cells[(f, m)]['whole_replies']}/3" for f, _ in FRAMINGS for m in MODES])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kernels", default="bookworm",
+                        help=f"guest kernels, of {', '.join(RELEASES)} (default bookworm)")
+    parser.add_argument("--nics", default=",".join(NIC_DRIVERS))
+    parser.add_argument("--jobs", type=int, default=2, help="guests at a time (default 2)")
+    parser.add_argument("--json", default="nic-matrix.json")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("matrix.py: error: needs root: sudo python3 tests/vm/matrix.py")
+    releases, nics = args.kernels.split(","), args.nics.split(",")
+    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                          text=True).stdout.splitlines()[0]
+    versions = {release: kernel(release).version for release in releases}  # fetched once
+    started = time.monotonic()
+    cases = [(release, nic, mode, framing) for release in releases for nic in nics
+             for framing, _ in FRAMINGS for mode in MODES]
+    results = []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for result in pool.map(lambda case: one(*case), cases):
+            results.append(result)
+            print(json.dumps(result), flush=True)
+    print(f"command: sudo python3 tests/vm/matrix.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"{qemu}; TCG; {len(cases)} boots in {time.monotonic() - started:.0f} s")
+    for release in releases:
+        printed = {r["kernel"] for r in results if r["kernel_release"] == release}
+        print(f"\nguest kernel: Debian {release}, {versions[release]} "
+              f"(uname -r in the guests: {', '.join(sorted(p or '?' for p in printed))})")
+        print(table(results, release, nics))
+    disagree = [r for r in results if r["whole_replies"] is not None
+                and r["verdict"] != ("accepts" if r["whole_replies"] else "drops")]
+    print(f"\nthe tool's verdict agreed with the guest's console in "
+          f"{len(results) - len(disagree)} of {len(results)} boots")
+    for r in disagree:
+        print(f"  disagreement: {json.dumps(r)}")
     with open(args.json, "w") as out:
-        json.dump({"qemu": qemu, "kernel": os.path.basename(vmlinuz), "results": results},
-                  out, indent=1)
+        json.dump({"qemu": qemu, "kernels": versions, "results": results}, out, indent=1)
 
 
 if __name__ == "__main__":

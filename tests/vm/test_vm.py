@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import need, need_root_and
-from guest import make_tap, missing_tools, result_of, run_guest, start_tool
+from guest import (RELEASES, kernel, kernel_of, make_tap, missing_tools, result_of, run_guest,
+                   start_tool)
 from netlab import run
 from test_netns import kinds
 
@@ -73,3 +74,15 @@ def test_until_verdict_ends_early_with_the_guests_verdict(namespace, nic, status
     assert tool.output.count(verdict) == 2, tool.output  # the line, then in the statistics
     received, _ = result_of(console)
     assert (received > 0) == (status == 0), console  # the console agrees
+
+
+def test_the_newest_kernel_still_drops_them_on_virtio_net(namespace, tmp_path):
+    # Debian sid's kernel, so that a change in the guest's behaviour shows up.
+    newest = RELEASES[-1]
+    summary = tmp_path / "summary.json"
+    tool = start_tool(namespace, "tapvm", "-q", "--json", str(summary))
+    console = run_guest(namespace, "tapvm", "virtio-net-pci", release=newest)
+    tool.stop()
+    assert kernel_of(console) == kernel(newest).version, console
+    assert result_of(console) == (0, 0), f"guest console:\n{console}\ntool:\n{tool.output}"
+    assert [g["verdict"] for g in json.loads(summary.read_text())["guests"]] == ["drops"]

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
+"""Many guests, one tool: how far one process serving 'vh*' goes.
+
+USAGE: sudo python3 tests/scale.py [--guests 16,64,256] [--pings 10] [--json FILE]
+
+For each count N: one host namespace and N guest namespaces, each guest on
+its own veth pair (vh0..vhN-1 in the host, the same documentation address
+198.51.100.1/24 in every guest), the tool started once on the pattern 'vh*'.
+Then every guest pings 198.51.100.2 at once (ping -i 0.2) and the script
+reports: how many guests got every reply, round trips (avg, p99) over all
+pings, the tool's CPU time per reply and peak RSS, and how long the tool
+took to serve a new interface: from 'ip link set up' to the first ARP reply
+to a guest asking every 5 ms. Everything is removed on every exit path. Not
+part of the pytest run: it takes minutes.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from netlab import TOOL, Process, run  # noqa: E402
+from arp_icmp_vlan0 import _delete_namespace, _live_namespaces  # noqa: E402
+
+GUEST_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
+
+FIRST_REPLY = """
+import socket, sys, time
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+sock.bind((sys.argv[1], 0))
+sock.setblocking(False)
+mac = open(f"/sys/class/net/{sys.argv[1]}/address").read().strip()
+me = bytes.fromhex(mac.replace(":", ""))
+request = (b"\\xff" * 6 + me + b"\\x08\\x06\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x01" + me
+           + socket.inet_aton("%s") + bytes(6) + socket.inet_aton("%s") + bytes(18))
+print("ready", flush=True)
+end = time.monotonic() + 10
+while time.monotonic() < end:
+    sock.send(request)
+    time.sleep(0.005)
+    try:
+        while True:
+            data, where = sock.recvfrom(2048)
+            if where[2] != socket.PACKET_OUTGOING and data[20:22] == b"\\x00\\x02":
+                print(time.time(), flush=True)
+                raise SystemExit
+    except BlockingIOError:
+        pass
+""" % (GUEST_IP, TOOL_IP)
+
+
+class Testbed:
+    """A host namespace and N guests, each on its own veth pair."""
+
+    def __init__(self, guests):
+        suffix = os.urandom(3).hex()
+        self.host = f"avzs-h-{suffix}"
+        self.guests = [f"avzs-g{n}-{suffix}" for n in range(guests)]
+        self.processes = []
+
+    def __enter__(self):
+        try:
+            for ns in [self.host] + self.guests:
+                run("ip", "netns", "add", ns)
+                _live_namespaces.add(ns)
+            for number in range(len(self.guests)):
+                self.add_guest(number, up=True)
+            run("ip", "-n", self.host, "link", "set", "lo", "up")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def add_guest(self, number, up):
+        guest = self.guests[number]
+        run("ip", "link", "add", f"vh{number}", "netns", self.host, "type", "veth", "peer",
+            "name", "eth0", "netns", guest)
+        with tempfile.NamedTemporaryFile("w", suffix=".ip") as batch:
+            batch.write(f"addr add {GUEST_IP}/24 dev eth0\nlink set eth0 up\nlink set lo up\n")
+            batch.flush()
+            run("ip", "-n", guest, "-batch", batch.name)
+        if up:
+            run("ip", "-n", self.host, "link", "set", f"vh{number}", "up")
+
+    def __exit__(self, *exc):
+        for process in self.processes:
+            process.stop()
+        for ns in [self.host] + self.guests:
+            _delete_namespace(ns)
+
+    def start(self, ns, *cmd):
+        process = Process(["ip", "netns", "exec", ns, *cmd])
+        self.processes.append(process)
+        return process
+
+
+def tool_usage(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/status") as status:
+        rss = int(re.search(r"VmHWM:\s+(\d+)", status.read()).group(1))
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), rss / 1024
+
+
+def measure(count, pings):
+    with Testbed(count) as bed:
+        started = time.monotonic()
+        tool = bed.start(bed.host, sys.executable, TOOL, "-q", "vh*")
+        tool.wait_for("Hit Ctrl-C", timeout=60)
+        startup = time.monotonic() - started
+        cpu_before, _ = tool_usage(tool.popen.pid)
+        ping = [subprocess.Popen(["ip", "netns", "exec", guest, "ping", "-n", "-c", str(pings),
+                                  "-i", "0.2", "-W", "2", TOOL_IP], stdout=subprocess.PIPE,
+                                 text=True) for guest in bed.guests]
+        outputs = [p.communicate(timeout=pings + 60)[0] for p in ping]
+        cpu_after, rss = tool_usage(tool.popen.pid)
+        times = [float(t) for out in outputs for t in re.findall(r"time=([\d.]+) ms", out)]
+        complete = sum(out.count(f"64 bytes from {TOOL_IP}") == pings for out in outputs)
+        # A new guest: from its interface coming up to the tool's first reply.
+        bed.guests.append(f"avzs-g{count}-{bed.host.rsplit('-', 1)[1]}")
+        run("ip", "netns", "add", bed.guests[-1])
+        _live_namespaces.add(bed.guests[-1])
+        bed.add_guest(count, up=False)
+        asker = bed.start(bed.guests[-1], sys.executable, "-c", FIRST_REPLY, "eth0")
+        asker.wait_for("ready")
+        up_at = time.time()
+        run("ip", "-n", bed.host, "link", "set", f"vh{count}", "up")
+        asker.wait(timeout=15)
+        answered = asker.output.split("ready", 1)[1].split()
+        tool.stop()
+        replies = sum(int(n) for n in re.findall(r"(\d+) replies sent", tool.output)[-1:])
+        times.sort()
+        return {
+            "guests": count, "pings_each": pings, "start_up_s": round(startup, 2),
+            "guests_with_every_reply": complete,
+            "rtt_avg_ms": round(statistics.mean(times), 3) if times else None,
+            "rtt_p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 3)
+            if times else None,
+            "tool_cpu_us_per_reply": round((cpu_after - cpu_before) * 1e6
+                                           / max(1, len(times)), 1),
+            "tool_peak_rss_mib": round(rss, 1),
+            "new_interface_served_ms": round((float(answered[0]) - up_at) * 1000, 1)
+            if answered else None,
+            "replies_counted": replies,
+        }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--guests", default="16,64,256")
+    parser.add_argument("--pings", type=int, default=10)
+    parser.add_argument("--json", default="scale.json")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("scale.py: error: needs root (network namespaces): sudo python3 tests/scale.py")
+    results = []
+    for count in (int(n) for n in args.guests.split(",")):
+        print(f"{count} guests ...", flush=True)
+        results.append(measure(count, args.pings))
+        print(json.dumps(results[-1]), flush=True)
+    header = ("guests", "every reply", "RTT avg ms", "RTT p99 ms", "tool CPU us/reply",
+              "tool peak RSS MiB", "new interface served ms", "start-up s")
+    rows = [header] + [(str(r["guests"]), f"{r['guests_with_every_reply']}/{r['guests']}",
+                        str(r["rtt_avg_ms"]), str(r["rtt_p99_ms"]),
+                        str(r["tool_cpu_us_per_reply"]), str(r["tool_peak_rss_mib"]),
+                        str(r["new_interface_served_ms"]), str(r["start_up_s"]))
+                       for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    print(f"command: sudo python3 tests/scale.py {' '.join(sys.argv[1:])}".rstrip())
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    with open(args.json, "w") as out:
+        json.dump(results, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()

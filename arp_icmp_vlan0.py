@@ -17,16 +17,16 @@ USAGE: arp_icmp_vlan0.py [-h] [--mac MAC] [--ip ADDR[/LEN]] [-4 | -6]
                          [--allow-physical] [--user USER] [--keep-root]
                          [--exit-on-down] [-c N] [--timeout SECONDS]
                          [--until-verdict] [-w FILE] [--json FILE] [-q | -v]
-                         [-V] [--self-test]
+                         [--busy-poll] [-V] [--self-test]
                          [INTERFACE ...]
 
 The design card: "a Scapy sniff() loop on a TAP interface uses a prn callback
 that matches ARP requests and ICMP echo requests and sends Dot1Q(vlan=0) tagged
-replies with sendp". The tags are Scapy's Dot1Q, built once. The loop is not:
-tests/benchmark.py measured the card's loop at 0.55 ms ping round trips and 10k
-replies/s, this one at 0.2 ms and 75k: sendp() costs 85 us a call against 1.3
-for the socket's send(), Scapy's dissection 950 us a reply against 6 for the
-byte-level core below (README.rst, Performance).
+replies with sendp". The tags are Scapy's Dot1Q, built once. The rest is not, as
+tests/benchmark.py measured it (README.rst, Performance): the card's loop around
+this file's core answered CARD_PPS echo requests a second with CARD_RTT ms round
+trips, this epoll loop TOOL_PPS and TOOL_RTT ms; sendp() costs SENDP us a call, the
+socket's send() SEND; Scapy's reply SCAPY_US us, the byte-level core CORE_US.
 
 Copyright (C) 2026 The arp_icmp_vlan0 authors. Licensed under the GNU General
 Public License, version 2 only (see LICENSE), like Scapy which it builds on.
@@ -186,6 +186,7 @@ IN6_ALL_NODES = socket.inet_pton(socket.AF_INET6, "ff02::1")
 IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_HOPOPTS, IPPROTO_FRAGMENT = 1, 58, 0, 44
 IPV4_HLEN, IPV6_HLEN, IPV6_FRAG_HLEN, ICMP_HLEN = 20, 40, 8, 8
 IP_FRAGMENT_BITS, IP_MORE_FRAGMENTS, IP_OFFSET_BITS = 0x3FFF, 0x2000, 0x1FFF
+IPV6_OFFSET_BITS, IPV6_MORE_FRAGMENTS = 0xFFF8, 0x0001  # of the Fragment header
 ARP_REQUEST, ARP_REPLY = 1, 2
 ARP_ETHERNET_IPV4 = b"\x00\x01\x08\x00\x06\x04"  # hardware and protocol types, sizes
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
@@ -273,10 +274,10 @@ class Scope:
 
 
 def checksum(data):
-    """The Internet checksum (RFC 1071) of `data`, as Scapy's checksum()
-    computes it, in one big-integer operation (2^16 = 1 modulo 0xFFFF): it
-    is on every request's path, where Scapy's costs twice as much time in a
-    process that the request just woke (README.rst, Performance)."""
+    """The Internet checksum (RFC 1071) of `data`, what Scapy's checksum()
+    returns, in one big-integer operation (2^16 = 1 modulo 0xFFFF): three are
+    on an echo request's path, where Scapy's take longer in a process the
+    request has just woken (tests/benchmark.py, per call)."""
     value = int.from_bytes(data, "big") << 8 * (len(data) & 1)
     return 0xFFFF - (value % 0xFFFF or (0xFFFF if value else 0))
 
@@ -647,7 +648,7 @@ def maybe_fragment(frame, ethertype, offset):
     """A quick look: could `frame` be an IPv4 or IPv6 fragment?"""
     if ethertype == ETH_P_IP:
         return len(frame) >= offset + IPV4_HLEN and bool(
-            frame[offset + 6] & 0x3F or frame[offset + 7])
+            (frame[offset + 6] << 8 | frame[offset + 7]) & IP_FRAGMENT_BITS)
     return (ethertype == ETH_P_IPV6 and len(frame) > offset + 6
             and frame[offset + 6] == IPPROTO_FRAGMENT)
 
@@ -679,12 +680,12 @@ def fragment_of(frame, ethertype, offset, interface=""):
                 or payload_len < IPV6_FRAG_HLEN or len(frame) < start + payload_len):
             return None
         bits = frame[start + 2] << 8 | frame[start + 3]
-        data_offset = bits & 0xFFF8
+        data_offset = bits & IPV6_OFFSET_BITS
         key = (interface, 6, frame[offset + 8:offset + 40], frame[start + 4:start + 8])
         header = (frame[offset:offset + 6] + bytes([IPPROTO_ICMPV6])
                   + frame[offset + 7:start])
         first = (frame[:offset], header, 6) if data_offset == 0 else None
-        return Fragment(key, data_offset, bool(bits & 1),
+        return Fragment(key, data_offset, bool(bits & IPV6_MORE_FRAGMENTS),
                         frame[start + IPV6_FRAG_HLEN:start + payload_len], first)
     return None
 
@@ -1191,7 +1192,7 @@ class Responder:
                 if name not in self.refused:
                     self.refused.add(name)
                     note(f"{name}: a physical interface; not served "
-                               "(--allow-physical overrides)")
+                         "(--allow-physical overrides)")
                 continue
             try:
                 self.serve(name, present[name])
@@ -1209,8 +1210,10 @@ class Responder:
                     break
             except BlockingIOError:
                 break
-            except OSError:  # ENOBUFS: notifications lost; the look below sees all
-                continue
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    break
+                # Notifications were lost (the socket overflowed): the look below sees all.
         self.reconcile()
 
     # -- frames
@@ -1723,7 +1726,7 @@ def build_parser():
     safety.add_argument("--exit-on-down", action="store_true",
                         help="exit (status 1) when an interface goes away, instead "
                              "of waiting for it to come back")
-    ending = parser.add_argument_group("when to end, what to keep")
+    ending = parser.add_argument_group("running and output")
     ending.add_argument("-c", "--count", type=_ranged_int("count", 1, 2**63),
                         default=0, metavar="N", help="exit after N replies")
     ending.add_argument("--timeout", type=_positive_number, metavar="SECONDS",
@@ -1744,14 +1747,14 @@ def build_parser():
     chatter.add_argument("-v", "--verbose", dest="verbose",
                          action="store_const", const=1,
                          help="also print the frames that are not answered")
+    ending.add_argument("--busy-poll", action="store_true",
+                        help="poll the sockets without sleeping: idle round trips "
+                             "a third as long, for a whole CPU core")
     parser.add_argument("-V", "--version", action="version",
                         version=f"%(prog)s {__version__}")
     parser.add_argument("--self-test", action="store_true",
                         help="check this host end to end in throwaway network "
                              "namespaces, then exit (needs root, ip, ping)")
-    parser.add_argument("--busy-poll", action="store_true",
-                        help="poll the sockets without sleeping: round trips "
-                             "closer to the kernel's, for a whole CPU core")
     return parser
 
 
@@ -1999,7 +2002,7 @@ def self_test(args):
                 capture.stop()
                 print("--- tcpdump -n -e in the guest namespace (tagged frames) ---")
                 print("".join(line for line in capture.output.splitlines(True)
-                              if not line.startswith(("tcpdump:", "listening on"))), end="")
+                              if re.match(r"\d\d:\d\d:", line)), end="")  # frames alone
     except (subprocess.CalledProcessError, RuntimeError) as exc:
         detail = getattr(exc, "stderr", None) or str(exc)
         return _fail(f"self-test could not run: {detail.strip()}")

@@ -56,7 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from netlab import GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab  # noqa: E402
+from netlab import GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab, text_table  # noqa: E402
 
 LADDER = (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 75_000, 100_000)
 LOSS_LIMIT = 0.001
@@ -118,6 +118,50 @@ def answering_machines(iface, reuse):
     options = {"socket": conf.L2socket(iface=iface)} if reuse else {}
     ARP_am(iface=iface, IP_addr=TOOL_IP, ARP_addr=get_if_hwaddr(iface), **options).bg()
     ICMPEcho_am(iface=iface, **options)()
+
+
+def per_call_costs(iface):
+    """Microseconds a call, on `iface`: what the card's way costs against
+    what the tool does (warm, the best of five runs of many calls), and the
+    three Internet checksums of an echo request and its reply (IP header,
+    64-byte message, IP header) in a cold process (after 64 MiB of other
+    memory went through the caches), Scapy's against the tool's."""
+    import timeit
+    from scapy.all import ICMPEcho_am, Ether, conf, sendp
+    from scapy.utils import checksum as scapy_checksum
+    import arp_icmp_vlan0 as tool
+    conf.verb = 0
+    sock = tool.open_socket(iface)
+    frame = echo_frames(TOOL_MAC, 1)[0]
+    scope, framing = tool.Scope(), tool.Framing()
+    answering_machine = ICMPEcho_am(iface=iface)
+
+    def warm(call, number):
+        return round(min(timeit.repeat(call, number=number, repeat=5)) / number * 1e6, 1)
+
+    flood = bytearray(64 << 20)
+
+    def cold(call):
+        times = []
+        for _ in range(41):
+            flood[::64] = bytes(len(flood) // 64)  # a byte per cache line: they all turn over
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return round(statistics.median(times) * 1e6, 1)
+    header, message = frame[14:34], frame[34:]
+    return {
+        "sendp_socket_us": warm(lambda: sendp(frame, socket=sock), 500),
+        "socket_send_us": warm(lambda: sock.ins.send(frame), 5000),
+        "sendp_iface_us": warm(lambda: sendp(frame, iface=iface), 20),
+        "scapy_echo_reply_us": warm(
+            lambda: bytes(answering_machine.make_reply(Ether(frame))), 200),
+        "core_echo_reply_us": warm(lambda: tool.reply_to(frame, scope, framing), 5000),
+        "checksums_cold_scapy_us": cold(lambda: (scapy_checksum(header), scapy_checksum(message),
+                                                 scapy_checksum(header))),
+        "checksums_cold_tool_us": cold(lambda: (tool.checksum(header), tool.checksum(message),
+                                                tool.checksum(header))),
+    }
 
 
 def peer_command(name, floor_binary):
@@ -237,10 +281,11 @@ def burst(sock, peer_mac):
             "exactly_once": sum(1 for n in replies.values() if n == 1)}
 
 
-def first_reply(sock, deadline=30):
-    """Send an ARP request every 5 ms until an ARP reply arrives; when?"""
+def first_reply(sock, interface, deadline=30):
+    """Send an ARP request every 5 ms until an ARP reply arrives; when, on
+    the system-wide monotonic clock?"""
     listener = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
-    listener.bind((GUEST_IF, 0))
+    listener.bind((interface, 0))
     listener.setblocking(False)
     request = arp_frames()[0]
     end = time.monotonic() + deadline
@@ -259,10 +304,10 @@ def first_reply(sock, deadline=30):
 
 def generate(args):
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    sock.bind((GUEST_IF, 0))
+    sock.bind((args.interface, 0))
     if args.generate == "first-reply":
         print("ready", flush=True)
-        result = first_reply(sock)
+        result = first_reply(sock, args.interface)
     elif args.generate == "burst":
         result = burst(sock, args.peer_mac)
     elif args.generate == "flood":
@@ -423,9 +468,7 @@ def table(results):
             str(r.get("cpu_us_per_reply", "-")), str(r.get("peak_rss_mib", "-")),
             str(r.get("first_reply_s", "-")),
             f"{r['burst']['exactly_once']}/{r['burst']['sent']} once"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-                     for row in rows)
+    return text_table(rows)
 
 
 def machine():
@@ -470,7 +513,10 @@ def run(names, step, rounds, per_round, rtt_only):
                     peer.stop()
         for name in names:
             results[name]["ping"] = rtt_figures(times[name])
-        return [results[name] for name in names]
+        print("costs per call ...", flush=True)
+        costs = json.loads(lab.in_host(sys.executable, os.path.abspath(__file__),
+                                       "--per-call", timeout=300).stdout.splitlines()[-1])
+        return [results[name] for name in names], costs
 
 
 def main():
@@ -484,7 +530,9 @@ def main():
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--generate", help=argparse.SUPPRESS)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--per-call", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--peer-mac", help=argparse.SUPPRESS)
+    parser.add_argument("--interface", default=GUEST_IF, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -493,6 +541,8 @@ def main():
     if args.serve:
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
         return serve(args.serve)
+    if args.per_call:
+        return print(json.dumps(per_call_costs(HOST_IF)))
     if os.geteuid() != 0:
         sys.exit("benchmark.py: error: needs root (network namespaces): "
                  "sudo python3 tests/benchmark.py")
@@ -506,14 +556,20 @@ def main():
     print(f"machine: {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}, "
           f"Python {info['python']}, Scapy {info['scapy']}", flush=True)
     started = time.monotonic()
-    results = run(names, step, rounds, pings, args.rtt_only)
+    results, costs = run(names, step, rounds, pings, args.rtt_only)
     print(f"command: sudo python3 tests/benchmark.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"date: {time.strftime('%Y-%m-%d')}, {time.monotonic() - started:.0f} s")
     print(table(results) if not args.rtt_only else "\n".join(
         f"{r['peer']}: {r['ping']}" for r in results))
+    print(f"per call: sendp(frame, socket=s) {costs['sendp_socket_us']} us, s.send(frame) "
+          f"{costs['socket_send_us']} us, sendp(frame, iface=...) {costs['sendp_iface_us']} us; "
+          f"Scapy's echo reply (ICMPEcho_am: dissect, make_reply, build) "
+          f"{costs['scapy_echo_reply_us']} us, the tool's core {costs['core_echo_reply_us']} us; "
+          f"an echo's three checksums in a cold process: Scapy's "
+          f"{costs['checksums_cold_scapy_us']} us, the tool's {costs['checksums_cold_tool_us']} us")
     with open(args.json, "w") as out:
         json.dump({"machine": info, "step_s": step, "rounds": rounds, "pings": pings,
-                   "results": results}, out, indent=1)
+                   "results": results, "per_call": costs}, out, indent=1)
     print(f"figures written to {args.json}")
 
 

@@ -27,7 +27,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from netlab import GUEST_IF, HOST_IF, TOOL, TOOL_IP, Lab  # noqa: E402
+from netlab import GUEST_IF, HOST_IF, TOOL_IP, Lab, text_table  # noqa: E402
 
 GUEST6, TOOL6 = "2001:db8::1", "2001:db8::2"
 CACHE = os.path.join(HERE, ".cache")
@@ -184,10 +184,8 @@ def main():
     header = ["client", "version"] + [peer for peer, _ in PEERS]
     rows = [header] + [[r["client"], r["version"] or "-"] + [r["results"][p] for p, _ in PEERS]
                        for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print(f"command: sudo python3 tests/clients.py {' '.join(sys.argv[1:])}".rstrip())
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(text_table(rows))
     with open(args.json, "w") as out:
         json.dump(results, out, indent=1)
 

@@ -26,7 +26,7 @@ def need(condition, reason):
 def need_root_and(*tools):
     need(os.geteuid() == 0, "needs root (network namespaces, packet sockets)")
     missing = [tool for tool in tools if not shutil.which(tool)]
-    need(not missing, f"needs {', '.join(missing)} (see tests/README or .ci/run)")
+    need(not missing, f"needs {', '.join(missing)} (README.rst, 'Running the tests', lists what to install)")
 
 
 def pytest_configure(config):

@@ -22,6 +22,13 @@ TOOL_IP = "198.51.100.2"
 HOST_IF, GUEST_IF = "veth-host", "veth-guest"
 
 
+def text_table(rows):
+    """Rows of cells as aligned text, two spaces between columns."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
 class Lab(VethPair):
     def __init__(self, prefix="avzt", ipv6=False):
         """With ipv6=False the guest end has IPv6 disabled, so that its

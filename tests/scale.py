@@ -11,7 +11,7 @@ Then every guest pings 198.51.100.2 at once (ping -i 0.2) and the script
 reports: how many guests got every reply, round trips (avg, p99) over all
 pings, the tool's CPU time per reply and peak RSS, and how long the tool
 took to serve a new interface: from 'ip link set up' to the first ARP reply
-to a guest asking every 5 ms. Everything is removed on every exit path. Not
+to a guest asking every 5 ms (tests/benchmark.py's generator). Everything is removed on every exit path. Not
 part of the pytest run: it takes minutes.
 """
 
@@ -33,29 +33,7 @@ from arp_icmp_vlan0 import _delete_namespace, _live_namespaces  # noqa: E402
 
 GUEST_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
 
-FIRST_REPLY = """
-import socket, sys, time
-sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
-sock.bind((sys.argv[1], 0))
-sock.setblocking(False)
-mac = open(f"/sys/class/net/{sys.argv[1]}/address").read().strip()
-me = bytes.fromhex(mac.replace(":", ""))
-request = (b"\\xff" * 6 + me + b"\\x08\\x06\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x01" + me
-           + socket.inet_aton("%s") + bytes(6) + socket.inet_aton("%s") + bytes(18))
-print("ready", flush=True)
-end = time.monotonic() + 10
-while time.monotonic() < end:
-    sock.send(request)
-    time.sleep(0.005)
-    try:
-        while True:
-            data, where = sock.recvfrom(2048)
-            if where[2] != socket.PACKET_OUTGOING and data[20:22] == b"\\x00\\x02":
-                print(time.time(), flush=True)
-                raise SystemExit
-    except BlockingIOError:
-        pass
-""" % (GUEST_IP, TOOL_IP)
+BENCHMARK = os.path.join(HERE, "benchmark.py")
 
 
 class Testbed:
@@ -130,12 +108,14 @@ def measure(count, pings):
         run("ip", "netns", "add", bed.guests[-1])
         _live_namespaces.add(bed.guests[-1])
         bed.add_guest(count, up=False)
-        asker = bed.start(bed.guests[-1], sys.executable, "-c", FIRST_REPLY, "eth0")
+        # The benchmark's generator asks every 5 ms and prints when the reply came.
+        asker = bed.start(bed.guests[-1], sys.executable, BENCHMARK, "--generate",
+                          "first-reply", "--interface", "eth0")
         asker.wait_for("ready")
-        up_at = time.time()
+        up_at = time.monotonic()
         run("ip", "-n", bed.host, "link", "set", f"vh{count}", "up")
-        asker.wait(timeout=15)
-        answered = asker.output.split("ready", 1)[1].split()
+        asker.wait(timeout=40)
+        answered = json.loads(asker.output.strip().splitlines()[-1])
         tool.stop()
         replies = sum(int(n) for n in re.findall(r"(\d+) replies sent", tool.output)[-1:])
         times.sort()
@@ -148,7 +128,7 @@ def measure(count, pings):
             "tool_cpu_us_per_reply": round((cpu_after - cpu_before) * 1e6
                                            / max(1, len(times)), 1),
             "tool_peak_rss_mib": round(rss, 1),
-            "new_interface_served_ms": round((float(answered[0]) - up_at) * 1000, 1)
+            "new_interface_served_ms": round((answered - up_at) * 1000, 1)
             if answered else None,
             "replies_counted": replies,
         }
@@ -174,10 +154,8 @@ def main():
                         str(r["tool_cpu_us_per_reply"]), str(r["tool_peak_rss_mib"]),
                         str(r["new_interface_served_ms"]), str(r["start_up_s"]))
                        for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print(f"command: sudo python3 tests/scale.py {' '.join(sys.argv[1:])}".rstrip())
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(text_table(rows))
     with open(args.json, "w") as out:
         json.dump(results, out, indent=1)
 

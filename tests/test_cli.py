@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import arp_icmp_vlan0
-from arp_icmp_vlan0 import DEFAULT_MAC, Framing, framing_from, parse_args
+from arp_icmp_vlan0 import DEFAULT_MAC, Framing, build_parser, framing_from, parse_args
 
 TOOL = arp_icmp_vlan0.__file__
 
@@ -102,6 +102,12 @@ def test_help_ends_with_examples():
     examples = result.stdout.split("examples:")[1]
     assert "sudo ./arp_icmp_vlan0.py tap0" in examples
     assert "tcpdump -n -e -i tap0" in examples
+
+
+def test_the_header_usage_is_argparses():
+    header = arp_icmp_vlan0.__doc__.split("USAGE: ", 1)[1].split("\n\n", 1)[0]
+    usage = build_parser().format_usage().split(" ", 1)[1]  # after "usage:"
+    assert header.split() == usage.split()
 
 
 def test_version():

@@ -22,7 +22,7 @@ from arp_icmp_vlan0 import DEFAULT_MAC, Framing, Scope, reply_to, wants_address
 MAC = DEFAULT_MAC
 PEER_MAC = "52:54:00:12:34:56"
 PEER_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
-TAG = Framing()
+FRAMING = Framing()
 
 
 def wire(packet):
@@ -48,15 +48,15 @@ def echo_request(data=b"0123456789abcdef", ether_dst=MAC, pad=b"", **ip):
     return wire(bytes(frame) + pad)
 
 
-def core_reply(frame, tag=TAG, targets=(), **scope):
+def core_reply(frame, framing=FRAMING, targets=(), **scope):
     """The core's answer to `frame`'s bytes, with the tool's defaults unless
     told otherwise."""
-    return reply_to(bytes(frame), Scope(mac=MAC, targets=targets, **scope), tag)
+    return reply_to(bytes(frame), Scope(mac=MAC, targets=targets, **scope), framing)
 
 
-def answer(frame, tag=TAG, targets=(), **scope):
+def answer(frame, framing=FRAMING, targets=(), **scope):
     """(kind, reply dissected by Scapy), asserting there is a reply."""
-    result = core_reply(frame, tag, targets, **scope)
+    result = core_reply(frame, framing, targets, **scope)
     assert result is not None, f"no reply to {frame!r}"
     assert isinstance(result.reply, bytes)
     return result.kind, wire(result.reply)
@@ -83,13 +83,13 @@ def assert_one_tag(reply, framing, inner_type):
 
 # ---------------------------------------------------------------- ARP
 
-@pytest.mark.parametrize("tag", [Framing(), Framing(vlans=(7,), prio=5),
+@pytest.mark.parametrize("framing", [Framing(), Framing(vlans=(7,), prio=5),
                                  Framing(vlans=(4094,), prio=7)])
-def test_arp_reply_every_field(tag):
-    kind, reply = answer(arp_request(), tag)
+def test_arp_reply_every_field(framing):
+    kind, reply = answer(arp_request(), framing)
     assert kind == "arp"
     assert (reply.src, reply.dst) == (MAC, PEER_MAC)
-    assert_one_tag(reply, tag, 0x0806)
+    assert_one_tag(reply, framing, 0x0806)
     arp = reply[ARP]
     assert (arp.hwtype, arp.ptype, arp.hwlen, arp.plen, arp.op) == (1, 0x0800, 6, 4, 2)
     assert (arp.hwsrc, arp.psrc) == (MAC, TOOL_IP)
@@ -159,14 +159,14 @@ def test_arp_for_other_addresses_than_ip_option_is_ignored():
 
 # ---------------------------------------------------------------- ICMP echo
 
-@pytest.mark.parametrize("tag", [Framing(), Framing(vlans=(7,), prio=5)])
+@pytest.mark.parametrize("framing", [Framing(), Framing(vlans=(7,), prio=5)])
 @pytest.mark.parametrize("data", [b"", b"x", bytes(range(256)) * 5 + b"odd"],
                          ids=["empty", "one-byte", "1283-bytes"])
-def test_echo_reply_every_field(tag, data):
-    kind, reply = answer(echo_request(data), tag)
+def test_echo_reply_every_field(framing, data):
+    kind, reply = answer(echo_request(data), framing)
     assert kind == "icmp echo"
     assert (reply.src, reply.dst) == (MAC, PEER_MAC)
-    assert_one_tag(reply, tag, 0x0800)
+    assert_one_tag(reply, framing, 0x0800)
     ip = reply[IP]
     assert (ip.version, ip.ihl, ip.tos, ip.ttl, ip.proto) == (4, 5, 0x10, 64, 1)
     assert (ip.src, ip.dst) == (TOOL_IP, PEER_IP)

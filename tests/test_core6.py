@@ -47,18 +47,18 @@ def assert_icmp6_checksum_is_scapys(reply, layer):
     assert reply[layer].cksum == Ether(bytes(fresh))[layer].cksum
 
 
-@pytest.mark.parametrize("tag", [Framing(), Framing(vlans=(7,), prio=5)])
+@pytest.mark.parametrize("framing", [Framing(), Framing(vlans=(7,), prio=5)])
 @pytest.mark.parametrize("ns", [
     pytest.param(solicitation(), id="to-solicited-node"),
     pytest.param(solicitation(dst=TOOL6, ether_dst=MAC), id="unicast"),
     pytest.param(solicitation(options=False), id="without-source-lladdr-option"),
     pytest.param(solicitation(extension=IPv6ExtHdrHopByHop()), id="behind-hop-by-hop"),
 ])
-def test_neighbor_advertisement_every_field(ns, tag):
-    kind, reply = answer(ns, tag)
+def test_neighbor_advertisement_every_field(ns, framing):
+    kind, reply = answer(ns, framing)
     assert kind == "ndp"
     assert (reply.src, reply.dst) == (MAC, PEER_MAC)
-    assert_one_tag(reply, tag, 0x86DD)
+    assert_one_tag(reply, framing, 0x86DD)
     ip6 = reply[IPv6]
     assert (ip6.version, ip6.tc, ip6.fl, ip6.nh, ip6.hlim) == (6, 0, 0, 58, 255)
     assert (ip6.src, ip6.dst) == (TOOL6, PEER6)

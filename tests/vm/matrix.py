@@ -32,10 +32,24 @@ sys.path.insert(0, HERE)
 
 from guest import (NIC_DRIVERS, RELEASES, kernel, kernel_of, make_tap, result_of,  # noqa: E402
                    run_guest, start_tool)
-from netlab import run  # noqa: E402
+from netlab import run, text_table  # noqa: E402
 
 MODES = ("normal", "promisc", "8021q")
+# Every model with a Linux driver, and virtio-net with its VLAN filter off.
+NICS = list(NIC_DRIVERS) + ["virtio-net-pci,ctrl_vlan=off"]
 FRAMINGS = (("802.1Q", []), ("802.1ad", ["--tpid", "0x88a8"]), ("untagged", ["--untagged"]))
+
+
+def split_nics(text):
+    """'e1000,virtio-net-pci,ctrl_vlan=off' -> the models, each with the
+    properties (name=value) that follow it."""
+    nics = []
+    for token in text.split(","):
+        if "=" in token and nics:
+            nics[-1] += "," + token
+        else:
+            nics.append(token)
+    return nics
 
 
 def one(release, nic, mode, framing):
@@ -71,22 +85,21 @@ def table(results, release, nics):
         rows.append([f"{nic} ({driver})"] + [
             "-" if cells[(f, m)]["whole_replies"] is None
             else f"{cells[(f, m)]['whole_replies']}/3" for f, _ in FRAMINGS for m in MODES])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-                     for row in rows)
+    return text_table(rows)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kernels", default="bookworm",
                         help=f"guest kernels, of {', '.join(RELEASES)} (default bookworm)")
-    parser.add_argument("--nics", default=",".join(NIC_DRIVERS))
+    parser.add_argument("--nics", default=",".join(NICS),
+                        help="comma-separated; a model may carry qemu device properties")
     parser.add_argument("--jobs", type=int, default=2, help="guests at a time (default 2)")
     parser.add_argument("--json", default="nic-matrix.json")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("matrix.py: error: needs root: sudo python3 tests/vm/matrix.py")
-    releases, nics = args.kernels.split(","), args.nics.split(",")
+    releases, nics = args.kernels.split(","), split_nics(args.nics)
     qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
                           text=True).stdout.splitlines()[0]
     versions = {release: kernel(release).version for release in releases}  # fetched once

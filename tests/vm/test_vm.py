@@ -6,6 +6,9 @@ console says. Each case keeps the guest's console in its failure message."""
 
 import json
 import os
+import shutil
+import subprocess
+import textwrap
 import time
 
 import pytest
@@ -13,7 +16,7 @@ import pytest
 from conftest import need, need_root_and
 from guest import (RELEASES, kernel, kernel_of, make_tap, missing_tools, result_of, run_guest,
                    start_tool)
-from netlab import run
+from netlab import REPO, run
 from test_netns import kinds
 
 pytestmark = pytest.mark.vm
@@ -86,3 +89,37 @@ def test_the_newest_kernel_still_drops_them_on_virtio_net(namespace, tmp_path):
     assert kernel_of(console) == kernel(newest).version, console
     assert result_of(console) == (0, 0), f"guest console:\n{console}\ntool:\n{tool.output}"
     assert [g["verdict"] for g in json.loads(summary.read_text())["guests"]] == ["drops"]
+
+
+def readme_recipe(name):
+    """The shell block of README.rst between '# recipe: NAME' and '# end of
+    recipe', as written."""
+    with open(os.path.join(REPO, "README.rst")) as readme:
+        text = readme.read()
+    block = text.split(f"# recipe: {name}\n", 1)[1].split("# end of recipe", 1)[0]
+    return textwrap.dedent(block)
+
+
+def test_the_readmes_virtme_ng_recipe_as_written(namespace):
+    # Run as root in the test's namespace, so without "sudo"; with this
+    # machine's kernel swapped for the cached Debian one, and --disable-kvm
+    # (KVM does not work here). The tool it starts in the background is
+    # stopped afterwards, by its PID.
+    need(shutil.which("vng") and shutil.which("depmod") and shutil.which("udevadm"),
+         "needs virtme-ng (pip install virtme-ng), kmod and udev")
+    run("ip", "-n", namespace, "link", "del", "tapvm")  # the recipe makes its own tap0
+    recipe = readme_recipe("virtme-ng")
+    assert recipe.startswith("KERNEL=/boot/vmlinuz-$(uname -r)\n"), recipe
+    script = recipe.replace("KERNEL=/boot/vmlinuz-$(uname -r)", f"KERNEL={kernel().vmlinuz}",
+                            1).replace("sudo ", "")
+    if os.environ.get("ARP_ICMP_VLAN0_VM_ACCEL", "tcg") != "kvm":
+        script = script.replace("vng --run", "vng --disable-kvm --run", 1)
+    script += 'status=$?; kill "$!"; wait "$!"; exit $status\n'
+    result = subprocess.run(["ip", "netns", "exec", namespace, "sh", "-c", script], cwd=REPO,
+                            env={**os.environ, "USER": "root"}, capture_output=True,
+                            text=True, timeout=180)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "3 packets transmitted, 3 received" in output, output
+    assert output.count("64 bytes from 198.51.100.2") == 3, output
+    assert "accepts ARP replies tagged vlan 0, p 0" in output, output

@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from netlab import TOOL, Process, run  # noqa: E402
+from netlab import TOOL, Process, run, text_table  # noqa: E402
 from arp_icmp_vlan0 import _delete_namespace, _live_namespaces  # noqa: E402
 
 GUEST_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"

@@ -89,7 +89,7 @@ def test_a_pattern_never_serves_a_physical_interface_and_says_so_once(fake_sysfs
                                              allow_physical=allow_physical)
         served = []
 
-        def serve(name, index, quiet=False, responder=responder, served=served):
+        def serve(name, index, quiet=False, responder=responder, served=served):  # noqa: ARG001
             served.append(name)
             responder.links[name] = FakeLink(name, index)
         responder.serve = serve

@@ -138,6 +138,7 @@ def kernel(release=DEFAULT_RELEASE):
     root = os.path.join(CACHE, "kernels", release, image)
     if not os.path.isdir(root):
         shutil.rmtree(os.path.dirname(root), ignore_errors=True)  # an older one
+        os.makedirs(os.path.dirname(root))
         depends = _apt(release, "apt-cache", "depends", image)
         # From 7.x linux-image is empty: the kernel is linux-binary, the modules
         # linux-modules, modules.builtin in linux-base-VERSION.

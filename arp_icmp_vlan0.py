@@ -1068,9 +1068,13 @@ class Recorder:
         self.ends.clear()
 
     def close(self):
+        """Write what waits and close the file; again, it does nothing."""
+        if self.fd is None:
+            return
         self.settle()
         if not self.error:
             os.close(self.fd)
+        self.fd = None
 
     def line(self):
         line = f"recording: {self.written} frames written to {self.path}"
@@ -1542,7 +1546,10 @@ def serve(args):
             return _fail(problem)
     # A socket per interface: as many as the hard limit allows, not 1024.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass  # an unlimited hard limit the kernel will not take: keep the soft one
     recorder = summary = responder = None
     try:
         responder = Responder(args.interfaces, scope_from(args), framing_from(args),
@@ -1606,12 +1613,21 @@ def serve(args):
             status = _fail(f"stopped receiving on {', '.join(responder.lost)} "
                            "(interface gone or down)")
         if summary:
-            json.dump(responder.to_json(status), summary, indent=1)
-            summary.write("\n")
+            try:
+                json.dump(responder.to_json(status), summary, indent=1)
+                summary.write("\n")
+                summary.flush()
+            except OSError as exc:
+                return _fail(f"cannot write {args.json}: {exc.strerror or exc}")
         return status
     finally:
+        if recorder:
+            recorder.close()
         if summary:
-            summary.close()
+            try:
+                summary.close()
+            except OSError:
+                pass  # said above
         if responder:
             responder.close()
 

@@ -7,7 +7,8 @@ USAGE: python3 tests/fuzz.py [--frames N] [--seed S]
 Feeds N frames (default 1,000,000) to the reassembler and the core: valid
 requests of every kind (tagged, fragmented), truncated, extended, bit-flipped,
 byte-replaced and spliced, and random bytes. Every frame the core answers is
-checked with Scapy's independent dissection (tests/test_safety.py's oracle).
+checked with Scapy's independent dissection (tests/test_safety.py's oracle),
+and the plain echo path must give the core's reply or none.
 Prints the figures; exits 1 on any exception or any answer to a frame that is
 not a well-formed request. No root, no network.
 """
@@ -23,7 +24,8 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 from scapy.layers.l2 import Dot1Q, Ether  # noqa: E402
 
-from arp_icmp_vlan0 import Framing, Reassembler, Scope, reply_to  # noqa: E402
+from arp_icmp_vlan0 import (Framing, Reassembler, Scope, plain_echo_replier,  # noqa: E402
+                            reply_to)
 from test_framing import ipv4_fragments, ipv6_fragments, reassemble  # noqa: E402
 from test_safety import SEEDS, assert_well_formed  # noqa: E402
 
@@ -60,14 +62,19 @@ def main():
     rng = random.Random(args.seed)
     seeds = SEEDS + [tagged(s) for s in SEEDS] + ipv4_fragments() + ipv6_fragments()
     scope, framing = Scope(), Framing()
+    plain = plain_echo_replier(scope, framing)
     reassembler = Reassembler()
-    answered = checked = failures = 0
+    answered = checked = plain_answered = failures = 0
     started = time.monotonic()
     for number in range(args.frames):
         frame = rng.randbytes(rng.randrange(1600)) if number % 10 == 0 else mutate(rng, seeds)
         try:
             whole = reassemble(reassembler, frame, number * 1e-4)
             answer = None if whole is None else reply_to(whole, scope, framing)
+            quick = None if whole is None else plain(whole)
+            if quick is not None:
+                assert answer is not None and quick == answer.reply, "the plain path differs"
+                plain_answered += 1
             if answer is not None:
                 answered += 1
                 assert_well_formed(whole, answer.kind)
@@ -78,7 +85,8 @@ def main():
                 print(f"FAILURE on {frame.hex()}: {exc!r}")
     took = time.monotonic() - started
     print(f"{args.frames} frames in {took:.1f} s ({args.frames / took:,.0f}/s), "
-          f"{answered} answered and checked with Scapy, {reassembler.reassembled} "
+          f"{answered} answered and checked with Scapy ({plain_answered} the same by the "
+          f"plain echo path), {reassembler.reassembled} "
           f"reassembled, {reassembler.dropped} fragment sets dropped, "
           f"{len(reassembler.pending)} sets ({reassembler.held} bytes) held at the end, "
           f"{failures} failures")

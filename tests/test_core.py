@@ -17,7 +17,8 @@ from scapy.packet import Raw
 from scapy.utils import checksum
 
 import arp_icmp_vlan0
-from arp_icmp_vlan0 import DEFAULT_MAC, Framing, Scope, reply_to, wants_address
+from arp_icmp_vlan0 import (DEFAULT_MAC, Framing, Scope, plain_echo_replier, reply_to,
+                            wants_address)
 
 MAC = DEFAULT_MAC
 PEER_MAC = "52:54:00:12:34:56"
@@ -50,8 +51,19 @@ def echo_request(data=b"0123456789abcdef", ether_dst=MAC, pad=b"", **ip):
 
 def core_reply(frame, framing=FRAMING, targets=(), **scope):
     """The core's answer to `frame`'s bytes, with the tool's defaults unless
-    told otherwise."""
-    return reply_to(bytes(frame), Scope(mac=MAC, targets=targets, **scope), framing)
+    told otherwise; the plain echo path, where it answers, agrees."""
+    scope = Scope(mac=MAC, targets=targets, **scope)
+    result = reply_to(bytes(frame), scope, framing)
+    assert_plain_agrees(bytes(frame), scope, framing, result)
+    return result
+
+
+def assert_plain_agrees(frame, scope, framing, result):
+    """plain_echo_replier's reply is None or reply_to's, byte for byte."""
+    plain = plain_echo_replier(scope, framing)
+    reply = plain and plain(frame)
+    assert reply is None or (result is not None and reply == result.reply), frame.hex()
+    return reply
 
 
 def answer(frame, framing=FRAMING, targets=(), **scope):
@@ -185,6 +197,59 @@ def test_echo_reply_every_field(framing, data):
     assert (ip.chksum, icmp.chksum) == (fresh.chksum, fresh[ICMP].chksum)
 
 
+@pytest.mark.parametrize("framing", [Framing(), Framing(vlans=()), Framing(vlans=(),
+                         pad=False), Framing(vlans=(5, 6), tpid=0x88A8, prio=3, dei=True)])
+@pytest.mark.parametrize("data", [b"", b"!", b"x" * 13, bytes(range(256)) * 5 + b"odd"])
+@pytest.mark.parametrize("pad", [b"", b"\xaa" * 17])
+def test_the_plain_echo_path_answers_the_usual_request_as_the_core_does(framing, data, pad):
+    frame = bytes(echo_request(data, pad=pad))
+    scope = Scope(mac=MAC)
+    expected = reply_to(frame, scope, framing).reply
+    assert assert_plain_agrees(frame, scope, framing, reply_to(frame, scope, framing)) \
+        == expected
+
+
+@pytest.mark.parametrize("scope", [
+    Scope(mac=MAC, targets=(ipaddress.IPv4Network("198.51.100.0/24"),)),
+    Scope(mac=MAC, families=frozenset({6}))], ids=["with-ip", "ipv6-only"])
+def test_the_plain_echo_path_is_off_when_the_scope_narrows(scope):
+    assert plain_echo_replier(scope, FRAMING) is None
+
+
+def test_the_plain_echo_path_leaves_the_unusual_to_the_core():
+    """Tagged, with options, fragmented: the core answers, the plain path
+    does not try."""
+    scope, plain = Scope(mac=MAC), plain_echo_replier(Scope(mac=MAC), FRAMING)
+    for frame in (Ether(src=PEER_MAC, dst=MAC) / Dot1Q(vlan=0) /
+                  IP(src=PEER_IP, dst=TOOL_IP) / ICMP(id=1, seq=2) / b"tagged",
+                  Ether(src=PEER_MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP,
+                                                    options=[b"\x01" * 4]) / ICMP() / b"o"):
+        assert reply_to(bytes(frame), scope, FRAMING) is not None
+        assert plain(bytes(frame)) is None
+
+
+def test_the_plain_echo_path_patches_the_header_checksum_for_every_identification():
+    """The plain path patches the request's IP header checksum (RFC 1624)
+    where the core sums the reply's header: the same for all 65,536 IP IDs,
+    so every sum the reply's header can have, its +0 and -0 included, and
+    for a request that carries its zero checksum as 0xFFFF."""
+    scope = Scope(mac=MAC)
+    plain = plain_echo_replier(scope, FRAMING)
+    base = bytearray(bytes(echo_request(ttl=1, flags="DF")))
+    answered = 0
+    for ident in range(1 << 16):
+        base[18:20], base[24:26] = ident.to_bytes(2, "big"), b"\x00\x00"
+        base[24:26] = checksum(bytes(base[14:34])).to_bytes(2, "big")
+        frames = [bytes(base)]
+        if base[24:26] == b"\x00\x00":
+            frames.append(bytes(base[:24]) + b"\xff\xff" + bytes(base[26:]))
+        for frame in frames:
+            expected = reply_to(frame, scope, FRAMING)
+            assert expected is not None and plain(frame) == expected.reply, ident
+            answered += 1
+    assert answered == (1 << 16) + 1
+
+
 def test_ethernet_padding_is_not_echo_data():
     # A 1-byte echo request is padded to the 60-byte minimum on the wire.
     frame = echo_request(b"!", pad=b"\xaa" * 17)
@@ -226,6 +291,9 @@ def corrupt_icmp_checksum(frame):
     pytest.param(echo_request(dst="255.255.255.255"), id="to-limited-broadcast"),
     pytest.param(echo_request(dst="224.0.0.1"), id="to-multicast"),
     pytest.param(echo_request(src="0.0.0.0"), id="from-unspecified"),
+    pytest.param(echo_request(src="127.0.0.1"), id="from-loopback"),
+    pytest.param(echo_request(dst="127.0.0.1"), id="to-loopback"),
+    pytest.param(echo_request(dst="0.1.2.3"), id="to-this-network"),
     pytest.param(echo_request(src="224.0.0.1"), id="from-multicast"),
     pytest.param(echo_request(src="255.255.255.255"), id="from-broadcast"),
     pytest.param(echo_request(ether_dst="ff:ff:ff:ff:ff:ff"), id="to-broadcast-mac"),
@@ -245,6 +313,8 @@ def corrupt_icmp_checksum(frame):
     pytest.param(wire(bytes(echo_request(b"x" * 100))[:-10]), id="truncated-data"),
     pytest.param(wire(Ether(src=PEER_MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP) /
                       UDP(dport=9) / b"x"), id="udp"),
+    pytest.param(wire(Ether(src=PEER_MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP, proto=17) /
+                      ICMP(type=8) / b"x"), id="echo-bytes-in-another-protocol"),
     pytest.param(wire(Ether(src=PEER_MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP) /
                       TCP(dport=80, flags="S")), id="tcp-syn"),
     pytest.param(wire(Ether(src=PEER_MAC, dst=MAC) / IPv6(src="2001:db8::1",

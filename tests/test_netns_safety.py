@@ -62,6 +62,19 @@ def recreate_pair(lab, host_if, guest_if, guest_address):
     lab.in_host("ip", "link", "set", host_if, "up")
 
 
+def test_a_lone_interface_that_goes_down_is_served_again_when_up(lab):
+    # One interface alone is served with a blocking receive, which the
+    # interface going down must break (and netlink then sees it come back).
+    tool = lab.start_tool("-q")
+    assert_whole_replies(ping(lab, TOOL_IP, count=1), 1)
+    lab.in_host("ip", "link", "set", HOST_IF, "down")
+    tool.wait_for("waiting for it to come back", timeout=5)
+    lab.in_host("ip", "link", "set", HOST_IF, "up")
+    tool.wait_for(f"{HOST_IF}: back; answering again", timeout=5)
+    assert_whole_replies(ping(lab, TOOL_IP, count=2), 2)
+    assert tool.stop() == 0
+
+
 def test_an_interface_that_goes_away_is_served_again_when_back(lab):
     # A second pair, which keeps being served while the first is gone.
     recreate_pair(lab, "veth-host2", "veth-guest2", "203.0.113.1/24")

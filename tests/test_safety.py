@@ -14,7 +14,7 @@ from scapy.layers.l2 import ARP, Ether
 
 import arp_icmp_vlan0
 from arp_icmp_vlan0 import Framing, Scope, main, physical_device, reply_to
-from test_core import VALID_REQUESTS, arp_request, echo_request
+from test_core import VALID_REQUESTS, arp_request, assert_plain_agrees, echo_request
 from test_core6 import echo6, solicitation
 
 SCOPE, FRAMING = Scope(), Framing()
@@ -144,6 +144,7 @@ def assert_well_formed(frame, kind):
 
 def check(frame):
     answer = reply_to(frame, SCOPE, FRAMING)
+    assert_plain_agrees(frame, SCOPE, FRAMING, answer)
     if answer is not None:
         assert_well_formed(frame, answer.kind)
 

@@ -56,7 +56,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from netlab import GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab, text_table  # noqa: E402
+from netlab import (GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab,  # noqa: E402
+                    command_line, text_table)
 
 LADDER = (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 75_000, 100_000)
 LOSS_LIMIT = 0.001
@@ -557,7 +558,7 @@ def main():
           f"Python {info['python']}, Scapy {info['scapy']}", flush=True)
     started = time.monotonic()
     results, costs = run(names, step, rounds, pings, args.rtt_only)
-    print(f"command: sudo python3 tests/benchmark.py {' '.join(sys.argv[1:])}".rstrip())
+    print(command_line())
     print(f"date: {time.strftime('%Y-%m-%d')}, {time.monotonic() - started:.0f} s")
     print(table(results) if not args.rtt_only else "\n".join(
         f"{r['peer']}: {r['ping']}" for r in results))

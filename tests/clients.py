@@ -27,7 +27,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from netlab import GUEST_IF, HOST_IF, TOOL_IP, Lab, text_table  # noqa: E402
+from netlab import GUEST_IF, HOST_IF, TOOL_IP, Lab, report  # noqa: E402
 
 GUEST6, TOOL6 = "2001:db8::1", "2001:db8::2"
 CACHE = os.path.join(HERE, ".cache")
@@ -184,10 +184,7 @@ def main():
     header = ["client", "version"] + [peer for peer, _ in PEERS]
     rows = [header] + [[r["client"], r["version"] or "-"] + [r["results"][p] for p, _ in PEERS]
                        for r in results]
-    print(f"command: sudo python3 tests/clients.py {' '.join(sys.argv[1:])}".rstrip())
-    print(text_table(rows))
-    with open(args.json, "w") as out:
-        json.dump(results, out, indent=1)
+    report(rows, results, args.json)
 
 
 if __name__ == "__main__":

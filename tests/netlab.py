@@ -7,6 +7,7 @@ for a VM), joined by a veth pair, deleted on exit, on failure and on Ctrl-C.
 The Lab adds the documentation addresses and the helpers the tests share.
 """
 
+import json
 import os
 import sys
 
@@ -27,6 +28,20 @@ def text_table(rows):
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
                      for row in rows)
+
+
+def command_line():
+    """The command that made a figures script's output, for its report."""
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
+    return f"command: sudo python3 {script} {' '.join(sys.argv[1:])}".rstrip()
+
+
+def report(rows, results, path):
+    """A figures script's end: the command, the table, the JSON file."""
+    print(command_line())
+    print(text_table(rows))
+    with open(path, "w") as out:
+        json.dump(results, out, indent=1)
 
 
 class Lab(VethPair):

@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from netlab import TOOL, Process, run, text_table  # noqa: E402
+from netlab import TOOL, Process, report, run  # noqa: E402
 from arp_icmp_vlan0 import _delete_namespace, _live_namespaces  # noqa: E402
 
 GUEST_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
@@ -154,10 +154,7 @@ def main():
                         str(r["tool_cpu_us_per_reply"]), str(r["tool_peak_rss_mib"]),
                         str(r["new_interface_served_ms"]), str(r["start_up_s"]))
                        for r in results]
-    print(f"command: sudo python3 tests/scale.py {' '.join(sys.argv[1:])}".rstrip())
-    print(text_table(rows))
-    with open(args.json, "w") as out:
-        json.dump(results, out, indent=1)
+    report(rows, results, args.json)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ sys.path.insert(0, HERE)
 
 from guest import (NIC_DRIVERS, RELEASES, kernel, kernel_of, make_tap, result_of,  # noqa: E402
                    run_guest, start_tool)
-from netlab import run, text_table  # noqa: E402
+from netlab import command_line, run, text_table  # noqa: E402
 
 MODES = ("normal", "promisc", "8021q")
 # Every model with a Linux driver, and virtio-net with its VLAN filter off.
@@ -111,7 +111,7 @@ def main():
         for result in pool.map(lambda case: one(*case), cases):
             results.append(result)
             print(json.dumps(result), flush=True)
-    print(f"command: sudo python3 tests/vm/matrix.py {' '.join(sys.argv[1:])}".rstrip())
+    print(command_line())
     print(f"{qemu}; TCG; {len(cases)} boots in {time.monotonic() - started:.0f} s")
     for release in releases:
         printed = {r["kernel"] for r in results if r["kernel_release"] == release}

@@ -1298,10 +1298,9 @@ class Responder:
                     link.sock.ins.send(piece)
             except OSError as exc:
                 sent = exc
-        else:
-            whole, ethertype, answer, frames = frame, ETH_P_IP, None, (sent,)
-            if not isinstance(sent, OSError):
-                answer = Answer("icmp echo", None, sent)
+        elif not isinstance(sent, OSError):
+            whole, ethertype, frames = frame, ETH_P_IP, (sent,)
+            answer = Answer("icmp echo", None, sent)
         if isinstance(sent, OSError):
             stats.send_errors += 1
             print(f"error: sending on {link.name}: {sent.strerror or sent}", file=sys.stderr)
@@ -1442,7 +1441,8 @@ class Responder:
                 continue
             try:
                 reply = plain_echo(frame) if plain_echo else None
-            except Exception:  # handle() below reports a bug in the core
+            except Exception as exc:  # a bug: say so, and let the core answer
+                print(f"error: plain echo path on {frame.hex()}: {exc!r}", file=sys.stderr)
                 reply = None
             if reply is None or len(reply) > largest:
                 self.handle(link, frame, stamp or time.time())

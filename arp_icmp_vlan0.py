@@ -14,10 +14,11 @@ arp_icmp_vlan0  Answer ARP, Neighbor Solicitation and ICMP/ICMPv6 echo requests
 USAGE: arp_icmp_vlan0.py [-h] [--mac MAC] [--ip ADDR[/LEN]] [-4 | -6]
                          [--answer-multicast-ping] [--vlan VID] [--prio PCP]
                          [--dei] [--tpid TPID] [--untagged] [--no-pad]
-                         [--allow-physical] [--user USER] [--keep-root]
-                         [--exit-on-down] [-c N] [--timeout SECONDS]
-                         [--until-verdict] [-w FILE] [--json FILE] [-q | -v]
-                         [--busy-poll] [-V] [--self-test]
+                         [--allow-physical] [--any-address] [--user USER]
+                         [--keep-root] [--exit-on-down] [-c N]
+                         [--timeout SECONDS] [--until-verdict] [-w FILE]
+                         [--json FILE] [-q | -v] [--busy-poll] [-V]
+                         [--self-test]
                          [INTERFACE ...]
 
 The design card: "a Scapy sniff() loop on a TAP interface uses a prn callback
@@ -35,6 +36,7 @@ Public License, version 2 only (see LICENSE), like Scapy which it builds on.
 
 import argparse
 import atexit
+import bisect
 import codecs
 import ctypes
 import errno
@@ -50,6 +52,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -79,6 +82,9 @@ __version__ = "1.1.0"
 
 # Locally administered, unicast; its bytes spell "vlan0" in ASCII.
 DEFAULT_MAC = "02:76:6c:61:6e:30"
+# Run as this system user, if it exists, rather than nobody, whose other
+# processes could signal the tool (README.rst, Safety).
+DEDICATED_USER = "arp_icmp_vlan0"
 
 # Exit statuses, as --help and README.rst list them.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -87,6 +93,7 @@ EXIT_DROPS, EXIT_NO_VERDICT, EXIT_RECORD_INCOMPLETE = 3, 4, 5
 SO_RCVBUFFORCE = 33
 RECEIVE_BUFFER = 4 << 20
 SYSFS_NET = "/sys/class/net"
+ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772  # /sys/class/net/*/type
 IFF_UP = 0x1
 RTMGRP_LINK = 1
 CAP_NET_RAW = 13
@@ -185,6 +192,7 @@ VLAN_HLEN = 4
 BROADCAST_MAC_BYTES = b"\xff" * 6
 IPV4_ANY, IN6_UNSPECIFIED, IN6_LOOPBACK = bytes(4), bytes(16), bytes(15) + b"\x01"
 IN6_ALL_NODES = socket.inet_pton(socket.AF_INET6, "ff02::1")
+IN6_LINK_LOCAL_PREFIX = b"\xfe\x80"  # fe80::/10, as every stack forms it: fe80::/64
 IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_HOPOPTS, IPPROTO_FRAGMENT = 1, 58, 0, 44
 IPV4_HLEN, IPV6_HLEN, IPV6_FRAG_HLEN, ICMP_HLEN = 20, 40, 8, 8
 IP_FRAGMENT_BITS, IP_MORE_FRAGMENTS, IP_OFFSET_BITS = 0x3FFF, 0x2000, 0x1FFF
@@ -274,6 +282,17 @@ class Scope:
     def link_local(self):
         """The tool's IPv6 link-local address, packed (modified EUI-64)."""
         return ipaddress.IPv6Address(tool_link_local(self.mac)).packed
+
+    def answers_for(self, packed):
+        """True if the tool answers for packed IPv4 or IPv6 address `packed`.
+        With no --ip, any unicast address but, as a host would, no IPv6
+        link-local address other than its own: fe80:: addresses are each
+        station's own, so answering for them would claim a neighbour's."""
+        if self.targets:
+            return wants_address(packed, self.targets)
+        if len(packed) == 16 and packed[:2] == IN6_LINK_LOCAL_PREFIX:
+            return packed == self.link_local
+        return _is_unicast(packed)
 
 
 def checksum(data):
@@ -370,7 +389,7 @@ def parse_arp_request(frame, offset, scope):
     if sender_ip == IPV4_ANY:
         if target_ip not in scope.owned:
             return None
-    elif not _is_unicast(sender_ip) or not wants_address(target_ip, scope.targets):
+    elif not _is_unicast(sender_ip) or not scope.answers_for(target_ip):
         return None
     return ArpRequest(frame[6:12], sender_mac, sender_ip, target_ip)
 
@@ -407,7 +426,7 @@ def parse_echo_request(frame, offset, scope):
     if (protocol != IPPROTO_ICMP or fragment_bits & IP_FRAGMENT_BITS
             or len(message) < ICMP_HLEN or message[0] != ICMP_ECHO_REQUEST
             or message[1] != 0 or checksum(message) != 0 or not _is_unicast(source)
-            or not wants_address(destination, scope.targets)):
+            or not scope.answers_for(destination)):
         return None
     return EchoRequest(frame[6:12], source, destination, destination, tos, ident, message)
 
@@ -520,6 +539,7 @@ class NeighborSolicitation(NamedTuple):
     requester: bytes     # Ethernet source of the solicitation
     source: bytes        # IPv6 source, packed (:: for DAD)
     target: bytes        # the address asked for, packed
+    owned: bool          # the tool owns target (a single --ip): it overrides
 
     @property
     def probe(self):
@@ -553,7 +573,7 @@ def parse_neighbor_solicitation(frame, offset, message, scope):
         return None
     source, destination = frame[offset + 8:offset + 24], frame[offset + 24:offset + 40]
     target, options = message[8:24], _options(message[24:])
-    if options is None or not wants_address(target, scope.targets):
+    if options is None or not scope.answers_for(target):
         return None
     solicited_node = in6_getnsma(target)
     to_group = (destination, frame[:6]) == (solicited_node, _multicast_mac(solicited_node))
@@ -564,19 +584,22 @@ def parse_neighbor_solicitation(frame, offset, message, scope):
         return None
     if not to_group and (destination, frame[:6]) != (target, scope.mac_bytes):
         return None
-    return NeighborSolicitation(frame[6:12], source, target)
+    return NeighborSolicitation(frame[6:12], source, target, target in scope.owned)
 
 
 def neighbor_advertisement(request, mac, framing):
-    """The Neighbor Advertisement: `mac` owns the target (Override set,
-    Router clear, a Target Link-Layer Address option), hop limit 255. To the
-    soliciter with Solicited set, or, for DAD, to all nodes without it (RFC
-    4861 7.2.4)."""
+    """The Neighbor Advertisement: the target is at `mac` (Router clear, a
+    Target Link-Layer Address option), hop limit 255. To the soliciter with
+    Solicited set, or, for DAD, to all nodes without it (RFC 4861 7.2.4).
+    Override is set only for an address the tool owns: for any other it
+    answers as a proxy, whose advertisement must not override the real
+    owner's entry in the soliciter's cache (RFC 4861 7.2.4, 7.2.5)."""
+    override = NA_FLAG_OVERRIDE if request.owned else 0
     if request.probe:
-        flags, destination, ether_dst = NA_FLAG_OVERRIDE, IN6_ALL_NODES, \
+        flags, destination, ether_dst = override, IN6_ALL_NODES, \
             _multicast_mac(IN6_ALL_NODES)
     else:
-        flags, destination, ether_dst = (NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE,
+        flags, destination, ether_dst = (NA_FLAG_SOLICITED | override,
                                          request.source, request.requester)
     message = bytearray(struct.pack("!BBHI16sBB6s", ND_NEIGHBOR_ADVERT, 0, 0, flags,
                                     request.target, ND_OPT_TARGET_LLADDR, 1, mac))
@@ -595,7 +618,7 @@ def parse_echo6_request(frame, offset, message, scope):
         if not scope.multicast_ping6 or frame[:6] != _multicast_mac(destination):
             return None
         reply_source = scope.link_local  # RFC 4443 4.2: a unicast source
-    elif frame[:6] != scope.mac_bytes or not wants_address(destination, scope.targets):
+    elif frame[:6] != scope.mac_bytes or not scope.answers_for(destination):
         return None
     else:
         reply_source = destination
@@ -743,9 +766,12 @@ def fragment_of(frame, ethertype, offset, interface=""):
 class Reassembler:
     """Reassembles fragmented echo requests, within bounds: at most
     `max_datagrams` in flight and `max_bytes` held in all (the oldest are
-    dropped first), each complete within `timeout` seconds. A datagram whose
-    fragments overlap or exceed 65,535 bytes is dropped; an exact duplicate
-    fragment is ignored. Time is passed in, so this stays testable."""
+    dropped first), each complete within `timeout` seconds and in at most
+    MAX_PIECES fragments. A datagram whose fragments overlap or that would
+    exceed 65,535 bytes is dropped, as the kernel drops it; an exact
+    duplicate fragment is ignored. The work per fragment does not grow with
+    the fragments held (a guest's flood of tiny ones must not starve the
+    others). Time is passed in, so this stays testable."""
 
     def __init__(self, max_datagrams=64, max_bytes=1 << 20, timeout=10.0):
         self.max_datagrams, self.max_bytes, self.timeout = max_datagrams, max_bytes, timeout
@@ -769,10 +795,14 @@ class Reassembler:
             self.held += len(piece.data)
             self._enforce_bounds()
         if piece.key in self.pending and datagram.complete():
+            whole = datagram.assemble()
+            if whole is None:  # its headers and data exceed 65,535 bytes
+                self._drop(piece.key)
+                return None
             del self.pending[piece.key]
             self.held -= datagram.size
             self.reassembled += 1
-            return datagram.assemble()
+            return whole
         return None
 
     def _drop(self, key):
@@ -792,18 +822,24 @@ class Reassembler:
             self._drop(next(iter(self.pending)))
 
 
+MAX_PIECES = 256  # fragments per datagram: the largest ping over a 296-byte MTU
+
+
 class _Datagram:
-    """The fragments of one datagram received so far."""
+    """The fragments of one datagram received so far, kept in offset order,
+    so that a new one is checked against its two neighbours only."""
 
     def __init__(self, started):
         self.started = started
+        self.offsets = []    # sorted
         self.pieces = {}     # offset -> data
         self.end = None      # total data length, once the last fragment is in
         self.first = None    # Fragment.first of the offset-0 fragment
         self.size = 0
 
     def add(self, piece):
-        """'added', 'duplicate' or 'drop' (overlap, oversize, inconsistency)."""
+        """'added', 'duplicate' or 'drop' (overlap, oversize, inconsistency,
+        too many fragments)."""
         offset, data = piece.offset, piece.data
         end = offset + len(data)
         if self.pieces.get(offset) == data and (piece.more or self.end == end):
@@ -811,12 +847,18 @@ class _Datagram:
         if (end > MAX_DATAGRAM or (piece.more and len(data) % 8) or not data
                 or (not piece.more and self.end not in (None, end))
                 or (self.end is not None and end > self.end)
-                or any(offset < o + len(d) and o < end for o, d in self.pieces.items())):
+                or len(self.offsets) >= MAX_PIECES):
             return "drop"
+        at = bisect.bisect_left(self.offsets, offset)
+        before = self.offsets[at - 1] if at else None
+        if ((before is not None and before + len(self.pieces[before]) > offset)
+                or (at < len(self.offsets) and self.offsets[at] < end)):
+            return "drop"  # overlaps a neighbour
         if not piece.more:
             self.end = end
         if piece.first is not None:
             self.first = piece.first
+        self.offsets.insert(at, offset)
         self.pieces[offset] = data
         self.size += len(data)
         return "added"
@@ -825,15 +867,20 @@ class _Datagram:
         return self.end is not None and self.first is not None and self.size == self.end
 
     def assemble(self):
+        """The whole datagram's frame, or None if an IPv4 one would not fit
+        the 16-bit total length (header and data; kernel: "Oversized IP
+        packet")."""
         head, header, family = self.first
-        data = b"".join(self.pieces[o] for o in sorted(self.pieces))
+        data = b"".join(self.pieces[o] for o in self.offsets)
         header = bytearray(header)
         if family == 4:
+            if len(header) + len(data) > MAX_DATAGRAM:
+                return None
             header[2:4] = (len(header) + len(data)).to_bytes(2, "big")
             header[6:8] = header[10:12] = b"\x00\x00"
             header[10:12] = checksum(header).to_bytes(2, "big")
-        else:  # the Fragment header's next header is already in place of 44
-            header[4:6] = len(data).to_bytes(2, "big")
+        else:  # the Fragment header's next header is already in place of 44;
+            header[4:6] = len(data).to_bytes(2, "big")  # data: at most 65,535
         return head + bytes(header) + data
 
 
@@ -849,7 +896,9 @@ RETRY_WINDOW = 5.0   # seconds: an ask this soon after an answered one repeats i
 ASKS_FOR_DROPS = 3   # an answered ask, then two more for the same address
 EVIDENCE_KEPT = 32   # events per guest kept for the JSON summary
 ADDRESSES_KEPT = 8   # of a guest's own addresses, for the lines
-GUESTS_KEPT = 4096   # guest records; beyond, the oldest is forgotten
+TARGETS_KEPT = 8     # addresses a guest asked for whose runs of asks are kept
+NAMED_IN_A_LINE = 3  # addresses a verdict line names before "and N more"
+GUESTS_KEPT = 4096   # guest records; beyond, one with no verdict is forgotten first
 RESOLVERS = {4: "ARP replies", 6: "Neighbor Advertisements"}
 UNICAST_FRAMES = {"arp": "a unicast ARP request", "ndp": "a unicast Neighbor Solicitation",
                   "icmp echo": "an ICMP echo request", "icmp6 echo": "an ICMPv6 echo request"}
@@ -859,23 +908,34 @@ def _address_text(packed):
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
 
+def _some(names, more):
+    """The first few of `names`, and how many more there are (and `more`)."""
+    more += max(0, len(names) - NAMED_IN_A_LINE)
+    text = ", ".join(names[:NAMED_IN_A_LINE])
+    return f"{text} and {more:,} more" if more else text
+
+
 @dataclass
 class Guest:
     """What one guest (MAC) did in one family on one interface after the
-    tool answered it."""
+    tool answered it; bounded whatever the guest sends."""
     interface: str
     mac: str
     family: int
     addresses: list = field(default_factory=list)  # its own, as it asked from them
+    addresses_not_kept: int = 0
     verdict: Optional[str] = None                  # None, "accepts" or "drops"
     reason: tuple = ()                             # what formed the verdict
     runs: dict = field(default_factory=dict)       # target -> [first, last, count] of asks
+    targets_not_kept: int = 0                      # runs forgotten, oldest first
+    asks: int = 0                                  # answered asks since the last acceptance
     awaiting: Optional[tuple] = None               # (stamp, target) of the last broadcast ask
     evidence: deque = field(default_factory=lambda: deque(maxlen=EVIDENCE_KEPT))
 
     def summary(self, framing, tool_mac):
         """The verdict in one line."""
-        who = f"{self.interface}: guest {self.mac} ({', '.join(self.addresses)})"
+        who = (f"{self.interface}: guest {self.mac} "
+               f"({_some(self.addresses, self.addresses_not_kept)})")
         replies = f"{RESOLVERS[self.family]} {'tagged ' if framing.vlans else ''}{framing}"
         if self.verdict == "drops":
             target, times, span = self.reason
@@ -887,15 +947,16 @@ class Guest:
             target, delay, frame = self.reason
             return (f"{who} accepts {replies}: {delay * 1000:.1f} ms after the reply for "
                     f"{target} it sent {frame} to {tool_mac}")
-        asks = sum(run[2] for run in self.runs.values())
-        return (f"{who}: no verdict on {replies} yet: {asks} answered "
-                f"ask{'s' if asks != 1 else ''} for {', '.join(self.runs)} and nothing "
+        return (f"{who}: no verdict on {replies} yet: {self.asks:,} answered "
+                f"ask{'s' if self.asks != 1 else ''} for "
+                f"{_some(list(self.runs), self.targets_not_kept)} and nothing "
                 "since that tells whether a reply arrived")
 
     def to_json(self, framing, tool_mac):
         return {"interface": self.interface, "mac": self.mac, "family": self.family,
-                "addresses": self.addresses, "verdict": self.verdict,
-                "line": self.summary(framing, tool_mac), "evidence": list(self.evidence)}
+                "addresses": self.addresses, "addresses_not_kept": self.addresses_not_kept,
+                "verdict": self.verdict, "line": self.summary(framing, tool_mac),
+                "evidence": list(self.evidence)}
 
 
 class Verdicts:
@@ -909,11 +970,15 @@ class Verdicts:
     - accepts: after an answered broadcast ask, a frame from that guest
       arrives unicast to the tool's MAC (it learnt the MAC from the reply).
     - drops: three answered asks for the same address, each within
-      RETRY_WINDOW of the one before, with no acceptance in between."""
+      RETRY_WINDOW of the one before, with no acceptance in between.
+
+    The state is bounded: GUESTS_KEPT guests, each with the bounds above."""
 
     def __init__(self, tool_mac):
         self.tool_mac = tool_mac
-        self.guests = {}   # (interface, guest MAC bytes, family) -> Guest
+        self.guests = {}     # (interface, guest MAC bytes, family) -> Guest, oldest first
+        self.undecided = {}  # the keys of guests with no verdict yet, oldest first
+        self.forgotten = 0   # guests forgotten to stay within GUESTS_KEPT
 
     def observe(self, interface, frame, family, answer, now):
         """Take `frame` (received on `interface`, of IP family `family`, and
@@ -936,11 +1001,18 @@ class Verdicts:
         guest = self.guests.get(key)
         if guest is None:
             if len(self.guests) >= GUESTS_KEPT:
-                del self.guests[next(iter(self.guests))]
+                victim = next(iter(self.undecided), None) or next(iter(self.guests))
+                del self.guests[victim]
+                self.undecided.pop(victim, None)
+                self.forgotten += 1
             guest = self.guests[key] = Guest(interface, str2mac(request.requester), family)
+            self.undecided[key] = None
         address = _address_text(request.sender_ip if family == 4 else request.source)
-        if address not in guest.addresses and len(guest.addresses) < ADDRESSES_KEPT:
-            guest.addresses.append(address)
+        if address not in guest.addresses:
+            if len(guest.addresses) < ADDRESSES_KEPT:
+                guest.addresses.append(address)
+            else:
+                guest.addresses_not_kept += 1
         target = _address_text(request.target_ip if family == 4 else request.target)
         if to_us and guest.awaiting is not None:
             return self._accepted(guest, UNICAST_FRAMES[answer.kind], now)
@@ -948,14 +1020,18 @@ class Verdicts:
                                "to": "unicast" if to_us else "broadcast"})
         if not to_us:
             guest.awaiting = (now, target)
+        guest.asks += 1
         run = guest.runs.get(target)
         if run and now - run[1] <= RETRY_WINDOW:
             run[1:] = now, run[2] + 1
         else:
+            if run is None and len(guest.runs) >= TARGETS_KEPT:
+                del guest.runs[next(iter(guest.runs))]
+                guest.targets_not_kept += 1
             guest.runs[target] = run = [now, now, 1]
         first, last, count = run
         if count >= ASKS_FOR_DROPS and guest.verdict != "drops":
-            return self._decide(guest, "drops", (target, count, last - first))
+            return self._decide(key, guest, "drops", (target, count, last - first))
         if guest.verdict == "drops":
             guest.reason = (target, count, last - first)
         return None
@@ -964,16 +1040,28 @@ class Verdicts:
         asked_at, target = guest.awaiting
         guest.awaiting = None
         guest.runs.clear()
+        guest.asks = guest.targets_not_kept = 0
         guest.evidence.append({"time": now, "event": "sent", "frame": what,
                                "to": str2mac(self.tool_mac)})
         if guest.verdict == "accepts":
             return None
-        return self._decide(guest, "accepts", (target, now - asked_at, what))
+        key = (guest.interface, mac2str(guest.mac), guest.family)
+        return self._decide(key, guest, "accepts", (target, now - asked_at, what))
 
-    @staticmethod
-    def _decide(guest, verdict, reason):
+    def _decide(self, key, guest, verdict, reason):
         guest.verdict, guest.reason = verdict, reason
+        self.undecided.pop(key, None)
         return guest
+
+    def why_no_verdict(self):
+        """Why status() is EXIT_NO_VERDICT, in one line."""
+        if not self.guests:
+            return ("no verdict: no guest was heard (no ARP request or Neighbor "
+                    "Solicitation was answered)")
+        waiting = [f"{g.mac} on {g.interface} (IPv{g.family})"
+                   for g in self.guests.values() if g.verdict is None]
+        return (f"no verdict for {_some(waiting, 0)}: nothing yet showed whether the "
+                "replies arrived (neither a frame to the tool's MAC nor asks repeated)")
 
     def settled(self):
         """Every guest heard has a verdict."""
@@ -1029,6 +1117,67 @@ class Stats:
                 "internal_errors": self.internal_errors}
 
 
+class OutputError(Exception):
+    """A file the tool is to write cannot be used; the message says why."""
+
+
+class OutputFile:
+    """A file the tool writes (-w, --json), opened as root before the
+    privilege drop as a careful daemon opens one: never through a symbolic
+    link, never blocking (a FIFO), a regular file with one link only, made
+    0644 (less if the umask says so), and left as it was until start()
+    empties it, once every start-up check has passed; discard() removes a
+    file it made if the tool ends before that."""
+
+    def __init__(self, path):
+        self.path, self.created = path, False
+        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            try:
+                self.fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                self.created = True
+            except FileExistsError:
+                self.fd = os.open(path, flags)
+        except OSError as exc:
+            reason = {errno.ELOOP: "a symbolic link, which the tool does not follow",
+                      errno.ENXIO: "a FIFO or socket, not a regular file",
+                      errno.EISDIR: "a directory"}.get(exc.errno, exc.strerror or str(exc))
+            raise OutputError(f"cannot write {path}: {reason}") from None
+        info = os.fstat(self.fd)
+        problem = (None if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 else
+                   "has other hard links" if stat.S_ISREG(info.st_mode) else
+                   "not a regular file")
+        if problem:
+            self.discard()
+            raise OutputError(f"cannot write {path}: {problem}")
+        os.set_blocking(self.fd, True)
+        self.identity = (info.st_dev, info.st_ino)  # -w and --json must differ
+
+    def start(self):
+        os.ftruncate(self.fd, 0)
+
+    def write(self, data):
+        done = 0
+        while done < len(data):
+            done += os.write(self.fd, data[done:])
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def discard(self):
+        """Close; remove the file if this made it and it is still the one."""
+        if self.created:
+            try:
+                mine, there = os.fstat(self.fd), os.stat(self.path, follow_symlinks=False)
+                if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
+                    os.unlink(self.path)
+            except OSError:
+                pass  # gone already
+        self.close()
+
+
 class Recorder:
     """The -w pcap file. Every record is stamped from one clock, the
     kernel's CLOCK_REALTIME: a request when the kernel received it, a reply
@@ -1043,9 +1192,11 @@ class Recorder:
 
     FLUSH_AT = 1 << 16   # bytes buffered before a write in a burst
 
-    def __init__(self, path):
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    def __init__(self, output):
+        """Start the recording in `output`, an OutputFile: it is emptied now,
+        and the recording owns its descriptor from then on."""
+        output.start()
+        self.path, self.fd, output.fd = output.path, output.fd, None
         self.buffer = io.BytesIO()
         self.writer = RawPcapWriter(self.buffer, linktype=DLT_EN10MB)  # Scapy's format
         self.writer.write_header(None)
@@ -1147,12 +1298,147 @@ def _timestamp(t):
     return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1e6):06d}"
 
 
-class Link:
-    """A served interface: its socket and MTU."""
+def frame_summary(frame):
+    """Scapy's one-line summary of `frame`, or a short line of the tool's
+    own if Scapy cannot make one of what a guest sent (Scapy 2.5.0 takes the
+    name in a DNS Search List option as a format string)."""
+    try:
+        return Ether(frame).summary()
+    except Exception:
+        ethertype, _ = ethertype_and_offset(frame)
+        return (f"{str2mac(frame[6:12])} > {str2mac(frame[:6])} ethertype "
+                f"{ethertype or 0:#06x}, {len(frame)} bytes (Scapy could not dissect it)")
 
-    def __init__(self, name, index, sock, mtu, stats, framing):
-        self.name, self.index, self.sock, self.mtu, self.stats = name, index, sock, mtu, stats
+
+def _hex(frame, shown=64):
+    """The first bytes of `frame` in hex, for an error line."""
+    more = f"... ({len(frame)} bytes)" if len(frame) > shown else ""
+    return frame[:shown].hex() + more
+
+
+def _queued(sock):
+    """A frame waits on `sock`."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    return True
+
+
+class Exchange(NamedTuple):
+    """One frame received and what the tool did with it."""
+    link: "Link"
+    received: bytes             # as received (a fragment: the last one)
+    stamp: float                # when it was received
+    whole: bytes                # the request, reassembled if it came in fragments
+    ethertype: int
+    answer: Optional["Answer"]  # None: ignored
+    frames: tuple               # the reply's frames, as sent
+    sent_at: Optional[float]    # when they were sent
+
+
+LINES_HELD = 8       # per-reply lines held while frames wait; beyond, counted
+VERDICTS_HELD = 64   # verdict lines held likewise (all are in the statistics)
+LINES_EVERY = 1.0    # seconds: held lines are printed at least this often
+LONGEST_WAIT = 3600  # seconds the loop waits at most before it looks again
+BATCH = 64           # frames read from one socket before the next one's turn
+
+
+class Lines:
+    """The per-reply and verdict lines, printed after the replies: held
+    while frames wait to be answered (Scapy's summary of a frame costs more
+    than answering it), printed when the sockets are idle and at least every
+    LINES_EVERY seconds; past LINES_HELD, counted and said in one line, so
+    that the lines never cost a reply."""
+
+    def __init__(self, framing, say, clock=time.monotonic):
+        self.framing, self.say, self.clock = framing, say, clock
+        self.held = []       # Exchanges and verdict lines, in order
+        self.verdicts = 0    # verdict lines in held
+        self.since = None    # when the oldest held came
+        self.not_shown = {}  # what -> how many lines were not held
+
+    def exchange(self, exchange):
+        if len(self.held) - self.verdicts < LINES_HELD:
+            self._hold(exchange)
+        else:
+            self._count("replies" if exchange.answer is not None else "frames ignored")
+
+    def verdict(self, line):
+        if self.verdicts < VERDICTS_HELD:
+            self.verdicts += 1
+            self._hold(line)
+        else:
+            self._count("verdicts (see the statistics)")
+
+    def _hold(self, item):
+        if self.since is None:
+            self.since = self.clock()
+        self.held.append(item)
+
+    def _count(self, what):
+        self.not_shown[what] = self.not_shown.get(what, 0) + 1
+
+    def due(self):
+        """Seconds until the held lines must be printed."""
+        if self.since is None:
+            return LONGEST_WAIT
+        return max(0.0, self.since + LINES_EVERY - self.clock())
+
+    def flush(self, idle):
+        """Print what is held if the sockets are `idle` or it is due."""
+        if self.since is None or not (idle or self.due() == 0):
+            return
+        held, not_shown, since = self.held, self.not_shown, self.since
+        self.held, self.not_shown, self.since, self.verdicts = [], {}, None, 0
+        for item in held:
+            self.say(item if isinstance(item, str) else self.format(item))
+        if not_shown:
+            counts = ", ".join(f"{count:,} more {what}" for what, count in not_shown.items())
+            self.say(f"... {counts} in {self.clock() - since:.1f} s "
+                     "(lines held back so that answering keeps up)")
+
+    def format(self, exchange):
+        where = f"{_timestamp(exchange.stamp)} {exchange.link.name}"
+        if exchange.answer is None:
+            return f"{where} ignored: {frame_summary(exchange.whole)}"
+        pieces = f" in {len(exchange.frames)} fragments" if len(exchange.frames) > 1 else ""
+        return (f"{where} {frame_summary(exchange.whole)} ==> "
+                f"{frame_summary(exchange.answer.reply)}{pieces} {self.framing}")
+
+
+class Complaints:
+    """Error lines on stderr, at most one a second of each kind; the rest
+    are counted and said with the next one."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.last = {}       # kind -> when its last line was printed
+        self.not_shown = {}  # kind -> lines not printed since
+
+    def say(self, kind, line):
+        now = self.clock()
+        if kind in self.last and now - self.last[kind] < 1.0:
+            self.not_shown[kind] = self.not_shown.get(kind, 0) + 1
+            return
+        self.last[kind] = now
+        more = self.not_shown.pop(kind, 0)
+        if more:
+            line += f" ({more:,} more like it not shown)"
+        note(line)
+
+
+class Link:
+    """A served interface: its claim, socket and MTU."""
+
+    def __init__(self, name, index, claim, sock, mtu, stats, framing):
+        self.name, self.index, self.claim, self.sock = name, index, claim, sock
+        self.mtu, self.stats = mtu, stats
         self.largest_frame = framing.largest_frame(mtu)  # longer replies are fragmented
+
+    def close(self):
+        self.sock.close()
+        self.claim.close()
 
 
 def is_pattern(name):
@@ -1168,16 +1454,18 @@ class Responder:
     interface alone is served with a blocking receive (README.rst,
     Performance, has the measured reasons for this loop over sniff())."""
 
-    def __init__(self, specs, scope, framing, *, allow_physical=False, recorder=None,
-                 verbose=0, count=0, until_verdict=False, busy_poll=False,
+    def __init__(self, specs, scope, framing, *, allow_physical=False, any_address=False,
+                 recorder=None, verbose=0, count=0, until_verdict=False, busy_poll=False,
                  exit_on_down=False):
         self.specs = specs                 # interface names and patterns asked for
         self.scope, self.framing = scope, framing
-        self.allow_physical, self.recorder = allow_physical, recorder
+        self.allow_physical, self.any_address = allow_physical, any_address
+        self.recorder = recorder
         self.verbose, self.count, self.until_verdict = verbose, count, until_verdict
         self.busy_poll, self.exit_on_down = busy_poll, exit_on_down
         self.stopping = False
         self.interruptible = False  # in a blocking receive that a signal breaks
+        self.woken = False          # the interval timer fired (deadline, lines due)
         self.links = {}        # name -> Link being served
         self.by_fd = {}        # socket fd -> Link
         self.stats = {}        # name -> Stats, kept after an interface leaves
@@ -1188,6 +1476,8 @@ class Responder:
         self.reassembler = Reassembler()
         self.plain_echo = plain_echo_replier(scope, framing)
         self.verdicts = Verdicts(scope.mac_bytes)
+        self.lines = Lines(framing, self.say)
+        self.complaints = Complaints()
         self.poller = select.epoll()
         self.netlink = socket.socket(socket.AF_NETLINK,
                                      socket.SOCK_RAW | socket.SOCK_NONBLOCK,
@@ -1202,11 +1492,18 @@ class Responder:
                    for spec in self.specs)
 
     def serve(self, name, index, quiet=False):
-        """Open a socket on `name` and serve it; raises OSError."""
-        sock = open_socket(name)
+        """Claim `name`, open a socket on it and serve it; raises
+        InterfaceTaken or OSError."""
+        claim = claim_interface(index)
+        try:
+            sock = open_socket(name)
+            mtu = _mtu(name)
+        except BaseException:
+            claim.close()
+            raise
         stats = self.stats.setdefault(name, Stats({kind: 0 for kind in REPLY_KINDS
                                                    if KIND_FAMILY[kind] in self.scope.families}))
-        link = Link(name, index, sock, _mtu(name), stats, self.framing)
+        link = Link(name, index, claim, sock, mtu, stats, self.framing)
         sock.ins.setblocking(False)
         self.links[name], self.by_fd[sock.ins.fileno()] = link, link
         self.poller.register(sock.ins, select.EPOLLIN)
@@ -1221,7 +1518,7 @@ class Responder:
     def _let_go(self, link, why):
         del self.links[link.name], self.by_fd[link.sock.ins.fileno()]
         self.poller.unregister(link.sock.ins)
-        link.sock.close()
+        link.close()
         self.lost.append(link.name)
         if self.exit_on_down:
             self.stopping = True
@@ -1245,19 +1542,27 @@ class Responder:
         for name in sorted(present):
             if name in self.links or not self.wanted(name) or not _is_up(name):
                 continue
-            if not self.allow_physical and physical_device(name):
-                if name not in self.refused:
-                    self.refused.add(name)
-                    note(f"{name}: a physical interface; not served "
-                         "(--allow-physical overrides)")
+            refusal = cannot_carry_a_guest(name, self.scope.targets, self.any_address)
+            if refusal is None and not self.allow_physical and physical_device(name):
+                refusal = f"{name}: a physical interface; not served (--allow-physical overrides)"
+            if refusal is not None:
+                self._refuse(name, refusal)
                 continue
             try:
                 self.serve(name, present[name], quiet)
+            except InterfaceTaken as taken:  # tried again at the next look
+                self._refuse(name, f"{name}: {_taken(taken)}; skipped")
             except OSError as exc:  # gone again, or not quite there: the next look retries
                 if exc.errno not in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN) \
                         and name not in self.refused:
                     self.refused.add(name)
                     note(f"{name}: cannot open a packet socket: {exc.strerror or exc}")
+
+    def _refuse(self, name, why):
+        """Say once why `name` is not served."""
+        if name not in self.refused:
+            self.refused.add(name)
+            note(why)
 
     def _link_changed(self):
         """Drain the netlink notifications, then look once."""
@@ -1275,42 +1580,51 @@ class Responder:
 
     # -- frames
 
-    def handle(self, link, frame, stamp, sent=None):
-        """Answer one received frame (or hold it, if it is a fragment).
-        `sent`: what the loop did first with a plain echo request (see
-        plain_echo_replier): the reply it sent, or the OSError it got."""
+    def handle(self, link, frame, stamp):
+        """Answer one received frame (or hold it, if it is a fragment), then
+        record, judge and print it; nothing a guest sends ends the tool."""
         stats = link.stats
         stats.seen += 1
-        if sent is None:
-            try:
-                whole, ethertype, answer, frames = self._answer(link, frame, stamp)
-            except Exception as exc:  # a bug in the core: report it, keep serving
-                stats.internal_errors += 1
-                print(f"error: cannot handle frame {frame.hex()}: {exc!r}", file=sys.stderr)
-                return
-            if whole is None:  # a fragment, held until its datagram is whole
-                stats.fragments += 1
-                if self.recorder:
-                    self.recorder.request(frame, stamp)
-                return
-            try:
-                for piece in frames:
-                    link.sock.ins.send(piece)
-            except OSError as exc:
-                sent = exc
-        elif not isinstance(sent, OSError):
-            whole, ethertype, frames = frame, ETH_P_IP, (sent,)
-            answer = Answer("icmp echo", None, sent)
-        if isinstance(sent, OSError):
-            stats.send_errors += 1
-            print(f"error: sending on {link.name}: {sent.strerror or sent}", file=sys.stderr)
+        try:
+            whole, ethertype, answer, frames = self._answer(link, frame, stamp)
+        except Exception as exc:  # a bug in the core: report it, keep serving
+            stats.internal_errors += 1
+            self.complaints.say("core", f"error: cannot handle frame {_hex(frame)}: {exc!r}")
             return
-        if answer is not None:
-            stats.replies[answer.kind] += 1
-            self.replied += 1
-        else:
-            stats.ignored += 1
-        self._after(link, frame, whole, ethertype, answer, frames, stamp)
+        if whole is None:  # a fragment, held until its datagram is whole
+            stats.fragments += 1
+            if self.recorder:
+                self.recorder.request(frame, stamp)
+            return
+        sent_at = self._send(link, frames) if frames else None
+        if frames and sent_at is None:
+            return
+        self._after(Exchange(link, frame, stamp, whole, ethertype, answer, frames, sent_at))
+
+    def handle_plain(self, link, frame, stamp, reply):
+        """Send `reply`, plain_echo_replier's answer to `frame`, first; then
+        account for it as handle() does."""
+        link.stats.seen += 1
+        sent_at = self._send(link, (reply,))
+        if sent_at is not None:
+            self._after(Exchange(link, frame, stamp, frame, ETH_P_IP,
+                                 Answer("icmp echo", None, reply), (reply,), sent_at))
+
+    def _send(self, link, frames):
+        """Send the reply's frames; the time they left (taken just before
+        the send: the guest's next frame, which the reply makes possible,
+        can be received and stamped before send() returns), or None after
+        an error, counted and said."""
+        sent_at = time.time()
+        try:
+            for piece in frames:
+                link.sock.ins.send(piece)
+        except OSError as exc:
+            link.stats.send_errors += 1
+            self.complaints.say(f"send {link.name}",
+                                f"error: sending on {link.name}: {exc.strerror or exc}")
+            return None
+        return sent_at
 
     def _answer(self, link, frame, stamp):
         """(the whole request or None while it is a held fragment, its
@@ -1330,25 +1644,31 @@ class Responder:
             return frame, ethertype, answer, (answer.reply,)
         return frame, ethertype, answer, fit_to_mtu(answer.reply, link.mtu, self.framing)
 
-    def _after(self, link, received, whole, ethertype, answer, frames, stamp):
-        """What follows the reply: the record, the verdict, the line."""
-        if self.recorder:
-            self.recorder.request(received, stamp)
-            sent = time.time()
-            for piece in frames:
-                self.recorder.reply(piece, sent)
-        guest = self.verdicts.observe(link.name, whole, ETHERTYPE_FAMILY.get(ethertype),
-                                      answer, stamp)
-        if self.verbose >= 0 and (answer is not None or self.verbose > 0):
-            if answer is None:
-                line = f"{_timestamp(stamp)} {link.name} ignored: {Ether(whole).summary()}"
-            else:
-                pieces = f" in {len(frames)} fragments" if len(frames) > 1 else ""
-                line = (f"{_timestamp(stamp)} {link.name} {Ether(whole).summary()} ==> "
-                        f"{Ether(answer.reply).summary()}{pieces} {self.framing}")
-            self.say(line)
-        if guest is not None:
-            self.say(guest.summary(self.framing, self.scope.mac))
+    def _after(self, exchange):
+        """What follows the reply: the counts, the record, the verdict, the
+        line; a bug here is said and counted, and serving goes on."""
+        link, answer = exchange.link, exchange.answer
+        if answer is not None:
+            link.stats.replies[answer.kind] += 1
+            self.replied += 1
+        else:
+            link.stats.ignored += 1
+        try:
+            if self.recorder:
+                self.recorder.request(exchange.received, exchange.stamp)
+                for piece in exchange.frames:
+                    self.recorder.reply(piece, exchange.sent_at)
+            guest = self.verdicts.observe(link.name, exchange.whole,
+                                          ETHERTYPE_FAMILY.get(exchange.ethertype),
+                                          answer, exchange.stamp)
+            if self.verbose >= 0 and (answer is not None or self.verbose > 0):
+                self.lines.exchange(exchange)
+            if guest is not None:
+                self.lines.verdict(guest.summary(self.framing, self.scope.mac))
+        except Exception as exc:
+            link.stats.internal_errors += 1
+            self.complaints.say("after", f"error: after the frame {_hex(exchange.received)}:"
+                                f" {exc!r}")
         if (0 < self.count <= self.replied
                 or self.until_verdict and self.verdicts.settled()):
             self.stopping = True
@@ -1373,23 +1693,28 @@ class Responder:
             self.poller.register(wake_fd, select.EPOLLIN)
         netlink = self.netlink.fileno()
         while not self.stopping:
-            wait = -1 if deadline is None else deadline - time.monotonic()
-            if deadline is not None and wait <= 0:
+            wait = LONGEST_WAIT if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
                 break
+            wait = min(wait, LONGEST_WAIT, self.lines.due())
             alone = self._served_alone() if wake_fd is not None else None
             if alone is not None:
                 self._serve_alone(alone, wait)
+                self.lines.flush(idle=False)
                 continue
             if self.busy_poll and self.links:
                 wait = 0
+            busy = False
             for fd, _ in self.poller.poll(wait):
                 link = self.by_fd.get(fd)
                 if link is not None:
-                    self._drain(link)
+                    busy |= self._drain(link)
                 elif fd == netlink:
                     self._link_changed()
             if self.recorder:
                 self.recorder.settle()
+            self.lines.flush(idle=not busy)
+        self.lines.flush(idle=True)
 
     def _served_alone(self):
         """The Link to serve with a blocking receive, if any: the one
@@ -1403,13 +1728,14 @@ class Responder:
     def _serve_alone(self, link, wait):
         """Serve `link` with a blocking receive, from which an idle process
         wakes sooner than from epoll (README.rst, Performance), until a
-        signal, an interval timer at the deadline (`wait` seconds; -1: none)
-        or the interface going down or away; then run()'s epoll loop, which
-        reads netlink, waits for the interface to come back."""
+        signal, an interval timer after `wait` seconds or the interface
+        going down or away; then run(), which checks the deadline, calls
+        again or, in its epoll loop that reads netlink, waits for the
+        interface to come back."""
         sock = link.sock.ins
         sock.setblocking(True)
-        if wait >= 0:
-            signal.setitimer(signal.ITIMER_REAL, max(wait, 1e-3))
+        self.woken = False
+        signal.setitimer(signal.ITIMER_REAL, max(wait, 1e-3))
         try:
             self._drain(link, blocking=True)
         finally:
@@ -1418,44 +1744,54 @@ class Responder:
                 sock.setblocking(False)
 
     def _drain(self, link, blocking=False):
-        """Answer every frame queued on `link`'s socket (blocking: every
-        frame, until a signal breaks the receive)."""
+        """Answer the frames queued on `link`'s socket: at most BATCH, so
+        that one guest's flood cannot starve the others, and say whether
+        more wait; blocking: every frame, until a signal or the timer breaks
+        the receive, the lines printed whenever the queue is empty."""
         sock, plain_echo, largest = link.sock, self.plain_echo, link.largest_frame
-        receive, send = sock.ins.recv, sock.ins.send
         quick = self.verbose < 0 and not self.recorder
-        while not self.stopping:
+        lines = self.lines
+        receive = sock.ins.recv if quick else sock.recv_raw
+        handled = 0
+        while True:
+            if handled == BATCH and not blocking:
+                return True
             try:
+                if blocking and lines.held and (quick or not _queued(sock.ins)):
+                    lines.flush(idle=True)  # nothing waits: the lines' turn
                 self.interruptible = blocking
+                # After the flag, so that a signal either raises Interrupted
+                # or is seen here; the timer's: run() looks at the deadline.
+                if self.stopping or self.woken:
+                    return False
                 if quick:  # neither the tag nor the kernel's time stamp is shown
                     frame, stamp = receive(MTU), None
                 else:  # Scapy puts back the request's 802.1Q tag and reads the stamp
-                    _, frame, stamp = sock.recv_raw(MTU)
+                    _, frame, stamp = receive(MTU)
             except (BlockingIOError, Interrupted):
-                return
+                return False
             except OSError as exc:  # the interface went down or away
                 self._let_go(link, exc.strerror or str(exc))
-                return
+                return False
             finally:
                 self.interruptible = False
+            handled += 1
             if not frame:  # None: a frame the host sent, which Scapy skips
                 continue
             try:
                 reply = plain_echo(frame) if plain_echo else None
             except Exception as exc:  # a bug: say so, and let the core answer
-                print(f"error: plain echo path on {frame.hex()}: {exc!r}", file=sys.stderr)
+                self.complaints.say("plain", f"error: plain echo path on {_hex(frame)}: "
+                                    f"{exc!r}")
                 reply = None
             if reply is None or len(reply) > largest:
                 self.handle(link, frame, stamp or time.time())
-                continue
-            try:  # out before anything else is done
-                send(reply)
-            except OSError as exc:
-                reply = exc
-            self.handle(link, frame, stamp or time.time(), sent=reply)
+            else:
+                self.handle_plain(link, frame, stamp or time.time(), reply)
 
     def close(self):
         for link in self.links.values():
-            link.sock.close()
+            link.close()
         self.netlink.close()
         self.poller.close()
 
@@ -1467,8 +1803,11 @@ class Responder:
         line per guest."""
         elapsed = f"time {time.monotonic() - self.started:.1f}s"
         names = list(self.stats)
-        if len(names) <= 1:
-            lines = [f"--- {' '.join(names or self.specs)} arp_icmp_vlan0 statistics ---",
+        if not names:
+            lines = ["--- arp_icmp_vlan0 statistics: no interface was served ---",
+                     f"{self.total().line()}, {elapsed}"]
+        elif len(names) == 1:
+            lines = [f"--- {names[0]} arp_icmp_vlan0 statistics ---",
                      f"{self.total().line()}, {elapsed}"]
         else:
             lines = [f"--- arp_icmp_vlan0 statistics: {len(names)} interfaces, {elapsed} ---"]
@@ -1506,6 +1845,7 @@ class Responder:
             "recording": self.recorder.to_json() if self.recorder else None,
             "guests": [guest.to_json(self.framing, self.scope.mac)
                        for guest in self.verdicts.guests.values()],
+            "guests_forgotten": self.verdicts.forgotten,
             "exit_status": status,
         }
 
@@ -1563,6 +1903,66 @@ def _check_interface(name):
     return None
 
 
+def cannot_carry_a_guest(name, targets, any_address):
+    """Why `name` is no link to serve, or None: the loopback or a link
+    without Ethernet frames (a TUN, WireGuard...); or, with neither --ip nor
+    --any-address, a bridge, whose other stations' addresses the tool would
+    claim (their neighbours' caches would point at it)."""
+    try:
+        with open(f"{SYSFS_NET}/{name}/type") as kind:
+            link_type = int(kind.read())
+    except (OSError, ValueError):
+        return None  # gone: the socket's opening says so
+    if link_type == ARPHRD_LOOPBACK:
+        return f"{name}: the loopback interface; no guest is on it"
+    if link_type != ARPHRD_ETHER:
+        return (f"{name}: not an Ethernet interface (link type {link_type}); the tool "
+                "answers Ethernet frames (for a VM: a TAP, not a TUN)")
+    if not targets and not any_address and os.path.isdir(f"{SYSFS_NET}/{name}/bridge"):
+        return (f"{name}: a bridge, shared by other stations: without --ip the tool would "
+                "answer for their addresses too; give --ip for the addresses to answer "
+                "(or --any-address to answer for all even so)")
+    return None
+
+
+class InterfaceTaken(Exception):
+    """Another copy of the tool serves the interface; args: its PID or None."""
+
+
+def _taken(taken):
+    pid = taken.args[0]
+    return f"already served by another arp_icmp_vlan0{f' (PID {pid})' if pid else ''}"
+
+
+def claim_interface(index):
+    """Claim interface `index` for this process, as a second dnsmasq finds
+    its port taken: an abstract Unix socket named after the index, in this
+    network namespace, held until the process ends (no file is left after a
+    crash). Raises InterfaceTaken with the holder's PID."""
+    name = f"\0arp_icmp_vlan0/ifindex/{index}"
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        claim.bind(name)
+    except OSError as exc:
+        claim.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise InterfaceTaken(_holder(name)) from None
+    claim.listen(1)
+    return claim
+
+
+def _holder(name):
+    """The PID of the process listening on abstract socket `name`, or None."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK) as probe:
+        try:
+            probe.connect(name)
+            credentials = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        except OSError:
+            return None
+    return struct.unpack("3i", credentials)[0]
+
+
 def physical_device(name):
     """The physical device that interface `name` is, sits on (a VLAN,
     macvlan or bond over it) or bridges to (a bridge port), or None if it is
@@ -1602,6 +2002,13 @@ def _check_virtual(name, args):
     return None
 
 
+def _has_net_raw():
+    """This process may open packet sockets (CAP_NET_RAW is effective)."""
+    with open("/proc/self/status") as status:
+        effective = re.search(r"^CapEff:\s*([0-9a-f]+)", status.read(), re.M)
+    return bool(effective and int(effective.group(1), 16) >> CAP_NET_RAW & 1)
+
+
 def drop_privileges(user):
     """Become `user`, keeping CAP_NET_RAW alone (to open a packet socket on an
     interface that comes later) in the effective, permitted and bounding
@@ -1634,19 +2041,24 @@ class Interrupted(Exception):
 
 def _stop_on_signals(responder):
     """SIGTERM and Ctrl-C end the serving loop cleanly between two frames (so
-    the pcap file stays whole), as SIGALRM ends it at the deadline; SIGHUP
-    is ignored. Returns a file descriptor that becomes readable when a
+    the pcap file stays whole); SIGALRM, the timer of a blocking receive,
+    hands control back to the loop; SIGHUP is ignored. Returns a file descriptor that becomes readable when a
     signal arrives, for epoll to wake on; a blocking receive is broken by
     raising Interrupted."""
     def stop(_signum, _frame):
         responder.stopping = True
         if responder.interruptible:  # PEP 475 would resume the receive
             raise Interrupted
+
+    def wake(_signum, _frame):  # the deadline, or lines due: run() looks which
+        responder.woken = True
+        if responder.interruptible:
+            raise Interrupted
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end)
     signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGALRM, stop)  # the --timeout of a blocking receive
+    signal.signal(signal.SIGALRM, wake)  # the timer of a blocking receive
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # background jobs keep it
         signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -1656,8 +2068,16 @@ def _stop_on_signals(responder):
 def serve(args):
     exact = [spec for spec in args.interfaces if not is_pattern(spec)]
     patterns = [spec for spec in args.interfaces if is_pattern(spec)]
+    if not _has_net_raw():
+        return _fail(f"opening a packet socket needs root or CAP_NET_RAW; try: "
+                     f"sudo {sys.argv[0]} ...")
+    dropping = os.geteuid() == 0 and not args.keep_root
+    if dropping and not _user_exists(args.user):
+        return _fail(f"no user named {args.user!r} (--user)")
     for name in exact:
-        problem = _check_interface(name) or _check_virtual(name, args)
+        problem = (_check_interface(name)
+                   or cannot_carry_a_guest(name, args.targets, args.any_address)
+                   or _check_virtual(name, args))
         if problem:
             return _fail(problem)
     # A socket per interface: as many as the hard limit allows, not 1024.
@@ -1666,16 +2086,28 @@ def serve(args):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ValueError, OSError):
         pass  # an unlimited hard limit the kernel will not take: keep the soft one
-    recorder = summary = responder = None
+    pcap = summary = recorder = responder = None
+    started = False
     try:
+        try:
+            pcap = args.write and OutputFile(args.write)
+            summary = args.json and OutputFile(args.json)
+        except OutputError as exc:
+            return _fail(str(exc))
+        if pcap and summary and pcap.identity == summary.identity:
+            return _fail(f"-w {args.write} and --json {args.json} are the same file")
         responder = Responder(args.interfaces, scope_from(args), framing_from(args),
                               allow_physical=args.allow_physical,
+                              any_address=args.any_address,
                               verbose=args.verbose, count=args.count,
                               until_verdict=args.until_verdict, busy_poll=args.busy_poll,
                               exit_on_down=args.exit_on_down)
         for name in exact:
             try:
                 responder.serve(name, socket.if_nametoindex(name), quiet=True)
+            except InterfaceTaken as taken:
+                return _fail(f"{name}: {_taken(taken)}; one copy per interface, or "
+                             "every reply goes out twice")
             except PermissionError:
                 return _fail(f"{name}: opening a packet socket needs root or "
                              f"CAP_NET_RAW; try: sudo {sys.argv[0]} ...")
@@ -1684,27 +2116,18 @@ def serve(args):
                              f"{exc.strerror or exc}")
         if patterns:
             responder.reconcile(quiet=True)
-        for path, kind in ((args.write, "pcap"), (args.json, "json")):
-            if path:
-                try:
-                    if kind == "pcap":
-                        recorder = responder.recorder = Recorder(path)
-                    else:
-                        summary = open(path, "w")  # noqa: SIM115 (written at the end)
-                except OSError as exc:
-                    return _fail(f"cannot write {path}: {exc.strerror or exc}")
-        if recorder:
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
         user = pwd.getpwuid(os.geteuid()).pw_name
-        if os.geteuid() == 0 and not args.keep_root:
+        if dropping:
             try:
                 drop_privileges(args.user)
-            except KeyError:
-                return _fail(f"no user named {args.user!r} (--user)")
             except OSError as exc:
                 return _fail(f"cannot drop privileges to {args.user}: {exc.strerror}; "
                              "--keep-root runs as root")
             user = args.user
+        started = True  # every check passed: the files may be emptied now
+        if pcap:
+            recorder = responder.recorder = Recorder(pcap)
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
         wake_fd = _stop_on_signals(responder)
         served = ", ".join(responder.links) or "no interface yet"
         if patterns:
@@ -1714,8 +2137,7 @@ def serve(args):
                       f"{_describe(responder.scope, responder.framing)}; running as "
                       f"{user}. Hit Ctrl-C to end.")
         for pattern in patterns:
-            if not any(fnmatch.fnmatchcase(name, pattern) for name in responder.links):
-                note(f"no interface matches '{pattern}' yet; waiting for one")
+            _say_why_unserved(pattern, responder.links)
         responder.run(timeout=args.timeout, wake_fd=wake_fd)
         if recorder:
             recorder.close()
@@ -1723,6 +2145,8 @@ def serve(args):
         status = EXIT_OK
         if args.until_verdict:
             status = responder.verdicts.status()
+            if status == EXIT_NO_VERDICT:
+                note(responder.verdicts.why_no_verdict())
         if status == EXIT_OK and recorder and recorder.error:
             status = EXIT_RECORD_INCOMPLETE
         if args.exit_on_down and responder.lost:
@@ -1730,22 +2154,36 @@ def serve(args):
                            "(interface gone or down)")
         if summary:
             try:
-                json.dump(responder.to_json(status), summary, indent=1)
-                summary.write("\n")
-                summary.flush()
+                summary.start()
+                summary.write(json.dumps(responder.to_json(status), indent=1).encode() + b"\n")
             except OSError as exc:
                 return _fail(f"cannot write {args.json}: {exc.strerror or exc}")
         return status
     finally:
+        for output in (pcap, summary):
+            if output and not started:
+                output.discard()
         if recorder:
             recorder.close()
         if summary:
-            try:
-                summary.close()
-            except OSError:
-                pass  # said above
+            summary.close()
         if responder:
             responder.close()
+
+
+def _say_why_unserved(pattern, served):
+    """At start, for a pattern that serves nothing yet: what matches it."""
+    if any(fnmatch.fnmatchcase(name, pattern) for name in served):
+        return
+    matching = sorted(name for _, name in socket.if_nameindex()
+                      if fnmatch.fnmatchcase(name, pattern))
+    down = [name for name in matching if not _is_up(name)]
+    if not matching:
+        note(f"no interface matches '{pattern}' yet; waiting for one")
+    elif down:
+        verb = "matches" if len(down) == 1 else "match"
+        note(f"{', '.join(down)} {verb} '{pattern}' but {'is' if len(down) == 1 else 'are'} "
+             "down; waiting for one to come up")
 
 
 # ---------------------------------------------------------------- CLI
@@ -1755,15 +2193,27 @@ def _mac(text):
         raise argparse.ArgumentTypeError(f"invalid MAC address: {text!r}")
     if int(text[:2], 16) & 1:
         raise argparse.ArgumentTypeError(f"not a unicast MAC address: {text!r}")
+    if not int(text.replace(":", ""), 16):
+        raise argparse.ArgumentTypeError(f"the all-zero MAC address is no station's: {text!r}")
     return text.lower()
 
 
 def _ip_target(text):
     try:
-        return ipaddress.ip_network(text, strict=False)
+        interface = ipaddress.ip_interface(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid IPv4 or IPv6 address or prefix: {text!r}") from None
+    address = interface.ip
+    what = ("a multicast" if address.is_multicast else
+            "the unspecified" if address.is_unspecified else
+            "a loopback" if address.is_loopback else
+            "the broadcast" if address == ipaddress.IPv4Address("255.255.255.255") else None)
+    if what:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is {what} address, which no guest asks for (without --ip, "
+            "the tool answers for any unicast address)")
+    return interface.network
 
 
 def _ranged_int(name, low, high):
@@ -1790,13 +2240,17 @@ def _tpid(text):
     return value
 
 
-def _positive_number(text):
+TIMEOUT_MAX = 10**9  # seconds (31 years): past it, the clock's arithmetic overflows
+
+
+def _timeout(text):
     try:
         value = float(text)
     except ValueError:
         value = 0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    if not 0 < value <= TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"timeout must be a number of seconds above 0 and up to {TIMEOUT_MAX}: {text!r}")
     return value
 
 
@@ -1852,18 +2306,23 @@ def build_parser():
     safety.add_argument("--allow-physical", action="store_true",
                         help="serve a physical interface (or a bridge or VLAN on "
                              "one) too: the tool then answers on a real network")
-    safety.add_argument("--user", default="nobody",
-                        help="user to run as once the sockets are open (default "
-                             "nobody), keeping only CAP_NET_RAW")
+    safety.add_argument("--any-address", action="store_true",
+                        help="serve a bridge without --ip: answer for every address "
+                             "on a segment that other stations share (as a proxy: "
+                             "their own Neighbor Advertisements win)")
+    safety.add_argument("--user",
+                        help=f"user to run as once the sockets are open, keeping only "
+                             f"CAP_NET_RAW (default: {DEDICATED_USER} if that system "
+                             "user exists, else nobody)")
     safety.add_argument("--keep-root", action="store_true",
                         help="do not drop root privileges")
     safety.add_argument("--exit-on-down", action="store_true",
                         help="exit (status 1) when an interface goes away, instead "
                              "of waiting for it to come back")
     ending = parser.add_argument_group("running and output")
-    ending.add_argument("-c", "--count", type=_ranged_int("count", 1, 2**63),
+    ending.add_argument("-c", "--count", type=_ranged_int("count", 1, 2**63 - 1),
                         default=0, metavar="N", help="exit after N replies")
-    ending.add_argument("--timeout", type=_positive_number, metavar="SECONDS",
+    ending.add_argument("--timeout", type=_timeout, metavar="SECONDS",
                         help="exit after SECONDS")
     ending.add_argument("--until-verdict", action="store_true",
                         help="exit as soon as every guest heard has shown whether it "
@@ -1905,7 +2364,19 @@ def parse_args(argv):
         parser.error(f"no --ip address is IPv{min(args.families)}: nothing to answer")
     if args.untagged and (args.vlan or args.prio is not None or args.dei or args.tpid):
         parser.error("--untagged takes no --vlan, --prio, --dei or --tpid")
+    if args.write and args.json and os.path.abspath(args.write) == os.path.abspath(args.json):
+        parser.error("-w and --json name the same file")
+    if args.user is None:
+        args.user = DEDICATED_USER if _user_exists(DEDICATED_USER) else "nobody"
     return args
+
+
+def _user_exists(name):
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def framing_from(args):
@@ -1916,7 +2387,11 @@ def framing_from(args):
 
 
 def scope_from(args):
-    return Scope(mac=args.mac, targets=tuple(args.targets), families=args.families,
+    """The Scope; its families are those of the --ip addresses, if any."""
+    families = args.families
+    if args.targets:
+        families = families & {net.version for net in args.targets}
+    return Scope(mac=args.mac, targets=tuple(args.targets), families=frozenset(families),
                  multicast_ping6=args.answer_multicast_ping)
 
 
@@ -2128,6 +2603,7 @@ def self_test(args):
             print(f"self-test: the guest's stack in namespace {net.guest} pings the "
                   f"tool in namespace {net.host} over a veth")
             print(tool.wait_for("Hit Ctrl-C"), end="")
+            started = len(tool.output)
             pings, neighbours = {}, {}
             for family in families:
                 address = SELF_TEST_ADDRESSES[family][1]
@@ -2135,7 +2611,6 @@ def self_test(args):
                                              "0.2", "-W", "2", address, check=False)
                 neighbours[family] = net.in_guest("ip", f"-{family}", "neigh", "show",
                                                   address).stdout
-            started = len(tool.output)
             tool.stop()
             print("--- the tool, in the host namespace ---")
             print(tool.output[started:], end="")

@@ -3,6 +3,10 @@
 """Side-by-side benchmark of ARP and ICMP echo responders on one veth pair.
 
 USAGE: sudo python3 tests/benchmark.py [--quick] [--peers a,b,...] [--json FILE]
+                                       [--tool PATH]
+       sudo python3 tests/benchmark.py --two-guests [--flood-rate N]
+                                       [--flood-seconds S] [--peers a,b,...]
+                                       [--json FILE] [--tool PATH]
 
 Builds its own pair of network namespaces ("guest" and "host", joined by a
 veth, documentation addresses only, removed on every exit path) and measures,
@@ -32,12 +36,30 @@ kernel and to the C floor (RTT also to the Python floor), and writes JSON.
 Not part of the pytest run: it takes minutes and its numbers depend on the
 machine.
 
+--two-guests measures instead whether one guest can starve another: a
+second guest namespace (guest B, 203.0.113.1/24) is joined to the same host
+namespace by a second veth, and peers kernel, tool and tool-q serve both host
+ends (the kernel with 198.51.100.2/24 and 203.0.113.2/24). Guest A floods at
+--flood-rate frames a second for --flood-seconds, to the peer's MAC, either
+tiny IPv4 fragments of ICMP echo datagrams that never complete (8 data bytes,
+more-fragments set, every offset of 8 datagrams once) or whole echo requests;
+meanwhile guest B pings the peer every 0.2 s. A row per peer and flood: the
+rate achieved, what guest A received, guest B's replies received of sent,
+their average and highest round trip, and the peer's CPU (of one core, over
+the flood). Goal: guest B keeps every reply, and a round trip within a few
+milliseconds, as with the kernel.
+
+--tool PATH measures another arp_icmp_vlan0.py (a copy of a known version,
+while this repository's is being edited) wherever the benchmark runs the
+tool; the namespaces are still made by this repository's tests/netlab.py.
+
 The load generator is this file run inside the guest namespace (--generate
 ...): it sends prebuilt frames on a packet socket at a fixed rate and counts
 what arrives from the veth's own receive counter.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -58,6 +80,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from netlab import (GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab,  # noqa: E402
                     command_line, text_table)
+from netlab import run as run_command  # noqa: E402 (run: this file's main mode)
 
 LADDER = (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 75_000, 100_000)
 LOSS_LIMIT = 0.001
@@ -67,8 +90,27 @@ TOOL_MAC = "02:76:6c:61:6e:30"
 PEERS = ("kernel", "c-floor", "python-floor", "tool-q", "tool-busy-poll", "tool", "card-send",
          "card-sendp", "scapy-am-reused", "scapy-am")
 
+# --two-guests: guest B on a second veth into the same host namespace.
+TWO_GUEST_PEERS = ("kernel", "tool", "tool-q")
+FLOODS = ("fragments", "echo")
+HOST_B_IF, GUEST_B_IF = "veth-host-b", "veth-guest-b"
+GUEST_B_IP, PEER_B_IP = "203.0.113.1", "203.0.113.2"
+PING_INTERVAL = 0.2
+FLOOD_SETTLE = 1.0    # seconds of flood before guest B's first ping, and after its last
+FRAGMENT_IDS = 8      # 8 x 8,191 distinct fragments: none repeats in 16 s at 4,000/s
+LAST_FRAGMENT_OFFSET = 8190  # in 8-byte units: the last whose 8 bytes end within 65,535
+
 
 # ---------------------------------------------------------------- peers (host side)
+
+def load_tool(path):
+    """The arp_icmp_vlan0.py at `path` as a module of its own name, apart
+    from the repository's that netlab imports."""
+    spec = importlib.util.spec_from_file_location("measured_tool", path)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 def python_floor(iface):
     """tests/floor.c in Python: blocking recvfrom, swap, patch, send."""
@@ -93,12 +135,12 @@ def python_floor(iface):
                       + patched.to_bytes(2, "big") + frame[start + 4:])
 
 
-def card_loop(iface, send_with):
+def card_loop(iface, send_with, tool_path):
     """The design card's shape around the tool's own core: Scapy's sniff()
     hands each request to a prn callback, which answers with the socket's
     send() or with sendp(reply, socket=...)."""
     from scapy.all import sendp, sniff
-    import arp_icmp_vlan0 as tool
+    tool = load_tool(tool_path)
     scope, framing = tool.Scope(), tool.Framing()
     sock = tool.open_socket(iface)
 
@@ -121,7 +163,7 @@ def answering_machines(iface, reuse):
     ICMPEcho_am(iface=iface, **options)()
 
 
-def per_call_costs(iface):
+def per_call_costs(iface, tool_path):
     """Microseconds a call, on `iface`: what the card's way costs against
     what the tool does (warm, the best of five runs of many calls), and the
     three Internet checksums of an echo request and its reply (IP header,
@@ -130,7 +172,7 @@ def per_call_costs(iface):
     import timeit
     from scapy.all import ICMPEcho_am, Ether, conf, sendp
     from scapy.utils import checksum as scapy_checksum
-    import arp_icmp_vlan0 as tool
+    tool = load_tool(tool_path)
     conf.verb = 0
     sock = tool.open_socket(iface)
     frame = echo_frames(TOOL_MAC, 1)[0]
@@ -165,29 +207,30 @@ def per_call_costs(iface):
     }
 
 
-def peer_command(name, floor_binary):
+def peer_command(name, floor_binary, tool, interfaces):
     """The command that starts peer `name` in the host namespace, or None for
-    the kernel."""
+    the kernel; the tool's peers serve all of `interfaces`, the others the
+    first."""
     me = [sys.executable, os.path.abspath(__file__)]
     return {
         "kernel": None,
         "c-floor": [floor_binary, HOST_IF, TOOL_IP],
         "python-floor": me + ["--serve", "python-floor"],
-        "tool-q": [sys.executable, TOOL, "-q", "-4", HOST_IF],
-        "tool": [sys.executable, TOOL, "-4", HOST_IF],
-        "tool-busy-poll": [sys.executable, TOOL, "-q", "--busy-poll", "-4", HOST_IF],
-        "card-send": me + ["--serve", "card-send"],
-        "card-sendp": me + ["--serve", "card-sendp"],
+        "tool-q": [sys.executable, tool, "-q", "-4", *interfaces],
+        "tool": [sys.executable, tool, "-4", *interfaces],
+        "tool-busy-poll": [sys.executable, tool, "-q", "--busy-poll", "-4", *interfaces],
+        "card-send": me + ["--serve", "card-send", "--tool", tool],
+        "card-sendp": me + ["--serve", "card-sendp", "--tool", tool],
         "scapy-am-reused": me + ["--serve", "scapy-am-reused"],
         "scapy-am": me + ["--serve", "scapy-am"],
     }[name]
 
 
-def serve(name):
+def serve(name, tool_path):
     if name == "python-floor":
         python_floor(HOST_IF)
     elif name.startswith("card-"):
-        card_loop(HOST_IF, name[len("card-"):])
+        card_loop(HOST_IF, name[len("card-"):], tool_path)
     else:
         answering_machines(HOST_IF, reuse=name == "scapy-am-reused")
 
@@ -215,6 +258,25 @@ def echo_frames(peer_mac, count):
         icmp[2:4] = struct.pack("!H", checksum(bytes(icmp)))
         frames.append(mac_bytes(peer_mac) + mac_bytes(GUEST_MAC) + b"\x08\x00" +
                       bytes(ip) + bytes(icmp))
+    return frames
+
+
+def fragment_frames(peer_mac):
+    """Tiny fragments of ICMP echo datagrams that never complete: 8 data
+    bytes each, more-fragments set, every offset of FRAGMENT_IDS datagrams
+    once, the datagrams in turn (so a peer that reassembles holds them all
+    until it gives up on them)."""
+    head = mac_bytes(peer_mac) + mac_bytes(GUEST_MAC) + b"\x08\x00"
+    addresses = socket.inet_aton(GUEST_IP) + socket.inet_aton(TOOL_IP)
+    echo_header = struct.pack("!BBHHH", 8, 0, 0, 0x4242, 0)  # never summed: never whole
+    frames = []
+    for offset in range(LAST_FRAGMENT_OFFSET + 1):
+        data = echo_header if offset == 0 else bytes(range(8))
+        for ident in range(1, FRAGMENT_IDS + 1):
+            ip = bytearray(struct.pack("!BBHHHBBH", 0x45, 0, 28, ident, 0x2000 | offset, 64, 1,
+                                       0) + addresses)
+            ip[10:12] = struct.pack("!H", checksum(bytes(ip)))
+            frames.append(head + bytes(ip) + data)
     return frames
 
 
@@ -313,9 +375,11 @@ def generate(args):
         result = burst(sock, args.peer_mac)
     elif args.generate == "flood":
         sock.setblocking(False)
+        frames = (fragment_frames(args.peer_mac) if args.frames == "fragments"
+                  else echo_frames(args.peer_mac, 4096))
+        print("flooding", flush=True)
         before = rx_packets()
-        sent, took = send_at_rate(sock, echo_frames(args.peer_mac, 4096), args.rate,
-                                  args.count / args.rate)
+        sent, took = send_at_rate(sock, frames, args.rate, args.count / args.rate)
         time.sleep(0.5)
         result = {"sent": sent, "received": rx_packets() - before,
                   "achieved_pps": round(sent / took)}
@@ -331,9 +395,11 @@ def generate(args):
 class Peer:
     """One responder in the host namespace, started and stopped by PID."""
 
-    def __init__(self, lab, name, floor_binary):
-        self.lab, self.name = lab, name
-        self.command = peer_command(name, floor_binary)
+    def __init__(self, lab, name, floor_binary, tool, served=((HOST_IF, TOOL_IP),)):
+        """`served`: the (host interface, the kernel's address there) pairs
+        it answers on."""
+        self.lab, self.name, self.served = lab, name, served
+        self.command = peer_command(name, floor_binary, tool, [i for i, _ in served])
         self.process = None
         self.mac = TOOL_MAC
         if name in ("kernel", "scapy-am", "scapy-am-reused"):
@@ -347,7 +413,8 @@ class Peer:
         waiter.wait_for("ready")
         launched = time.monotonic()
         if self.command is None:
-            self.lab.in_host("ip", "addr", "add", f"{TOOL_IP}/24", "dev", HOST_IF)
+            for interface, address in self.served:
+                self.lab.in_host("ip", "addr", "add", f"{address}/24", "dev", interface)
         else:
             self.process = subprocess.Popen(
                 ["ip", "netns", "exec", self.lab.host, *self.command],
@@ -360,7 +427,9 @@ class Peer:
 
     def stop(self):
         if self.process is None:
-            self.lab.in_host("ip", "addr", "del", f"{TOOL_IP}/24", "dev", HOST_IF)
+            for interface, address in self.served:  # check=False: a start cut short
+                self.lab.in_host("ip", "addr", "del", f"{address}/24", "dev", interface,
+                                 check=False)
             return
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -485,7 +554,7 @@ def machine():
             "scapy": scapy_version}
 
 
-def run(names, step, rounds, per_round, rtt_only):
+def run(names, step, rounds, per_round, rtt_only, tool):
     with tempfile.TemporaryDirectory() as scratch, Lab(prefix="avzb") as lab:
         floor_binary = build_floor(scratch)
         if floor_binary is None and "c-floor" in names:
@@ -494,7 +563,7 @@ def run(names, step, rounds, per_round, rtt_only):
         lab.in_guest("ip", "link", "set", "dev", GUEST_IF, "address", GUEST_MAC)
         # No IPv6 chatter from the host side into the guest's receive counter.
         lab.in_host("sysctl", "-qw", f"net.ipv6.conf.{HOST_IF}.disable_ipv6=1")
-        peers = {name: Peer(lab, name, floor_binary) for name in names}
+        peers = {name: Peer(lab, name, floor_binary, tool) for name in names}
         results = {name: {"peer": name} for name in names}
         for name, peer in ({} if rtt_only else peers).items():
             print(f"measuring {name} under load ...", flush=True)
@@ -516,20 +585,152 @@ def run(names, step, rounds, per_round, rtt_only):
             results[name]["ping"] = rtt_figures(times[name])
         print("costs per call ...", flush=True)
         costs = json.loads(lab.in_host(sys.executable, os.path.abspath(__file__),
-                                       "--per-call", timeout=300).stdout.splitlines()[-1])
+                                       "--per-call", "--tool", tool,
+                                       timeout=300).stdout.splitlines()[-1])
         return [results[name] for name in names], costs
+
+
+# ---------------------------------------------------------------- two guests (root ns)
+
+class SecondGuest:
+    """Guest B: a namespace of its own (named with the Lab's random suffix)
+    joined to the Lab's host namespace by a second veth; deleted, and its
+    veth with it, on every exit path."""
+
+    def __init__(self, lab):
+        prefix, _, suffix = lab.host.rpartition("-h-")
+        self.lab, self.ns = lab, f"{prefix}-b-{suffix}"
+
+    def __enter__(self):
+        try:
+            run_command("ip", "netns", "add", self.ns)
+            run_command("ip", "link", "add", HOST_B_IF, "netns", self.lab.host, "type",
+                        "veth", "peer", "name", GUEST_B_IF, "netns", self.ns)
+            # IPv6 off before the links come up: no DAD or MLD frame of guest
+            # B's own competes with its pings.
+            self.lab.in_host("sysctl", "-qw", f"net.ipv6.conf.{HOST_B_IF}.disable_ipv6=1")
+            self.run("sysctl", "-qw", f"net.ipv6.conf.{GUEST_B_IF}.disable_ipv6=1")
+            self.run("ip", "addr", "add", f"{GUEST_B_IP}/24", "dev", GUEST_B_IF)
+            for ns, dev in ((self.lab.host, HOST_B_IF), (self.ns, GUEST_B_IF), (self.ns, "lo")):
+                run_command("ip", "-n", ns, "link", "set", dev, "up")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+    def run(self, *cmd, **kw):
+        return run_command("ip", "netns", "exec", self.ns, *cmd, **kw)
+
+
+def ping_figures(output):
+    """Replies received of sent, and their round trips, from ping's output."""
+    counts = re.search(r"(\d+) packets transmitted, (\d+) received", output)
+    if counts is None:
+        raise RuntimeError(f"no summary in ping's output:\n{output}")
+    times = [float(t) for t in re.findall(r"time=([\d.]+) ms(?! \(DUP!\))", output)]
+    return {"sent": int(counts[1]), "received": int(counts[2]),
+            "avg_ms": round(statistics.mean(times), 3) if times else None,
+            "max_ms": max(times) if times else None}
+
+
+def flood_case(lab, guest_b, peer, kind, rate, seconds):
+    """Guest A floods `kind` at `rate` a second for `seconds`; meanwhile
+    guest B pings the same peer."""
+    try:
+        peer.start()
+        guest_b.run("ip", "neigh", "flush", "dev", GUEST_B_IF)
+        # Resolved before the flood, so that guest B's figures are its echoes'.
+        if guest_b.run("ping", "-n", "-c", "1", "-i", str(PING_INTERVAL), "-w", "10",
+                       PEER_B_IP, check=False, timeout=20).returncode:
+            raise RuntimeError(f"{peer.name} does not answer guest B")
+        flood = lab.start(lab.guest, sys.executable, os.path.abspath(__file__), "--generate",
+                          "flood", "--frames", kind, "--peer-mac", peer.mac,
+                          "--rate", str(rate), "--count", str(round(rate * seconds)))
+        flood.wait_for("flooding", timeout=60)
+        cpu_before, started = peer.cpu_seconds(), time.monotonic()
+        time.sleep(FLOOD_SETTLE)
+        pings = max(1, int((seconds - 2 * FLOOD_SETTLE) / PING_INTERVAL))
+        ping = guest_b.run("ping", "-n", "-i", str(PING_INTERVAL), "-c", str(pings), "-W", "1",
+                           PEER_B_IP, check=False, timeout=seconds + 30)
+        if flood.wait(timeout=seconds + 30):
+            raise RuntimeError(f"the flood failed:\n{flood.output}")
+        cpu = (peer.cpu_seconds() - cpu_before) / (time.monotonic() - started)
+        if peer.process and peer.process.poll() is not None:
+            raise RuntimeError(f"{peer.name} exited with status {peer.process.returncode}")
+    finally:
+        peer.stop()
+    sent = json.loads(flood.output.strip().splitlines()[-1])
+    return {"peer": peer.name, "flood": kind, "flood_rate": rate,
+            "flood_sent": sent["sent"], "flood_achieved_pps": sent["achieved_pps"],
+            "guest_a_received": sent["received"], "guest_b": ping_figures(ping.stdout),
+            "peer_cpu_percent": None if peer.command is None else round(cpu * 100)}
+
+
+def run_two_guests(names, tool, rate, seconds):
+    with Lab(prefix="avzb") as lab, SecondGuest(lab) as guest_b:
+        lab.in_guest("ip", "link", "set", "dev", GUEST_IF, "address", GUEST_MAC)
+        lab.in_host("sysctl", "-qw", f"net.ipv6.conf.{HOST_IF}.disable_ipv6=1")
+        served = ((HOST_IF, TOOL_IP), (HOST_B_IF, PEER_B_IP))
+        peers = [Peer(lab, name, None, tool, served) for name in names]
+        results = []
+        for kind in FLOODS:
+            for peer in peers:
+                print(f"{peer.name}: guest A floods {kind} at {rate}/s, guest B pings ...",
+                      flush=True)
+                results.append(flood_case(lab, guest_b, peer, kind, rate, seconds))
+        return results
+
+
+def two_guests_table(results):
+    rows = [("peer", "flood", "flood sent/s", "guest A received", "guest B replies",
+             "RTT avg ms", "RTT max ms", "peer CPU")]
+    for r in results:
+        b = r["guest_b"]
+        rows.append((
+            r["peer"], r["flood"], f"{r['flood_achieved_pps']} of {r['flood_rate']}",
+            f"{r['guest_a_received']} of {r['flood_sent']}",
+            f"{b['received']}/{b['sent']}", "-" if b["avg_ms"] is None else str(b["avg_ms"]),
+            "-" if b["max_ms"] is None else str(b["max_ms"]),
+            "-" if r["peer_cpu_percent"] is None else f"{r['peer_cpu_percent']}%"))
+    return text_table(rows)
+
+
+def positive(kind):
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"not above 0: {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse's "invalid int value" on a typo
+    return parse
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", default="benchmark.json", help="where to write the figures")
+    parser.add_argument("--json", help="where to write the figures (default: benchmark.json, "
+                        "with --two-guests benchmark-two-guests.json)")
     parser.add_argument("--step", type=float, default=2.0, help="seconds per ladder step")
     parser.add_argument("--rounds", type=int, default=4, help="round-trip rounds")
     parser.add_argument("--pings", type=int, default=50, help="pings per peer per round")
     parser.add_argument("--quick", action="store_true", help="1 s steps, 2 rounds of 25")
     parser.add_argument("--rtt-only", action="store_true", help="round trips alone")
-    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--peers", metavar="A,B,...",
+                        help=f"the peers to measure (default: all of {','.join(PEERS)}; "
+                        f"with --two-guests: {','.join(TWO_GUEST_PEERS)})")
+    parser.add_argument("--tool", default=TOOL, metavar="PATH",
+                        help="the arp_icmp_vlan0.py to measure (default: this repository's)")
+    parser.add_argument("--two-guests", action="store_true",
+                        help="instead: does guest A's flood (fragments, then echo requests) "
+                        "starve guest B's pings through the same peer?")
+    parser.add_argument("--flood-rate", type=positive(int), default=4000, metavar="N",
+                        help="--two-guests: frames a second guest A sends (default 4000)")
+    parser.add_argument("--flood-seconds", type=positive(float), default=15.0, metavar="S",
+                        help="--two-guests: how long each flood lasts (default 15)")
     parser.add_argument("--generate", help=argparse.SUPPRESS)
+    parser.add_argument("--frames", choices=FLOODS, default="echo", help=argparse.SUPPRESS)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--per-call", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--peer-mac", help=argparse.SUPPRESS)
@@ -537,27 +738,40 @@ def main():
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    tool = os.path.abspath(args.tool)
     if args.generate:
         return generate(args)
     if args.serve:
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-        return serve(args.serve)
+        return serve(args.serve, tool)
     if args.per_call:
-        return print(json.dumps(per_call_costs(HOST_IF)))
+        return print(json.dumps(per_call_costs(HOST_IF, tool)))
     if os.geteuid() != 0:
         sys.exit("benchmark.py: error: needs root (network namespaces): "
                  "sudo python3 tests/benchmark.py")
-    names = args.peers.split(",")
-    unknown = set(names) - set(PEERS)
+    if not os.path.isfile(tool):
+        sys.exit(f"benchmark.py: error: --tool {args.tool}: no such file")
+    known = TWO_GUEST_PEERS if args.two_guests else PEERS
+    names = args.peers.split(",") if args.peers else list(known)
+    unknown = set(names) - set(known)
     if unknown:
         sys.exit(f"benchmark.py: error: unknown peer(s) {', '.join(sorted(unknown))}; "
-                 f"choose from {', '.join(PEERS)}")
-    step, rounds, pings = (1.0, 2, 25) if args.quick else (args.step, args.rounds, args.pings)
+                 f"choose from {', '.join(known)}")
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}, "
           f"Python {info['python']}, Scapy {info['scapy']}", flush=True)
     started = time.monotonic()
-    results, costs = run(names, step, rounds, pings, args.rtt_only)
+    if args.two_guests:
+        results = run_two_guests(names, tool, args.flood_rate, args.flood_seconds)
+        print(command_line())
+        print(f"date: {time.strftime('%Y-%m-%d')}, {time.monotonic() - started:.0f} s")
+        print(two_guests_table(results))
+        figures = {"machine": info, "tool": tool, "flood_rate": args.flood_rate,
+                   "flood_seconds": args.flood_seconds, "ping_interval_s": PING_INTERVAL,
+                   "results": results}
+        return write_figures(figures, args.json or "benchmark-two-guests.json")
+    step, rounds, pings = (1.0, 2, 25) if args.quick else (args.step, args.rounds, args.pings)
+    results, costs = run(names, step, rounds, pings, args.rtt_only, tool)
     print(command_line())
     print(f"date: {time.strftime('%Y-%m-%d')}, {time.monotonic() - started:.0f} s")
     print(table(results) if not args.rtt_only else "\n".join(
@@ -568,10 +782,14 @@ def main():
           f"{costs['scapy_echo_reply_us']} us, the tool's core {costs['core_echo_reply_us']} us; "
           f"an echo's three checksums in a cold process: Scapy's "
           f"{costs['checksums_cold_scapy_us']} us, the tool's {costs['checksums_cold_tool_us']} us")
-    with open(args.json, "w") as out:
-        json.dump({"machine": info, "step_s": step, "rounds": rounds, "pings": pings,
-                   "results": results, "per_call": costs}, out, indent=1)
-    print(f"figures written to {args.json}")
+    write_figures({"machine": info, "step_s": step, "rounds": rounds, "pings": pings,
+                   "results": results, "per_call": costs}, args.json or "benchmark.json")
+
+
+def write_figures(figures, path):
+    with open(path, "w") as out:
+        json.dump(figures, out, indent=1)
+    print(f"figures written to {path}")
 
 
 if __name__ == "__main__":

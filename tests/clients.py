@@ -60,6 +60,8 @@ def debian_arping():
     """Debian's arping (not iputils'), unpacked with its libnet; or None."""
     root = os.path.join(CACHE, "debian-arping")
     if not os.path.isdir(root):
+        if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
+            return None
         scratch = os.path.join(CACHE, "debs")
         os.makedirs(scratch, exist_ok=True)
         fetched = subprocess.run(["apt-get", "download", "arping", "libnet1"], cwd=scratch,
@@ -156,10 +158,25 @@ def stop_peer(lab, tool):
         tool.stop()
 
 
+def json_path(text):
+    """argparse type: a file that can be created, checked before the runs
+    rather than after them."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {folder} is not a "
+                                         "writable folder")
+    return text
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", default="clients.json")
+    parser.add_argument("--json", type=json_path, metavar="FILE", default="clients.json",
+                        help="where to write the results (default clients.json)")
     args = parser.parse_args()
+    # Before the root check: a machine without ip learns it without sudo. The
+    # clients themselves may be missing: they are listed as not run.
+    if not shutil.which("ip"):
+        sys.exit("clients.py: error: needs ip (apt install iproute2)")
     if os.geteuid() != 0:
         sys.exit("clients.py: error: needs root (network namespaces): "
                  "sudo python3 tests/clients.py")

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,8 @@ from arp_icmp_vlan0 import _delete_namespace, _live_namespaces  # noqa: E402
 GUEST_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
 
 BENCHMARK = os.path.join(HERE, "benchmark.py")
+# What the script runs -> the Debian package that has it.
+PACKAGES = {"ip": "iproute2", "ping": "iputils-ping"}
 
 
 class Testbed:
@@ -134,16 +137,51 @@ def measure(count, pings):
         }
 
 
+def positive_int(text):
+    """argparse type: a whole number of at least 1 (ping -c 0 would never end)."""
+    number = int(text)  # a ValueError is argparse's "invalid positive_int value"
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return number
+
+
+def guest_counts(text):
+    """argparse type: '16,64,256' -> [16, 64, 256]."""
+    try:
+        return [positive_int(count) for count in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of positive "
+                                         f"integers: {text!r}") from None
+
+
+def json_path(text):
+    """argparse type: a file that can be created, checked before the runs
+    (minutes) rather than after them."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {folder} is not a "
+                                         "writable folder")
+    return text
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--guests", default="16,64,256")
-    parser.add_argument("--pings", type=int, default=10)
-    parser.add_argument("--json", default="scale.json")
+    parser.add_argument("--guests", type=guest_counts, metavar="N,N,...", default="16,64,256",
+                        help="guest counts to measure, one run each (default 16,64,256)")
+    parser.add_argument("--pings", type=positive_int, default=10,
+                        help="echo requests from each guest (default 10)")
+    parser.add_argument("--json", type=json_path, metavar="FILE", default="scale.json",
+                        help="where to write the results (default scale.json)")
     args = parser.parse_args()
+    # Before the root check: a machine without them learns it without sudo.
+    missing = [tool for tool in PACKAGES if not shutil.which(tool)]
+    if missing:
+        sys.exit(f"scale.py: error: needs {', '.join(missing)} "
+                 f"(apt install {' '.join(PACKAGES[tool] for tool in missing)})")
     if os.geteuid() != 0:
         sys.exit("scale.py: error: needs root (network namespaces): sudo python3 tests/scale.py")
     results = []
-    for count in (int(n) for n in args.guests.split(",")):
+    for count in args.guests:
         print(f"{count} guests ...", flush=True)
         results.append(measure(count, args.pings))
         print(json.dumps(results[-1]), flush=True)

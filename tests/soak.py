@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,6 +26,8 @@ from netlab import GUEST_IF, HOST_IF, Lab  # noqa: E402
 
 GUEST_MAC = "02:00:00:00:00:01"
 TOOL_MAC = "02:76:6c:61:6e:30"
+# What the script runs -> the Debian package that has it.
+PACKAGES = {"ip": "iproute2", "sysctl": "procps"}
 
 
 def rss_mib(pid):
@@ -32,11 +35,29 @@ def rss_mib(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", status.read()).group(1)) / 1024
 
 
+def at_least(low):
+    """argparse type: a whole number of at least `low`."""
+    def whole_number(text):
+        number = int(text)  # a ValueError is argparse's "invalid whole_number value"
+        if number < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}: {text!r}")
+        return number
+    return whole_number
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=1_000_000)
-    parser.add_argument("--rate", type=int, default=40_000)
+    # At least one request in each of the ten chunks.
+    parser.add_argument("--requests", type=at_least(10), metavar="N", default=1_000_000,
+                        help="echo requests to send, in ten chunks (default 1,000,000)")
+    parser.add_argument("--rate", type=at_least(1), metavar="PPS", default=40_000,
+                        help="requests a second (default 40,000)")
     args = parser.parse_args()
+    # Before the root check: a machine without them learns it without sudo.
+    missing = [tool for tool in PACKAGES if not shutil.which(tool)]
+    if missing:
+        sys.exit(f"soak.py: error: needs {', '.join(missing)} "
+                 f"(apt install {' '.join(PACKAGES[tool] for tool in missing)})")
     if os.geteuid() != 0:
         sys.exit("soak.py: error: needs root (network namespaces): sudo python3 tests/soak.py")
     with Lab(prefix="avzs") as lab:

@@ -12,12 +12,26 @@ bytes the tool sent then, and the verdict the same."""
 import os
 
 import pytest
+from scapy.layers.inet6 import ICMPv6ND_NA
+from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
 from arp_icmp_vlan0 import (DEFAULT_MAC, ETHERTYPE_FAMILY, Framing, Scope, Verdicts,
                             ethertype_and_offset, reply_to)
 
 CAPTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "captures")
+
+
+def as_a_proxy(frame):
+    """A reply recorded then, as the tool sends it now: its Neighbor
+    Advertisements, for addresses it answers without owning them, have
+    Override clear (RFC 4861 7.2.4); the recordings predate that."""
+    packet = Ether(frame)
+    if ICMPv6ND_NA not in packet:
+        return frame
+    packet[ICMPv6ND_NA].O = 0
+    del packet[ICMPv6ND_NA].cksum
+    return bytes(packet)
 
 
 @pytest.mark.parametrize("capture, family, verdict", [
@@ -43,7 +57,7 @@ def test_a_recorded_guest_gets_the_same_replies_and_verdict(capture, family, ver
             sent_now.append(answer.reply)
         verdicts.observe("tap0", frame, ETHERTYPE_FAMILY.get(ethertype_and_offset(frame)[0]),
                          answer, float(packet.time))
-    assert sent_now == sent_then and sent_then
+    assert sent_now == [as_a_proxy(frame) for frame in sent_then] and sent_then
     assert ignored >= 1  # the guest's own IPv6 chatter is in there, unanswered
     [guest] = verdicts.guests.values()
     assert (guest.mac, guest.family, guest.verdict) == ("52:54:00:12:34:56", family, verdict)

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import arp_icmp_vlan0
+from conftest import need
 from arp_icmp_vlan0 import DEFAULT_MAC, Framing, build_parser, framing_from, parse_args
 
 TOOL = arp_icmp_vlan0.__file__
@@ -86,7 +87,20 @@ def test_framing_options(argv, framing):
     (["--untagged", "--vlan", "5", "tap0"], ["--untagged takes no"]),
     (["--untagged", "--prio", "0", "tap0"], ["--untagged takes no"]),
     (["-c", "0", "tap0"], ["--count"]),
-    (["--timeout", "0", "tap0"], ["--timeout", "positive"]),
+    (["--timeout", "0", "tap0"], ["--timeout", "above 0"]),
+    (["--timeout", "1e999", "tap0"], ["--timeout", "up to 1000000000"]),
+    (["--timeout", "99999999999", "tap0"], ["--timeout", "up to 1000000000"]),
+    (["--timeout", "nan", "tap0"], ["--timeout"]),
+    (["-c", "0", "tap0"], ["--count", "from 1 to 9223372036854775807"]),
+    (["--ip", "224.0.0.1", "tap0"], ["--ip", "a multicast address"]),
+    (["--ip", "ff02::1", "tap0"], ["--ip", "a multicast address"]),
+    (["--ip", "0.0.0.0", "tap0"], ["--ip", "the unspecified address"]),
+    (["--ip", "::", "tap0"], ["--ip", "the unspecified address"]),
+    (["--ip", "127.0.0.1", "tap0"], ["--ip", "a loopback address"]),
+    (["--ip", "::1", "tap0"], ["--ip", "a loopback address"]),
+    (["--ip", "255.255.255.255", "tap0"], ["--ip", "the broadcast address"]),
+    (["--mac", "00:00:00:00:00:00", "tap0"], ["--mac", "all-zero"]),
+    (["-w", "x.out", "--json", "./x.out", "tap0"], ["-w and --json name the same file"]),
     (["-q", "-v", "tap0"], ["not allowed with"]),
     (["tap0", "tap0"], ["named twice"]),
     (["--self-test", "tap0"], ["--self-test takes no INTERFACE"]),
@@ -133,10 +147,51 @@ def test_missing_root_says_so_and_suggests_sudo():
     else:
         prefix = ()
     result = run_tool("lo", prefix=prefix)
-    assert_one_line_error(result, 1, "lo", "root or CAP_NET_RAW", "sudo")
+    assert_one_line_error(result, 1, "root or CAP_NET_RAW", "sudo")
 
 
 def test_self_test_refuses_a_vlan_the_guest_cannot_receive():
     if os.geteuid() != 0:
         pytest.skip("the root check comes first without root")
     assert_one_line_error(run_tool("--self-test", "--vlan", "7"), 1, "--vlan 0")
+
+
+def test_interfaces_that_carry_no_guest_are_refused_with_one_line():
+    need(os.geteuid() == 0, "needs root (the packet-socket check comes first)")
+    assert_one_line_error(run_tool("lo"), 1, "lo: the loopback interface")
+
+
+def test_an_unknown_user_is_refused_before_any_file_is_touched(tmp_path):
+    need(os.geteuid() == 0, "needs root (the user is only looked up to drop to it)")
+    old = tmp_path / "old.pcap"
+    old.write_bytes(b"last run")
+    result = run_tool("--user", "no-such-user-x", "-w", str(old), "--json",
+                      str(tmp_path / "new.json"), "lo")
+    assert_one_line_error(result, 1, "no user named 'no-such-user-x'")
+    assert old.read_bytes() == b"last run" and not (tmp_path / "new.json").exists()
+
+
+def test_the_dedicated_user_is_the_default_where_it_exists(monkeypatch):
+    def getpwnam(name):
+        if name == arp_icmp_vlan0.DEDICATED_USER and exists:
+            return object()
+        raise KeyError(name)
+    monkeypatch.setattr(arp_icmp_vlan0.pwd, "getpwnam", getpwnam)
+    exists = True
+    assert parse_args(["tap0"]).user == "arp_icmp_vlan0"
+    exists = False
+    assert parse_args(["tap0"]).user == "nobody"
+    assert parse_args(["--user", "alice", "tap0"]).user == "alice"
+
+
+@pytest.mark.parametrize("argv, families, line", [
+    (["--ip", "198.51.100.2"], {4}, "ARP and ICMP echo for 198.51.100.2"),
+    (["--ip", "2001:db8::2"], {6}, "NDP and ICMPv6 echo for 2001:db8::2"),
+    (["--ip", "198.51.100.2", "--ip", "2001:db8::/64"], {4, 6},
+     "ARP, ICMP echo, NDP and ICMPv6 echo for 198.51.100.2, 2001:db8::/64"),
+    ([], {4, 6}, "ARP, ICMP echo, NDP and ICMPv6 echo for any address"),
+])
+def test_the_start_up_line_names_only_the_families_served(argv, families, line):
+    scope = arp_icmp_vlan0.scope_from(parse_args([*argv, "tap0"]))
+    assert scope.families == families
+    assert arp_icmp_vlan0._describe(scope, Framing()).startswith(line)

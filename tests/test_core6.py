@@ -47,6 +47,9 @@ def assert_icmp6_checksum_is_scapys(reply, layer):
     assert reply[layer].cksum == Ether(bytes(fresh))[layer].cksum
 
 
+@pytest.mark.parametrize("targets, override", [
+    ((), 0), ((ipaddress.ip_network("2001:db8::/64"),), 0),
+    ((ipaddress.ip_network(TOOL6),), 1)], ids=["any-address", "prefix", "owner"])
 @pytest.mark.parametrize("framing", [Framing(), Framing(vlans=(7,), prio=5)])
 @pytest.mark.parametrize("ns", [
     pytest.param(solicitation(), id="to-solicited-node"),
@@ -54,8 +57,11 @@ def assert_icmp6_checksum_is_scapys(reply, layer):
     pytest.param(solicitation(options=False), id="without-source-lladdr-option"),
     pytest.param(solicitation(extension=IPv6ExtHdrHopByHop()), id="behind-hop-by-hop"),
 ])
-def test_neighbor_advertisement_every_field(ns, framing):
-    kind, reply = answer(ns, framing)
+def test_neighbor_advertisement_every_field(ns, framing, targets, override):
+    """Override is set only by the owner of a single --ip; for any other
+    address the tool answers as a proxy (RFC 4861 7.2.4), so that the real
+    owner's advertisement wins in the guest's cache."""
+    kind, reply = answer(ns, framing, targets=targets)
     assert kind == "ndp"
     assert (reply.src, reply.dst) == (MAC, PEER_MAC)
     assert_one_tag(reply, framing, 0x86DD)
@@ -64,7 +70,7 @@ def test_neighbor_advertisement_every_field(ns, framing):
     assert (ip6.src, ip6.dst) == (TOOL6, PEER6)
     assert ip6.plen == 24 + 8
     na = reply[ICMPv6ND_NA]
-    assert (na.type, na.code, na.R, na.S, na.O, na.res) == (136, 0, 0, 1, 1, 0)
+    assert (na.type, na.code, na.R, na.S, na.O, na.res) == (136, 0, 0, 1, override, 0)
     assert na.tgt == TOOL6
     option = reply[ICMPv6NDOptDstLLAddr]
     assert (option.type, option.len, option.lladdr) == (2, 1, MAC)

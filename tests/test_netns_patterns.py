@@ -123,3 +123,15 @@ def test_names_and_patterns_together(lab):
     assert pings(lab, address) == 2 and pings(lab, "198.51.100.2") == 2
     assert GUEST_IF not in tool.output
     assert tool.stop() == 0
+
+
+def test_a_pattern_whose_matches_are_down_says_so(lab):
+    for number in (1, 2):
+        add_pair(lab, number)
+        lab.in_host("ip", "link", "set", f"vh{number}", "down")
+    tool = lab.start_tool("-q", "--timeout", "0.5", interface="vh*")
+    assert tool.wait(timeout=10) == 0
+    assert "arp_icmp_vlan0: vh1, vh2 match 'vh*' but are down; waiting for one to come up" \
+        in tool.output, tool.output
+    assert "no interface matches" not in tool.output
+    assert "--- arp_icmp_vlan0 statistics: no interface was served ---" in tool.output

@@ -108,11 +108,16 @@ def test_no_verdict_before_the_timeout_is_status_4(lab, tmp_path):
     assert "no verdict on ARP replies tagged vlan 0, p 0 yet: 1 answered ask for " \
            f"{TOOL_IP}" in tool.output
     assert json.loads(summary.read_text())["guests"][0]["verdict"] is None
+    assert tool.output.strip().splitlines()[-1].startswith(
+        "arp_icmp_vlan0: no verdict for "), tool.output  # the status said in one line
 
 
-def test_nothing_heard_is_status_4_too(lab):
+def test_nothing_heard_is_status_4_too_and_says_so(lab):
     tool = lab.start_tool("--until-verdict", "--timeout", "1", "-4")
     assert tool.wait(timeout=10) == 4, tool.output
+    assert tool.output.strip().splitlines()[-1] == (
+        "arp_icmp_vlan0: no verdict: no guest was heard (no ARP request or Neighbor "
+        "Solicitation was answered)"), tool.output
 
 
 def test_without_until_verdict_a_drop_still_ends_with_status_0(lab):

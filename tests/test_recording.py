@@ -8,7 +8,7 @@ import os
 from scapy.utils import PcapReader
 
 import arp_icmp_vlan0
-from arp_icmp_vlan0 import Recorder
+from arp_icmp_vlan0 import OutputError, OutputFile, Recorder
 
 
 def frame(n):
@@ -21,7 +21,7 @@ def records(path):
 
 def test_a_request_read_late_is_written_before_the_reply_sent_after_it(tmp_path):
     path = tmp_path / "order.pcap"
-    recorder = Recorder(str(path))
+    recorder = Recorder(OutputFile(str(path)))
     recorder.request(frame(1), 1.000)   # answered...
     recorder.reply(frame(2), 1.010)     # ...the reply left at 1.010,
     recorder.request(frame(3), 1.005)   # but this one had arrived at 1.005
@@ -35,7 +35,7 @@ def test_a_request_read_late_is_written_before_the_reply_sent_after_it(tmp_path)
 
 def test_stamps_never_go_backwards(tmp_path):
     path = tmp_path / "late.pcap"
-    recorder = Recorder(str(path))
+    recorder = Recorder(OutputFile(str(path)))
     recorder.request(frame(1), 5.0)
     recorder.request(frame(2), 4.0)  # read after a later one: takes its stamp
     recorder.close()
@@ -44,13 +44,13 @@ def test_stamps_never_go_backwards(tmp_path):
 
 def test_an_empty_recording_is_a_valid_file(tmp_path):
     path = tmp_path / "empty.pcap"
-    Recorder(str(path)).close()
+    Recorder(OutputFile(str(path))).close()
     assert records(path) == [] and path.stat().st_size == 24
 
 
 def test_a_write_error_cuts_the_file_back_to_whole_records(tmp_path, monkeypatch, capsys):
     path = tmp_path / "full.pcap"
-    recorder = Recorder(str(path))
+    recorder = Recorder(OutputFile(str(path)))
     for n in range(3):
         recorder.request(frame(n), float(n))
     recorder.settle()  # three whole records on disk
@@ -77,3 +77,88 @@ def test_a_write_error_cuts_the_file_back_to_whole_records(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert err == (f"arp_icmp_vlan0: {path}: No space left on device; recording stopped, "
                    "answering goes on\n")
+
+
+# -- the files the tool writes, opened as root before the privilege drop
+
+import pytest  # noqa: E402
+import stat  # noqa: E402
+
+
+def test_a_planted_symlink_is_not_followed_and_its_target_untouched(tmp_path):
+    """-w and --json were opened O_CREAT|O_TRUNC following links: a user who
+    owns the directory pointed run.json at a root-owned file, truncated."""
+    target = tmp_path / "precious"
+    target.write_bytes(b"keep me")
+    (tmp_path / "run.json").symlink_to(target)
+    with pytest.raises(OutputError, match="a symbolic link, which the tool does not follow"):
+        OutputFile(str(tmp_path / "run.json"))
+    assert target.read_bytes() == b"keep me"
+    (tmp_path / "dangling.pcap").symlink_to(tmp_path / "new-file")
+    with pytest.raises(OutputError, match="symbolic link"):
+        OutputFile(str(tmp_path / "dangling.pcap"))
+    assert not (tmp_path / "new-file").exists()
+
+
+def test_a_fifo_is_refused_at_once_rather_than_blocking(tmp_path):
+    fifo = tmp_path / "x.pcap"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match="a FIFO or socket, not a regular file"):
+        OutputFile(str(fifo))  # no reader: it used to block here forever
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with pytest.raises(OutputError, match="not a regular file"):
+            OutputFile(str(fifo))  # with a reader, it opens, and fstat refuses it
+    finally:
+        os.close(reader)
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda p: os.mkdir(p), "a directory"),
+    (lambda p: os.symlink("/dev/null", p), "symbolic link"),
+])
+def test_not_a_regular_file_is_refused(tmp_path, make, reason):
+    path = tmp_path / "out"
+    make(path)
+    with pytest.raises(OutputError, match=reason):
+        OutputFile(str(path))
+
+
+def test_a_file_with_another_hard_link_is_refused(tmp_path):
+    (tmp_path / "precious").write_bytes(b"keep me")
+    os.link(tmp_path / "precious", tmp_path / "run.json")
+    with pytest.raises(OutputError, match="other hard links"):
+        OutputFile(str(tmp_path / "run.json"))
+    assert (tmp_path / "precious").read_bytes() == b"keep me"
+
+
+def test_created_0644_under_umask_000_and_never_looser(tmp_path):
+    old = os.umask(0)
+    try:
+        made = OutputFile(str(tmp_path / "a.json"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode) == 0o644
+    made.close()
+    os.umask(0o077)
+    try:
+        OutputFile(str(tmp_path / "b.json")).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "b.json").st_mode) == 0o600
+
+
+def test_an_existing_file_is_emptied_only_at_start_and_a_new_one_removed_on_failure(tmp_path):
+    old = tmp_path / "old.pcap"
+    old.write_bytes(b"last run")
+    opened = OutputFile(str(old))
+    assert old.read_bytes() == b"last run"  # the checks are not all done yet
+    opened.discard()  # a check failed: it stays as it was
+    assert old.read_bytes() == b"last run"
+    opened = OutputFile(str(old))
+    opened.start()
+    assert old.read_bytes() == b""
+    opened.close()
+    made = OutputFile(str(tmp_path / "new.pcap"))
+    made.discard()
+    assert not (tmp_path / "new.pcap").exists()

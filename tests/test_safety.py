@@ -13,8 +13,9 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP, Ether
 
 import arp_icmp_vlan0
-from arp_icmp_vlan0 import Framing, Scope, main, physical_device, reply_to
-from test_core import VALID_REQUESTS, arp_request, assert_plain_agrees, echo_request
+from arp_icmp_vlan0 import DEFAULT_MAC, Framing, Scope, main, physical_device, reply_to
+from test_core import (PEER_MAC, VALID_REQUESTS, arp_request, assert_plain_agrees,
+                       echo_request)
 from test_core6 import echo6, solicitation
 
 SCOPE, FRAMING = Scope(), Framing()
@@ -184,3 +185,81 @@ def test_no_reply_to_our_own_frames_whatever_the_kernel_filter():
         own = bytearray(bytes(request))
         own[6:12] = SCOPE.mac_bytes
         assert reply_to(bytes(own), SCOPE, FRAMING) is None
+
+
+# -- lines that never cost a reply
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def exchange(n, answered=True):
+    from arp_icmp_vlan0 import Answer, Exchange
+    frame = bytes(Ether(src=PEER_MAC, dst=DEFAULT_MAC) / IP(src="198.51.100.1",
+                                                              dst="198.51.100.2") / ICMP(seq=n))
+    link = type("Link", (), {"name": "tap0"})()
+    answer = Answer("icmp echo", None, frame) if answered else None
+    return Exchange(link, frame, 1e9 + n, frame, 0x0800, answer, (frame,), 1e9 + n)
+
+
+def test_lines_wait_while_frames_wait_and_a_flood_is_said_in_one_line():
+    from arp_icmp_vlan0 import LINES_HELD, Lines
+    printed, clock = [], FakeClock()
+    lines = Lines(Framing(), printed.append, clock)
+    for n in range(5000):  # a flood: the sockets are never idle
+        lines.exchange(exchange(n))
+        lines.flush(idle=False)
+    lines.verdict("tap0: guest ... accepts ARP replies")
+    assert printed == []  # nothing formatted while requests waited
+    clock.now += 0.4
+    lines.flush(idle=True)  # the queue emptied
+    assert len(printed) == LINES_HELD + 2
+    assert all(" ==> " in line for line in printed[:LINES_HELD])
+    assert printed[LINES_HELD] == "tap0: guest ... accepts ARP replies"
+    assert printed[-1] == ("... 4,992 more replies in 0.4 s (lines held back so that "
+                           "answering keeps up)")
+
+
+def test_held_lines_are_printed_at_least_every_second_even_when_never_idle():
+    from arp_icmp_vlan0 import Lines
+    printed, clock = [], FakeClock()
+    lines = Lines(Framing(), printed.append, clock)
+    lines.exchange(exchange(1))
+    lines.exchange(exchange(2, answered=False))
+    clock.now += 0.5
+    lines.flush(idle=False)
+    assert printed == [] and lines.due() == pytest.approx(0.5)
+    clock.now += 0.5
+    lines.flush(idle=False)
+    assert len(printed) == 2 and " ignored: " in printed[1]
+    assert lines.due() == 3600  # nothing held
+
+
+def test_a_frame_scapy_cannot_summarise_gets_a_line_of_the_tools_own(monkeypatch):
+    from arp_icmp_vlan0 import frame_summary
+    frame = bytes(Ether(src=PEER_MAC, dst=DEFAULT_MAC) / IP() / ICMP())
+
+    def bad_format(self, *args, **kwargs):
+        raise ValueError("Bad format string")  # what Scapy 2.5.0 raised for a DNSSL option
+    monkeypatch.setattr(Ether, "summary", bad_format)
+    assert frame_summary(frame) == (f"{PEER_MAC} > {DEFAULT_MAC} ethertype 0x0800, "
+                                    f"{len(frame)} bytes (Scapy could not dissect it)")
+    assert "bytes (Scapy could not dissect it)" in frame_summary(b"\x00" * 13)
+
+
+def test_error_lines_are_coalesced(capsys):
+    from arp_icmp_vlan0 import Complaints
+    clock = FakeClock()
+    complaints = Complaints(clock)
+    for _ in range(1000):
+        complaints.say("send tap0", "error: sending on tap0: No buffer space available")
+    clock.now += 1.0
+    complaints.say("send tap0", "error: sending on tap0: No buffer space available")
+    assert capsys.readouterr().err.splitlines() == [
+        "arp_icmp_vlan0: error: sending on tap0: No buffer space available",
+        "arp_icmp_vlan0: error: sending on tap0: No buffer space available (999 more like "
+        "it not shown)"]

@@ -3,10 +3,12 @@
 guest's stack sends them, through the core and the Verdicts book."""
 
 import ipaddress
+import json
 
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
+from scapy.utils import mac2str
 
 from arp_icmp_vlan0 import (ASKS_FOR_DROPS, ETHERTYPE_FAMILY, EXIT_DROPS, EXIT_NO_VERDICT,
                             EXIT_OK, GUESTS_KEPT, RETRY_WINDOW, Framing, Scope, Verdicts,
@@ -231,3 +233,53 @@ def test_json_has_the_evidence_with_times():
         {"time": t, "event": "asked", "for": TOOL_IP, "to": "broadcast"}
         for t in (10.0, 11.0, 12.0)]
     assert record["line"].startswith("tap0: guest ")
+
+
+def arp_from(mac, target, ip=PEER_IP):
+    """who_has() from `mac` for `target`, made by patching bytes (fast)."""
+    return bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff")
+                 / ARP(op=1, hwsrc=mac, psrc=ip, pdst=target))
+
+
+def test_a_guest_asking_for_200000_addresses_keeps_its_record_small():
+    """Guest.runs kept one entry per address asked for until the guest
+    accepted: 200,000 targets grew the process by 50 MiB and gave a 4 MB
+    verdict line."""
+    import tracemalloc
+    template = arp_from(PEER_MAC, "198.52.0.0")  # 200,000 addresses, none its own
+    verdicts = Verdicts(SCOPE.mac_bytes)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for n in range(200000):
+        frame = template[:38] + (0xC6340000 + n).to_bytes(4, "big") + template[42:]
+        verdicts.observe("tap0", frame, 4, reply_to(frame, SCOPE, FRAMING), n * 1e-3)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    guest = only_guest(verdicts)
+    assert grown < 1 << 20, grown
+    assert len(guest.runs) == 8 and guest.targets_not_kept == 200000 - 8
+    line = guest.summary(FRAMING, MAC)
+    assert len(line) < 300 and "and 199,997 more" in line and "200,000 answered asks" in line
+    assert len(json.dumps(guest.to_json(FRAMING, MAC))) < 8000
+
+
+def test_a_flood_of_spoofed_macs_does_not_push_out_a_guest_with_a_verdict():
+    verdicts, _ = play([(0.0, who_has()), (0.5, ping())])
+    assert only_guest(verdicts).verdict == "accepts"
+    template = who_has()
+    for n in range(100000):
+        mac = b"\x52\x54" + n.to_bytes(4, "big")
+        frame = template[:6] + mac + template[12:22] + mac + template[28:]
+        verdicts.observe("tap0", frame, 4, reply_to(frame, SCOPE, FRAMING), 1.0 + n * 1e-4)
+    assert len(verdicts.guests) == GUESTS_KEPT
+    assert verdicts.guests[("tap0", mac2str(PEER_MAC), 4)].verdict == "accepts"
+    assert verdicts.forgotten == 100000 + 1 - GUESTS_KEPT
+
+
+def test_a_guest_with_many_addresses_names_a_few_in_its_line():
+    verdicts, _ = play([(n * 0.1, arp_from(PEER_MAC, TOOL_IP, ip=f"198.51.100.{n + 10}"))
+                        for n in range(20)])
+    guest = only_guest(verdicts)
+    assert len(guest.addresses) == 8 and guest.addresses_not_kept == 12
+    assert "(198.51.100.10, 198.51.100.11, 198.51.100.12 and 17 more)" in guest.summary(
+        FRAMING, MAC)

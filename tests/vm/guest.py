@@ -53,6 +53,10 @@ NIC_DRIVERS = {
     "vmxnet3": "vmxnet3",
 }
 EXTRA_MODULES = ("virtio_pci", "8139too", "8021q")  # 8021q is loaded only when asked
+# What booting a guest runs -> the Debian package that has it. The busybox
+# must be the static one: it goes into the initramfs alone.
+PACKAGES = {"qemu-system-x86_64": "qemu-system-x86", "busybox": "busybox-static",
+            "ip": "iproute2", "apt-get": "apt", "dpkg-deb": "dpkg"}
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -257,8 +261,10 @@ def initramfs(modules_dir):
 
 
 def missing_tools():
-    return [tool for tool in ("qemu-system-x86_64", "apt-get", "dpkg-deb")
-            if not shutil.which(tool)] + ([] if os.path.exists(BUSYBOX) else ["busybox"])
+    """What booting a guest needs and this machine lacks (PACKAGES says where
+    each comes from)."""
+    return [tool for tool in PACKAGES
+            if not (os.path.exists(BUSYBOX) if tool == "busybox" else shutil.which(tool))]
 
 
 def run_guest(namespace, tap, nic, mode="normal", family=4, timeout=90,

@@ -1347,9 +1347,10 @@ BATCH = 64           # frames read from one socket before the next one's turn
 class Lines:
     """The per-reply and verdict lines, printed after the replies: held
     while frames wait to be answered (Scapy's summary of a frame costs more
-    than answering it), printed when the sockets are idle and at least every
-    LINES_EVERY seconds; past LINES_HELD, counted and said in one line, so
-    that the lines never cost a reply."""
+    than answering it), printed one at a time while the sockets are idle
+    (the loop looks at them again between two), all at once when
+    LINES_EVERY seconds have passed; past LINES_HELD, counted and said in
+    one line, so that the lines never cost a reply."""
 
     def __init__(self, framing, say, clock=time.monotonic):
         self.framing, self.say, self.clock = framing, say, clock
@@ -1385,18 +1386,33 @@ class Lines:
             return LONGEST_WAIT
         return max(0.0, self.since + LINES_EVERY - self.clock())
 
-    def flush(self, idle):
-        """Print what is held if the sockets are `idle` or it is due."""
-        if self.since is None or not (idle or self.due() == 0):
+    def write(self, idle):
+        """Print the next line held if the sockets are `idle`, or every one
+        if they are due."""
+        if self.since is None:
             return
-        held, not_shown, since = self.held, self.not_shown, self.since
-        self.held, self.not_shown, self.since, self.verdicts = [], {}, None, 0
-        for item in held:
-            self.say(item if isinstance(item, str) else self.format(item))
-        if not_shown:
-            counts = ", ".join(f"{count:,} more {what}" for what, count in not_shown.items())
-            self.say(f"... {counts} in {self.clock() - since:.1f} s "
+        if self.due() == 0:
+            while self.since is not None:
+                self._print_next()
+        elif idle:
+            self._print_next()
+
+    def _print_next(self):
+        item = self.held.pop(0)
+        if isinstance(item, str):
+            self.verdicts -= 1
+            self.say(item)
+        else:
+            self.say(self.format(item))
+        if self.held:
+            return
+        if self.not_shown:
+            counts = ", ".join(f"{count:,} more {what}"
+                               for what, count in self.not_shown.items())
+            self.say(f"... {counts} in {self.clock() - self.since:.1f} s "
                      "(lines held back so that answering keeps up)")
+            self.not_shown = {}
+        self.since = None
 
     def format(self, exchange):
         where = f"{_timestamp(exchange.stamp)} {exchange.link.name}"
@@ -1700,10 +1716,10 @@ class Responder:
             alone = self._served_alone() if wake_fd is not None else None
             if alone is not None:
                 self._serve_alone(alone, wait)
-                self.lines.flush(idle=False)
+                self.lines.write(idle=False)
                 continue
-            if self.busy_poll and self.links:
-                wait = 0
+            if (self.busy_poll and self.links) or self.lines.held:
+                wait = 0  # held lines: one is printed, then the sockets looked at
             busy = False
             for fd, _ in self.poller.poll(wait):
                 link = self.by_fd.get(fd)
@@ -1713,8 +1729,9 @@ class Responder:
                     self._link_changed()
             if self.recorder:
                 self.recorder.settle()
-            self.lines.flush(idle=not busy)
-        self.lines.flush(idle=True)
+            self.lines.write(idle=not busy)
+        while self.lines.held:
+            self.lines.write(idle=True)
 
     def _served_alone(self):
         """The Link to serve with a blocking receive, if any: the one
@@ -1756,9 +1773,10 @@ class Responder:
         while True:
             if handled == BATCH and not blocking:
                 return True
+            if blocking and lines.held and (quick or not _queued(sock.ins)):
+                lines.write(idle=True)  # nothing waits: a line's turn, then look again
+                continue
             try:
-                if blocking and lines.held and (quick or not _queued(sock.ins)):
-                    lines.flush(idle=True)  # nothing waits: the lines' turn
                 self.interruptible = blocking
                 # After the flag, so that a signal either raises Interrupted
                 # or is seen here; the timer's: run() looks at the deadline.

@@ -7,12 +7,13 @@ USAGE: python3 tests/fuzz.py [--frames N] [--seed S]
 Feeds N frames (default 1,000,000) to the reassembler and the core: valid
 requests of every kind (tagged, fragmented), truncated, extended, bit-flipped,
 byte-replaced and spliced, and random bytes. Every frame the core answers is
-checked with Scapy's independent dissection (tests/test_safety.py's oracle),
-and the plain echo path must give the core's reply or none.
+checked with Scapy's independent dissection (the oracle of tests/frames.py
+that tests/test_safety.py uses), and the plain echo path must give the core's
+reply or none.
 Prints the figures; exits 1 on any exception or any answer to a frame that is
 not a well-formed request. No root, no network, and nothing but Scapy: the
-seed frames and the oracle are the tests' own, copied here (the tests import
-pytest), and tests/test_scripts.py checks that the copies stay the same.
+seed frames, fragment sets and oracle are the tests' own, from tests/frames.py
+(which needs no pytest).
 """
 
 import argparse
@@ -21,92 +22,15 @@ import random
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)  # for frames, also when run by runpy.run_path
 
-from scapy.layers.inet import ICMP, IP, fragment  # noqa: E402
-from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr,  # noqa: E402
-                                IPv6, IPv6ExtHdrFragment, fragment6)
-from scapy.layers.l2 import ARP, Dot1Q, Ether  # noqa: E402
+from scapy.layers.l2 import Dot1Q, Ether  # noqa: E402
 
-from arp_icmp_vlan0 import (DEFAULT_MAC, Framing, Reassembler, Scope,  # noqa: E402
-                            ethertype_and_offset, fragment_of, plain_echo_replier, reply_to)
-
-# The tests' addresses (tests/test_core.py, tests/test_core6.py).
-PEER_MAC = "52:54:00:12:34:56"
-PEER_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
-PEER6, TOOL6 = "2001:db8::1", "2001:db8::2"
-
-
-def echo_request(data=b"0123456789abcdef", pad=b""):
-    return bytes(Ether(src=PEER_MAC, dst=DEFAULT_MAC) /
-                 IP(src=PEER_IP, dst=TOOL_IP, ttl=61, tos=0x10, flags="DF", id=4242) /
-                 ICMP(type=8, id=0x1234, seq=7) / data) + pad
-
-
-def echo6(data=b"ping6 data"):
-    return bytes(Ether(src=PEER_MAC, dst=DEFAULT_MAC) /
-                 IPv6(src=PEER6, dst=TOOL6, hlim=64, tc=0x28) /
-                 ICMPv6EchoRequest(id=0x4321, seq=11, data=data))
-
-
-# tests/test_safety.py's SEEDS: an ARP request, echo requests (with data,
-# empty, padded), a Neighbor Solicitation and ICMPv6 echo requests.
-SEEDS = [
-    bytes(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") /
-          ARP(op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=TOOL_IP)),
-    echo_request(), echo_request(b""), echo_request(b"!", pad=bytes(17)),
-    bytes(Ether(src=PEER_MAC, dst="33:33:ff:00:00:02") /
-          IPv6(src=PEER6, dst="ff02::1:ff00:2", hlim=255) / ICMPv6ND_NS(tgt=TOOL6) /
-          ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC)),
-    echo6(), echo6(b""),
-]
-
-
-def fragments():
-    """tests/test_framing.py's ipv4_fragments() and ipv6_fragments(): a
-    3000-byte echo request in IPv4 and in IPv6 fragments."""
-    ipv4 = (Ether(src=PEER_MAC, dst=DEFAULT_MAC) / IP(src=PEER_IP, dst=TOOL_IP, id=77) /
-            ICMP(id=9, seq=1) / (b"z" * 3000))
-    ipv6 = (Ether(src=PEER_MAC, dst=DEFAULT_MAC) / IPv6(src=PEER6, dst=TOOL6) /
-            IPv6ExtHdrFragment(id=99) / ICMPv6EchoRequest(id=9, seq=1, data=b"y" * 3000))
-    return [bytes(f) for f in fragment(ipv4, 1480)] + [
-        bytes(Ether(src=PEER_MAC, dst=DEFAULT_MAC) / f) for f in fragment6(ipv6[IPv6], 1280)]
-
-
-def reassemble(reassembler, frame, now):
-    """What the tool does with a received frame before the core: the frame
-    itself if it is no fragment, else the reassembled datagram or None."""
-    piece = fragment_of(frame, *ethertype_and_offset(frame))
-    return frame if piece is None else reassembler.add(piece, now)
-
-
-def assert_well_formed(frame, kind):
-    """Scapy's independent view: the frame answered is a well-formed request
-    of that kind, checksums included."""
-    while frame[12:14] == b"\x91\x00":  # a TPID Scapy does not dissect as a tag
-        frame = frame[:12] + b"\x81\x00" + frame[14:]
-    packet = Ether(frame)
-    if kind == "arp":
-        arp = packet[ARP]
-        assert (arp.op, arp.hwtype, arp.ptype, arp.hwlen, arp.plen) == (1, 1, 0x800, 6, 4)
-        return
-    if kind == "icmp echo":
-        ip = packet[IP]
-        raw = bytes(ip)[:ip.len]
-        fresh = IP(raw)
-        del fresh.chksum, fresh[ICMP].chksum
-        fresh = IP(bytes(fresh))
-        assert (fresh.chksum, fresh[ICMP].chksum) == (ip.chksum, ip[ICMP].chksum)
-        assert (ip[ICMP].type, ip[ICMP].code, ip.frag, ip.flags.MF) == (8, 0, 0, 0)
-        return
-    layer = ICMPv6ND_NS if kind == "ndp" else ICMPv6EchoRequest
-    ip6 = packet[IPv6]
-    assert packet[layer].code == 0
-    fresh = Ether(frame)
-    del fresh[layer].cksum
-    assert Ether(bytes(fresh))[layer].cksum == packet[layer].cksum
-    if kind == "ndp":
-        assert ip6.hlim == 255
+from arp_icmp_vlan0 import Framing, Reassembler, Scope, plain_echo_replier, reply_to  # noqa: E402
+from frames import (SEEDS, assert_well_formed, ipv4_fragments, ipv6_fragments,  # noqa: E402
+                    reassemble)
 
 
 def tagged(frame):
@@ -150,7 +74,7 @@ def main():
                              "(default 2026)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    seeds = SEEDS + [tagged(s) for s in SEEDS] + fragments()
+    seeds = SEEDS + [tagged(s) for s in SEEDS] + ipv4_fragments() + ipv6_fragments()
     scope, framing = Scope(), Framing()
     plain = plain_echo_replier(scope, framing)
     reassembler = Reassembler()

@@ -17,36 +17,11 @@ from scapy.packet import Raw
 from scapy.utils import checksum
 
 import arp_icmp_vlan0
-from arp_icmp_vlan0 import (DEFAULT_MAC, Framing, Scope, plain_echo_replier, reply_to,
-                            wants_address)
+from arp_icmp_vlan0 import Framing, Scope, plain_echo_replier, reply_to, wants_address
+from frames import (MAC, PEER_IP, PEER_MAC, TOOL_IP, VALID_REQUESTS, arp_request,
+                    echo_request, wire)
 
-MAC = DEFAULT_MAC
-PEER_MAC = "52:54:00:12:34:56"
-PEER_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
 FRAMING = Framing()
-
-
-def wire(packet):
-    """What Scapy's socket hands over: the frame dissected from its bytes, or
-    Raw where dissection fails (as SuperSocket.recv does)."""
-    try:
-        return Ether(bytes(packet))
-    except Exception:
-        return Raw(bytes(packet))
-
-
-def arp_request(**arp):
-    fields = dict(op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=TOOL_IP)
-    fields.update(arp)
-    return wire(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(**fields))
-
-
-def echo_request(data=b"0123456789abcdef", ether_dst=MAC, pad=b"", **ip):
-    fields = dict(src=PEER_IP, dst=TOOL_IP, ttl=61, tos=0x10, flags="DF", id=4242)
-    fields.update(ip)
-    frame = (Ether(src=PEER_MAC, dst=ether_dst) / IP(**fields) /
-             ICMP(type=8, id=0x1234, seq=7) / data)
-    return wire(bytes(frame) + pad)
 
 
 def core_reply(frame, framing=FRAMING, targets=(), **scope):
@@ -354,10 +329,6 @@ def test_wants_address(addr, targets, expected):
 
 
 # ---------------------------------------------------------------- robustness
-
-VALID_REQUESTS = [arp_request(), echo_request(), echo_request(b""),
-                  echo_request(b"!", pad=b"\x00" * 17)]
-
 
 @pytest.mark.parametrize("request_frame", VALID_REQUESTS,
                          ids=["arp", "echo", "echo-empty", "echo-padded"])

@@ -7,37 +7,16 @@ import random
 import struct
 
 import pytest
-from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6MLReport2,
-                                ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RS,
-                                ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6,
-                                IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, RouterAlert)
+from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6MLReport2, ICMPv6ND_NA, ICMPv6ND_NS,
+                                ICMPv6ND_RS, ICMPv6NDOptDstLLAddr, IPv6, IPv6ExtHdrDestOpt,
+                                IPv6ExtHdrHopByHop, RouterAlert)
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
 from arp_icmp_vlan0 import Framing, tool_link_local
-from test_core import MAC, PEER_MAC, answer, assert_one_tag, core_reply, wire
-
-PEER6, TOOL6 = "2001:db8::1", "2001:db8::2"
-SOLICITED_NODE, SOLICITED_NODE_MAC = "ff02::1:ff00:2", "33:33:ff:00:00:02"
-
-
-def solicitation(target=TOOL6, src=PEER6, dst=SOLICITED_NODE, ether_dst=SOLICITED_NODE_MAC,
-                 hlim=255, options=True, extension=None, code=0):
-    frame = Ether(src=PEER_MAC, dst=ether_dst) / IPv6(src=src, dst=dst, hlim=hlim)
-    if extension is not None:
-        frame = frame / extension
-    frame = frame / ICMPv6ND_NS(tgt=target, code=code)
-    if options:
-        frame = frame / ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC)
-    return wire(frame)
-
-
-def echo6(data=b"ping6 data", src=PEER6, dst=TOOL6, ether_dst=MAC, extension=None,
-          pad=b"", code=0):
-    frame = Ether(src=PEER_MAC, dst=ether_dst) / IPv6(src=src, dst=dst, hlim=64, tc=0x28)
-    if extension is not None:
-        frame = frame / extension
-    return wire(bytes(frame / ICMPv6EchoRequest(id=0x4321, seq=11, data=data, code=code)) + pad)
+from frames import (MAC, PEER6, PEER_MAC, SOLICITED_NODE, SOLICITED_NODE_MAC, TOOL6, echo6,
+                    solicitation, wire)
+from test_core import answer, assert_one_tag, core_reply
 
 
 def assert_icmp6_checksum_is_scapys(reply, layer):

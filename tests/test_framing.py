@@ -5,17 +5,16 @@ requests (reassembly) and replies larger than the MTU (fragmentation)."""
 import struct
 
 import pytest
-from scapy.layers.inet import ICMP, IP, defragment, fragment
-from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, IPv6,
-                                IPv6ExtHdrFragment, defragment6, fragment6)
+from scapy.layers.inet import ICMP, IP, defragment
+from scapy.layers.inet6 import ICMPv6EchoReply, IPv6, IPv6ExtHdrFragment, defragment6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from scapy.utils import checksum
 
 from arp_icmp_vlan0 import (Framing, Reassembler, Scope, ethertype_and_offset, fit_to_mtu,
                             fragment_of, reply_to)
-from test_core import MAC, PEER_IP, PEER_MAC, TOOL_IP, arp_request, echo_request, wire
-from test_core6 import PEER6, TOOL6, echo6, solicitation
+from frames import (MAC, PEER_IP, PEER_MAC, TOOL6, TOOL_IP, arp_request, echo6, echo_request,
+                    ipv4_fragments, ipv6_fragments, reassemble, solicitation, wire)
 
 
 def tags_of(frame):
@@ -135,25 +134,6 @@ def test_ipv6_reply_larger_than_mtu_gets_fragment_headers(size):
 
 
 # ---------------------------------------------------------------- reassembly
-
-def ipv4_fragments(size=3000, fragsize=1480, ident=77):
-    packet = (Ether(src=PEER_MAC, dst=MAC) /
-              IP(src=PEER_IP, dst=TOOL_IP, id=ident) / ICMP(id=9, seq=1) / (b"z" * size))
-    return [bytes(f) for f in fragment(packet, fragsize)]
-
-
-def ipv6_fragments(size=3000, fragsize=1280, ident=99):
-    packet = (Ether(src=PEER_MAC, dst=MAC) / IPv6(src=PEER6, dst=TOOL6) /
-              IPv6ExtHdrFragment(id=ident) / ICMPv6EchoRequest(id=9, seq=1, data=b"y" * size))
-    return [bytes(Ether(src=PEER_MAC, dst=MAC) / f) for f in fragment6(packet[IPv6], fragsize)]
-
-
-def reassemble(reassembler, frame, now):
-    """What the tool does with a received frame before the core: the frame
-    itself if it is no fragment, else the reassembled datagram or None."""
-    piece = fragment_of(frame, *ethertype_and_offset(frame))
-    return frame if piece is None else reassembler.add(piece, now)
-
 
 def feed(frames, reassembler=None, now=0.0):
     reassembler = reassembler or Reassembler()

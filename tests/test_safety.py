@@ -9,17 +9,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP
-from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, IPv6
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.l2 import Ether
 
 import arp_icmp_vlan0
 from arp_icmp_vlan0 import DEFAULT_MAC, Framing, Scope, main, physical_device, reply_to
-from test_core import (PEER_MAC, VALID_REQUESTS, arp_request, assert_plain_agrees,
-                       echo_request)
-from test_core6 import echo6, solicitation
+from frames import (PEER_MAC, SEEDS, arp_request, assert_well_formed, echo6, echo_request,
+                    solicitation)
+from test_core import assert_plain_agrees
 
 SCOPE, FRAMING = Scope(), Framing()
-SEEDS = [bytes(f) for f in VALID_REQUESTS + [solicitation(), echo6(), echo6(b"")]]
 
 
 @pytest.fixture
@@ -114,35 +112,6 @@ def test_the_real_sysfs_view_of_this_machine():
 
 # ---------------------------------------------------------------- properties
 
-def assert_well_formed(frame, kind):
-    """Scapy's independent view: the frame answered is a well-formed request
-    of that kind, checksums included."""
-    while frame[12:14] == b"\x91\x00":  # a TPID Scapy does not dissect as a tag
-        frame = frame[:12] + b"\x81\x00" + frame[14:]
-    packet = Ether(frame)
-    if kind == "arp":
-        arp = packet[ARP]
-        assert (arp.op, arp.hwtype, arp.ptype, arp.hwlen, arp.plen) == (1, 1, 0x800, 6, 4)
-        return
-    if kind == "icmp echo":
-        ip = packet[IP]
-        raw = bytes(ip)[:ip.len]
-        fresh = IP(raw)
-        del fresh.chksum, fresh[ICMP].chksum
-        fresh = IP(bytes(fresh))
-        assert (fresh.chksum, fresh[ICMP].chksum) == (ip.chksum, ip[ICMP].chksum)
-        assert (ip[ICMP].type, ip[ICMP].code, ip.frag, ip.flags.MF) == (8, 0, 0, 0)
-        return
-    layer = ICMPv6ND_NS if kind == "ndp" else ICMPv6EchoRequest
-    ip6 = packet[IPv6]
-    assert packet[layer].code == 0
-    fresh = Ether(frame)
-    del fresh[layer].cksum
-    assert Ether(bytes(fresh))[layer].cksum == packet[layer].cksum
-    if kind == "ndp":
-        assert ip6.hlim == 255
-
-
 def check(frame):
     answer = reply_to(frame, SCOPE, FRAMING)
     assert_plain_agrees(frame, SCOPE, FRAMING, answer)
@@ -212,11 +181,14 @@ def test_lines_wait_while_frames_wait_and_a_flood_is_said_in_one_line():
     lines = Lines(Framing(), printed.append, clock)
     for n in range(5000):  # a flood: the sockets are never idle
         lines.exchange(exchange(n))
-        lines.flush(idle=False)
+        lines.write(idle=False)
     lines.verdict("tap0: guest ... accepts ARP replies")
     assert printed == []  # nothing formatted while requests waited
     clock.now += 0.4
-    lines.flush(idle=True)  # the queue emptied
+    lines.write(idle=True)  # the queue emptied: one line, then the loop looks again
+    assert len(printed) == 1
+    while lines.held:
+        lines.write(idle=True)
     assert len(printed) == LINES_HELD + 2
     assert all(" ==> " in line for line in printed[:LINES_HELD])
     assert printed[LINES_HELD] == "tap0: guest ... accepts ARP replies"
@@ -231,10 +203,10 @@ def test_held_lines_are_printed_at_least_every_second_even_when_never_idle():
     lines.exchange(exchange(1))
     lines.exchange(exchange(2, answered=False))
     clock.now += 0.5
-    lines.flush(idle=False)
+    lines.write(idle=False)
     assert printed == [] and lines.due() == pytest.approx(0.5)
     clock.now += 0.5
-    lines.flush(idle=False)
+    lines.write(idle=False)
     assert len(printed) == 2 and " ignored: " in printed[1]
     assert lines.due() == 3600  # nothing held
 

@@ -2,13 +2,13 @@
 """The helper scripts' command lines, offline: --help describes every
 option; a bad value is argparse's one-line error (status 2) and a missing
 tool one line naming its Debian package (status 1), never a traceback; the
-fuzz run needs Scapy alone, with the tests' own frames and oracle.
+fuzz run needs Scapy alone (it takes the tests' frames and oracle from
+tests/frames.py, which needs no pytest).
 
 The scripts run with a PATH of python3 alone (or of stand-ins never run, as
 non-root), so that even a check gone wrong stops at the missing tools, before
 anything that needs root."""
 
-import inspect
 import os
 import re
 import subprocess
@@ -120,14 +120,3 @@ def test_the_fuzz_run_needs_scapy_alone(bare_path):
     assert result.returncode == 0, result
     assert result.stdout.startswith("300 frames in "), result.stdout
     assert result.stdout.rstrip().endswith(" 0 failures"), result.stdout
-
-
-def test_the_fuzz_runs_copies_are_the_tests_frames_and_oracle():
-    import fuzz
-    import test_framing
-    import test_safety
-    assert fuzz.SEEDS == test_safety.SEEDS
-    assert fuzz.fragments() == test_framing.ipv4_fragments() + test_framing.ipv6_fragments()
-    for copied, original in ((fuzz.assert_well_formed, test_safety.assert_well_formed),
-                             (fuzz.reassemble, test_framing.reassemble)):
-        assert inspect.getsource(copied) == inspect.getsource(original)

@@ -1,0 +1,125 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The crafted frames the tests and tests/fuzz.py share: the addresses,
+builders of requests and of fragment sets, reassemble(), the seed frames
+and the independent Scapy oracle. Nothing but Scapy and the tool: fuzz.py
+imports this without pytest or hypothesis installed."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from scapy.layers.inet import ICMP, IP, fragment  # noqa: E402
+from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr,  # noqa: E402
+                                IPv6, IPv6ExtHdrFragment, fragment6)
+from scapy.layers.l2 import ARP, Ether  # noqa: E402
+from scapy.packet import Raw  # noqa: E402
+
+from arp_icmp_vlan0 import DEFAULT_MAC, ethertype_and_offset, fragment_of  # noqa: E402
+
+MAC = DEFAULT_MAC
+PEER_MAC = "52:54:00:12:34:56"
+PEER_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
+PEER6, TOOL6 = "2001:db8::1", "2001:db8::2"
+SOLICITED_NODE, SOLICITED_NODE_MAC = "ff02::1:ff00:2", "33:33:ff:00:00:02"
+
+
+def wire(packet):
+    """What Scapy's socket hands over: the frame dissected from its bytes, or
+    Raw where dissection fails (as SuperSocket.recv does)."""
+    try:
+        return Ether(bytes(packet))
+    except Exception:
+        return Raw(bytes(packet))
+
+
+def arp_request(**arp):
+    fields = dict(op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=TOOL_IP)
+    fields.update(arp)
+    return wire(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(**fields))
+
+
+def echo_request(data=b"0123456789abcdef", ether_dst=MAC, pad=b"", **ip):
+    fields = dict(src=PEER_IP, dst=TOOL_IP, ttl=61, tos=0x10, flags="DF", id=4242)
+    fields.update(ip)
+    frame = (Ether(src=PEER_MAC, dst=ether_dst) / IP(**fields) /
+             ICMP(type=8, id=0x1234, seq=7) / data)
+    return wire(bytes(frame) + pad)
+
+
+def solicitation(target=TOOL6, src=PEER6, dst=SOLICITED_NODE, ether_dst=SOLICITED_NODE_MAC,
+                 hlim=255, options=True, extension=None, code=0):
+    frame = Ether(src=PEER_MAC, dst=ether_dst) / IPv6(src=src, dst=dst, hlim=hlim)
+    if extension is not None:
+        frame = frame / extension
+    frame = frame / ICMPv6ND_NS(tgt=target, code=code)
+    if options:
+        frame = frame / ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC)
+    return wire(frame)
+
+
+def echo6(data=b"ping6 data", src=PEER6, dst=TOOL6, ether_dst=MAC, extension=None,
+          pad=b"", code=0):
+    frame = Ether(src=PEER_MAC, dst=ether_dst) / IPv6(src=src, dst=dst, hlim=64, tc=0x28)
+    if extension is not None:
+        frame = frame / extension
+    return wire(bytes(frame / ICMPv6EchoRequest(id=0x4321, seq=11, data=data, code=code)) + pad)
+
+
+# ---------------------------------------------------------------- reassembly
+
+def ipv4_fragments(size=3000, fragsize=1480, ident=77):
+    packet = (Ether(src=PEER_MAC, dst=MAC) /
+              IP(src=PEER_IP, dst=TOOL_IP, id=ident) / ICMP(id=9, seq=1) / (b"z" * size))
+    return [bytes(f) for f in fragment(packet, fragsize)]
+
+
+def ipv6_fragments(size=3000, fragsize=1280, ident=99):
+    packet = (Ether(src=PEER_MAC, dst=MAC) / IPv6(src=PEER6, dst=TOOL6) /
+              IPv6ExtHdrFragment(id=ident) / ICMPv6EchoRequest(id=9, seq=1, data=b"y" * size))
+    return [bytes(Ether(src=PEER_MAC, dst=MAC) / f) for f in fragment6(packet[IPv6], fragsize)]
+
+
+def reassemble(reassembler, frame, now):
+    """What the tool does with a received frame before the core: the frame
+    itself if it is no fragment, else the reassembled datagram or None."""
+    piece = fragment_of(frame, *ethertype_and_offset(frame))
+    return frame if piece is None else reassembler.add(piece, now)
+
+
+# ---------------------------------------------------------------- seeds and oracle
+
+# An ARP request and echo requests (with data, empty, padded).
+VALID_REQUESTS = [arp_request(), echo_request(), echo_request(b""),
+                  echo_request(b"!", pad=b"\x00" * 17)]
+# ... and a Neighbor Solicitation and ICMPv6 echo requests, as bytes.
+SEEDS = [bytes(f) for f in VALID_REQUESTS + [solicitation(), echo6(), echo6(b"")]]
+
+
+def assert_well_formed(frame, kind):
+    """Scapy's independent view: the frame answered is a well-formed request
+    of that kind, checksums included."""
+    while frame[12:14] == b"\x91\x00":  # a TPID Scapy does not dissect as a tag
+        frame = frame[:12] + b"\x81\x00" + frame[14:]
+    packet = Ether(frame)
+    if kind == "arp":
+        arp = packet[ARP]
+        assert (arp.op, arp.hwtype, arp.ptype, arp.hwlen, arp.plen) == (1, 1, 0x800, 6, 4)
+        return
+    if kind == "icmp echo":
+        ip = packet[IP]
+        raw = bytes(ip)[:ip.len]
+        fresh = IP(raw)
+        del fresh.chksum, fresh[ICMP].chksum
+        fresh = IP(bytes(fresh))
+        assert (fresh.chksum, fresh[ICMP].chksum) == (ip.chksum, ip[ICMP].chksum)
+        assert (ip[ICMP].type, ip[ICMP].code, ip.frag, ip.flags.MF) == (8, 0, 0, 0)
+        return
+    layer = ICMPv6ND_NS if kind == "ndp" else ICMPv6EchoRequest
+    ip6 = packet[IPv6]
+    assert packet[layer].code == 0
+    fresh = Ether(frame)
+    del fresh[layer].cksum
+    assert Ether(bytes(fresh))[layer].cksum == packet[layer].cksum
+    if kind == "ndp":
+        assert ip6.hlim == 255

@@ -79,7 +79,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 from netlab import (GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab,  # noqa: E402
-                    command_line, text_table)
+                    above_zero, command_line, text_table)
 from netlab import run as run_command  # noqa: E402 (run: this file's main mode)
 
 LADDER = (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 75_000, 100_000)
@@ -698,15 +698,6 @@ def two_guests_table(results):
     return text_table(rows)
 
 
-def positive(kind):
-    def parse(text):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"not above 0: {text}")
-        return value
-    parse.__name__ = kind.__name__  # argparse's "invalid int value" on a typo
-    return parse
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -725,9 +716,9 @@ def main():
     parser.add_argument("--two-guests", action="store_true",
                         help="instead: does guest A's flood (fragments, then echo requests) "
                         "starve guest B's pings through the same peer?")
-    parser.add_argument("--flood-rate", type=positive(int), default=4000, metavar="N",
+    parser.add_argument("--flood-rate", type=above_zero(int), default=4000, metavar="N",
                         help="--two-guests: frames a second guest A sends (default 4000)")
-    parser.add_argument("--flood-seconds", type=positive(float), default=15.0, metavar="S",
+    parser.add_argument("--flood-seconds", type=above_zero(float), default=15.0, metavar="S",
                         help="--two-guests: how long each flood lasts (default 15)")
     parser.add_argument("--generate", help=argparse.SUPPRESS)
     parser.add_argument("--frames", choices=FLOODS, default="echo", help=argparse.SUPPRESS)

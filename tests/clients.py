@@ -27,7 +27,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from netlab import GUEST_IF, HOST_IF, TOOL_IP, Lab, report  # noqa: E402
+from netlab import GUEST_IF, HOST_IF, TOOL_IP, Lab, json_path, report  # noqa: E402
 
 GUEST6, TOOL6 = "2001:db8::1", "2001:db8::2"
 CACHE = os.path.join(HERE, ".cache")
@@ -157,15 +157,6 @@ def stop_peer(lab, tool):
     else:
         tool.stop()
 
-
-def json_path(text):
-    """argparse type: a file that can be created, checked before the runs
-    rather than after them."""
-    folder = os.path.dirname(os.path.abspath(text))
-    if not os.access(folder, os.W_OK):
-        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {folder} is not a "
-                                         "writable folder")
-    return text
 
 
 def main():

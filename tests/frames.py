@@ -10,8 +10,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scapy.layers.inet import ICMP, IP, fragment  # noqa: E402
-from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr,  # noqa: E402
-                                IPv6, IPv6ExtHdrFragment, fragment6)
+from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptDNSSL,  # noqa: E402
+                                ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrFragment, fragment6)
 from scapy.layers.l2 import ARP, Ether  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
 
@@ -56,6 +56,16 @@ def solicitation(target=TOOL6, src=PEER6, dst=SOLICITED_NODE, ether_dst=SOLICITE
     if options:
         frame = frame / ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC)
     return wire(frame)
+
+
+def dnssl_solicitation():
+    """A Neighbor Solicitation for TOOL6 with a DNS Search List option whose
+    name holds "%" (110 bytes): Scapy 2.5.0's summary of that option takes
+    the guest's bytes as a format string and raises. The bytes, undissected."""
+    return bytes(Ether(src=PEER_MAC, dst=SOLICITED_NODE_MAC)
+                 / IPv6(src=PEER6, dst=SOLICITED_NODE, hlim=255) / ICMPv6ND_NS(tgt=TOOL6)
+                 / ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC)
+                 / ICMPv6NDOptDNSSL(searchlist=["100%.example"]))
 
 
 def echo6(data=b"ping6 data", src=PEER6, dst=TOOL6, ether_dst=MAC, extension=None,

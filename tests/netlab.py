@@ -7,6 +7,7 @@ for a VM), joined by a veth pair, deleted on exit, on failure and on Ctrl-C.
 The Lab adds the documentation addresses and the helpers the tests share.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -74,3 +75,51 @@ class Lab(VethPair):
                              "--immediate-mode", "-i", interface, *expression)
         capture.wait_for("listening on")
         return capture
+
+
+# -- argparse types shared by the figures scripts
+
+def at_least(low):
+    """argparse type: a whole number of at least `low`."""
+    def whole_number(text):
+        number = int(text)  # a ValueError is argparse's "invalid whole_number value"
+        if number < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}: {text!r}")
+        return number
+    return whole_number
+
+
+def above_zero(kind):
+    """argparse type: a number of `kind` (int, float) above 0."""
+    def parse(text):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+        return value
+    parse.__name__ = kind.__name__  # argparse's "invalid int value" on a typo
+    return parse
+
+
+def json_path(text):
+    """argparse type: a file that can be created, checked before the runs
+    (minutes) rather than after them."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {folder} is not a "
+                                         "writable folder")
+    return text
+
+
+def names_from(choices, what, split=lambda text: text.split(",")):
+    """argparse type: 'a,b' -> ['a', 'b'] (or what `split` makes of it),
+    each one of `choices` (before any ",property=value"), each once."""
+    def parse(text):
+        names = split(text)
+        unknown = [name for name in names if name.split(",")[0] not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what} {unknown[0]!r}: choose from "
+                                             f"{', '.join(choices)}")
+        if len(set(names)) < len(names):
+            raise argparse.ArgumentTypeError(f"a {what} named twice: {text!r}")
+        return names
+    return parse

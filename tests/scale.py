@@ -29,7 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from netlab import TOOL, Process, report, run  # noqa: E402
+from netlab import TOOL, Process, at_least, json_path, report, run  # noqa: E402
 from arp_icmp_vlan0 import _delete_namespace, _live_namespaces  # noqa: E402
 
 GUEST_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
@@ -137,38 +137,20 @@ def measure(count, pings):
         }
 
 
-def positive_int(text):
-    """argparse type: a whole number of at least 1 (ping -c 0 would never end)."""
-    number = int(text)  # a ValueError is argparse's "invalid positive_int value"
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return number
-
-
 def guest_counts(text):
     """argparse type: '16,64,256' -> [16, 64, 256]."""
     try:
-        return [positive_int(count) for count in text.split(",")]
-    except ValueError:
+        return [at_least(1)(count) for count in text.split(",")]
+    except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"not a comma-separated list of positive "
                                          f"integers: {text!r}") from None
-
-
-def json_path(text):
-    """argparse type: a file that can be created, checked before the runs
-    (minutes) rather than after them."""
-    folder = os.path.dirname(os.path.abspath(text))
-    if not os.access(folder, os.W_OK):
-        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {folder} is not a "
-                                         "writable folder")
-    return text
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--guests", type=guest_counts, metavar="N,N,...", default="16,64,256",
                         help="guest counts to measure, one run each (default 16,64,256)")
-    parser.add_argument("--pings", type=positive_int, default=10,
+    parser.add_argument("--pings", type=at_least(1), default=10,
                         help="echo requests from each guest (default 10)")
     parser.add_argument("--json", type=json_path, metavar="FILE", default="scale.json",
                         help="where to write the results (default scale.json)")

@@ -22,7 +22,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from netlab import GUEST_IF, HOST_IF, Lab  # noqa: E402
+from netlab import GUEST_IF, HOST_IF, Lab, at_least  # noqa: E402
 
 GUEST_MAC = "02:00:00:00:00:01"
 TOOL_MAC = "02:76:6c:61:6e:30"
@@ -34,15 +34,6 @@ def rss_mib(pid):
     with open(f"/proc/{pid}/status") as status:
         return int(re.search(r"VmRSS:\s+(\d+)", status.read()).group(1)) / 1024
 
-
-def at_least(low):
-    """argparse type: a whole number of at least `low`."""
-    def whole_number(text):
-        number = int(text)  # a ValueError is argparse's "invalid whole_number value"
-        if number < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}: {text!r}")
-        return number
-    return whole_number
 
 
 def main():

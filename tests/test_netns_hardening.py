@@ -19,25 +19,17 @@ from test_netns import assert_whole_replies, ping
 
 GUEST6, TOOL6 = "2001:db8::1", "2001:db8::2"
 
-# A Neighbor Solicitation for 2001:db8::2 with a DNS Search List option
-# whose name holds "%" (110 bytes): Scapy 2.5.0's ICMPv6NDOptDNSSL.mysummary
-# uses the guest's bytes as a format string, and the per-reply line ended the
-# tool with a traceback ("Bad format string").
-DNSSL_SOLICITATION = """
+# Sends frames.dnssl_solicitation() three times on the guest's veth: its DNS
+# Search List option made Scapy 2.5.0's summary, the per-reply line, raise
+# ("Bad format string"), which ended the tool with a traceback.
+DNSSL_SOLICITATIONS = f"""
 import socket, sys
-from scapy.layers.inet6 import IPv6, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, ICMPv6NDOptDNSSL
-from scapy.layers.l2 import Ether
-from scapy.utils6 import in6_getnsma, in6_getnsmac
-from scapy.pton_ntop import inet_ntop, inet_pton
-group = inet_ntop(socket.AF_INET6, in6_getnsma(inet_pton(socket.AF_INET6, "2001:db8::2")))
-frame = (Ether(src="52:54:00:12:34:56", dst=in6_getnsmac(inet_pton(socket.AF_INET6, group)))
-         / IPv6(src="2001:db8::1", dst=group, hlim=255) / ICMPv6ND_NS(tgt="2001:db8::2")
-         / ICMPv6NDOptSrcLLAddr(lladdr="52:54:00:12:34:56")
-         / ICMPv6NDOptDNSSL(searchlist=["100%.example"]))
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+from frames import dnssl_solicitation
 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 sock.bind((sys.argv[1], 0))
 for _ in range(3):
-    sock.send(bytes(frame))
+    sock.send(dnssl_solicitation())
 """
 
 
@@ -67,7 +59,7 @@ def test_a_frame_scapy_cannot_summarise_costs_no_guest_its_service(lab, tmp_path
     summary = tmp_path / "run.json"
     tool = lab.start(lab.host, python, TOOL, "--json", str(summary), HOST_IF)
     tool.wait_for("Hit Ctrl-C")
-    lab.in_guest(python, "-c", DNSSL_SOLICITATION, GUEST_IF)
+    lab.in_guest(python, "-c", DNSSL_SOLICITATIONS, GUEST_IF)
     assert_whole_replies(ping(lab, TOOL_IP, count=2), 2)  # still answering, in IPv4 too
     assert tool.stop() == 0, tool.output
     assert "Traceback" not in tool.output and "internal error" not in tool.output

@@ -32,7 +32,7 @@ sys.path.insert(0, HERE)
 
 from guest import (NIC_DRIVERS, PACKAGES, RELEASES, kernel, kernel_of, make_tap,  # noqa: E402
                    missing_tools, result_of, run_guest, start_tool)
-from netlab import command_line, run, text_table  # noqa: E402
+from netlab import at_least, command_line, json_path, names_from, run, text_table  # noqa: E402
 
 MODES = ("normal", "promisc", "8021q")
 # Every model with a Linux driver, and virtio-net with its VLAN filter off.
@@ -51,48 +51,6 @@ def split_nics(text):
             nics.append(token)
     return nics
 
-
-def kernel_list(text):
-    """argparse type: 'bookworm,sid' -> the releases, each known and named once."""
-    releases = text.split(",")
-    unknown = [release for release in releases if release not in RELEASES]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown kernel {unknown[0]!r}: choose from "
-                                         f"{', '.join(RELEASES)}")
-    if len(set(releases)) < len(releases):
-        raise argparse.ArgumentTypeError(f"a kernel named twice: {text!r}")
-    return releases
-
-
-def nic_list(text):
-    """argparse type: split_nics(), each model one the initramfs has a driver
-    for, and each named once."""
-    nics = split_nics(text)
-    unknown = [nic for nic in nics if nic.split(",")[0] not in NIC_DRIVERS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown NIC model {unknown[0]!r}: choose from "
-                                         f"{', '.join(NIC_DRIVERS)}")
-    if len(set(nics)) < len(nics):
-        raise argparse.ArgumentTypeError(f"a NIC named twice: {text!r}")
-    return nics
-
-
-def positive_int(text):
-    """argparse type: a whole number of at least 1."""
-    number = int(text)  # a ValueError is argparse's "invalid positive_int value"
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return number
-
-
-def json_path(text):
-    """argparse type: a file that can be created, checked before the boots
-    (minutes) rather than after them."""
-    folder = os.path.dirname(os.path.abspath(text))
-    if not os.access(folder, os.W_OK):
-        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {folder} is not a "
-                                         "writable folder")
-    return text
 
 
 def one(release, nic, mode, framing):
@@ -133,15 +91,15 @@ def table(results, release, nics):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kernels", type=kernel_list, default="bookworm",
+    parser.add_argument("--kernels", type=names_from(RELEASES, "kernel"), default="bookworm",
                         help=f"guest kernels, comma-separated, of {', '.join(RELEASES)} "
                              "(default bookworm)")
-    parser.add_argument("--nics", type=nic_list, default=",".join(NICS),
+    parser.add_argument("--nics", type=names_from(NIC_DRIVERS, "NIC model", split_nics), default=",".join(NICS),
                         help=f"qemu NIC models, comma-separated, of {', '.join(NIC_DRIVERS)}; "
                              "qemu device properties may follow a model, as in "
                              "virtio-net-pci,ctrl_vlan=off (default: every model, and "
                              "virtio-net-pci with its VLAN filter off)")
-    parser.add_argument("--jobs", type=positive_int, metavar="N", default=2,
+    parser.add_argument("--jobs", type=at_least(1), metavar="N", default=2,
                         help="guests at a time (default 2)")
     parser.add_argument("--json", type=json_path, metavar="FILE", default="nic-matrix.json",
                         help="where to write the results (default nic-matrix.json)")

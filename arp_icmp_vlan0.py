@@ -23,12 +23,33 @@ USAGE: arp_icmp_vlan0.py [-h] [--mac MAC] [--ip ADDR[/LEN]] [-4 | -6]
 
 The design card: "a Scapy sniff() loop on a TAP interface uses a prn callback
 that matches ARP requests and ICMP echo requests and sends Dot1Q(vlan=0) tagged
-replies with sendp". The tags are Scapy's Dot1Q, built once. The rest is not, as
-tests/benchmark.py measured it (README.rst, Performance): around this file's
-own core, the card's loop answered 2,000 echo requests a second with 0.98 ms
-idle round trips, this loop 100,000 (the load's ceiling) and 0.18 ms (-q);
-sendp(reply, socket=s) costs 82 us a call, s.send(reply) 1.9; Scapy's
-dissecting and building of a reply 616 us, the byte-level core 3.9.
+replies with sendp". Its steps, and the names that do them here:
+
+  sniff() loop     Loop.run(): a Scapy L2Socket per interface (Interfaces),
+                   read by a blocking receive when one interface is served,
+                   else by epoll (Loop._drain); not sniff(), which dissects
+                   every frame into Scapy layers first
+  prn callback     Loop.handle(link, frame, stamp), or, for the usual echo
+                   request, Loop.handle_plain() with plain_echo_replier's reply
+  "is this a       reply_to(frame, scope, framing) -> Answer or None: the
+   request?",      dispatcher, then one parse_*() ("is this a request?") and
+  "make the        one *_reply() ("make the reply") per row of KINDS, on the
+   reply"          frame's bytes
+  Dot1Q(vlan=0)    Framing.tags: Scapy's Dot1Q, built once, on every reply
+  sendp            Loop.send(): the socket's own send(), not sendp()
+  (after it)       Loop.account(): the counts, the -w record, the verdict and
+                   the line, once the reply is out
+
+The steps not taken as the card has them were measured (tests/figures/
+README.rst, the benchmark): around this file's own core, the card's loop
+answered 2,000 echo requests a second with 0.98 ms idle round trips, this loop
+100,000 (the load's ceiling) and 0.18 ms (-q); sendp(reply, socket=s) costs
+82 us a call, s.send(reply) 1.9; Scapy's dissecting and building of a reply
+616 us, the byte-level core 3.9.
+
+The file, top-down: wire constants and the KINDS table; framing and scope;
+answering; reassembly; verdicts; counting and output; the loop; interfaces
+and sockets; privileges and signals; the command line; the self-test; main.
 
 Copyright (C) 2026 The arp_icmp_vlan0 authors. Licensed under the GNU General
 Public License, version 2 only (see LICENSE), like Scapy which it builds on.
@@ -77,6 +98,8 @@ try:
     SCAPY_MISSING = None
 except ImportError as exc:  # reported by main() as one line, not a traceback
     SCAPY_MISSING = exc
+
+# ---------------------------------------------------------------- wire constants and kinds
 
 __version__ = "1.1.0"
 
@@ -174,16 +197,6 @@ exit status:
   5  the -w recording is incomplete (a write error stopped it); 3 and 4 win
 """
 
-
-# ---------------------------------------------------------------- pure core
-#
-# The core works on the frame's bytes, not on dissected Scapy packets: at
-# flood rates Scapy's per-packet dissection and building (about 950 us a reply
-# here) would be the ceiling. Each request kind has a parser ("is this a
-# request?": the fields a reply needs, or None) and a builder ("make the
-# reply": bytes). They read no globals and touch no system state; the tests
-# check every reply field against Scapy's dissection.
-
 ETH_HLEN, ETH_ZLEN = 14, 60  # Ethernet header; minimum frame without its FCS
 ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
 ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ1 = 0x8100, 0x88A8, 0x9100
@@ -214,6 +227,31 @@ PLAIN_IPV4 = b"\x08\x00\x45"  # ethertype IPv4, version 4 and a 20-byte header
 DOT1Q_DEI = "dei" if SCAPY_MISSING is None and any(
     f.name == "dei" for f in Dot1Q.fields_desc) else "id"
 
+
+class Kind(NamedTuple):
+    """A kind of request the tool answers: one row of KINDS, and one parser
+    and builder pair under "answering"."""
+    name: str       # in the statistics and the JSON summary
+    family: int     # the IP version it serves
+    title: str      # in the start-up line
+    replies: str    # what a verdict line calls its replies
+    resolves: bool  # it asks for an address's MAC: the verdict's evidence
+    unicast: str    # how a verdict line names one sent to the tool's MAC
+
+
+KINDS = {kind.name: kind for kind in (
+    Kind("arp", 4, "ARP", "ARP replies", True, "a unicast ARP request"),
+    Kind("icmp echo", 4, "ICMP echo", "ICMP echo replies", False, "an ICMP echo request"),
+    Kind("ndp", 6, "NDP", "Neighbor Advertisements", True,
+         "a unicast Neighbor Solicitation"),
+    Kind("icmp6 echo", 6, "ICMPv6 echo", "ICMPv6 echo replies", False,
+         "an ICMPv6 echo request"),
+)}
+RESOLVER = {kind.family: kind for kind in KINDS.values() if kind.resolves}
+FAMILY_OF_ETHERTYPE = {ETH_P_ARP: 4, ETH_P_IP: 4, ETH_P_IPV6: 6}
+
+
+# ---------------------------------------------------------------- framing and scope
 
 @dataclass(frozen=True)
 class Framing:
@@ -258,7 +296,6 @@ class Framing:
         dei = ", DEI" if self.dei else ""
         return ", ".join(f"vlan {vlan}, p {self.prio}{dei}" for vlan in self.vlans)
 
-
 @dataclass(frozen=True)
 class Scope:
     """Which requests the tool answers."""
@@ -294,20 +331,9 @@ class Scope:
             return packed == self.link_local
         return _is_unicast(packed)
 
-
-def checksum(data):
-    """The Internet checksum (RFC 1071) of `data`, what Scapy's checksum()
-    returns, in one big-integer operation (2^16 = 1 modulo 0xFFFF): three are
-    on an echo request's path, where Scapy's take longer in a process the
-    request has just woken (tests/benchmark.py, per call)."""
-    value = int.from_bytes(data, "big") << 8 * (len(data) & 1)
-    return 0xFFFF - (value % 0xFFFF or (0xFFFF if value else 0))
-
-
 def tool_link_local(mac):
     """The tool's own IPv6 link-local address (modified EUI-64 of its MAC)."""
     return str(ipaddress.IPv6Address("fe80::" + in6_mactoifaceid(mac)))
-
 
 def _is_unicast(packed):
     """A packed IPv4 address outside 0/8, 127/8 and 224/3 (multicast,
@@ -315,7 +341,6 @@ def _is_unicast(packed):
     if len(packed) == 4:
         return 0 < packed[0] < 224 and packed[0] != 127
     return packed[0] != 0xFF and packed not in (IN6_UNSPECIFIED, IN6_LOOPBACK)
-
 
 def _is_host_of(ip, net):
     """`ip` is in `net` and not its network address (for IPv6: the
@@ -326,7 +351,6 @@ def _is_host_of(ip, net):
         return True
     return ip != net.network_address and (ip.version == 6 or ip != net.broadcast_address)
 
-
 def wants_address(packed, targets):
     """True if the tool answers for packed IPv4 or IPv6 address `packed`.
     `targets` is a tuple of IPv4Network/IPv6Network; empty means any
@@ -335,7 +359,6 @@ def wants_address(packed, targets):
         return False
     return not targets or any(_is_host_of(ipaddress.ip_address(packed), net)
                               for net in targets)
-
 
 def ethertype_and_offset(frame):
     """The frame's ethertype and where its payload starts, looking past any
@@ -348,6 +371,13 @@ def ethertype_and_offset(frame):
         offset += VLAN_HLEN
     return None, None
 
+def checksum(data):
+    """The Internet checksum (RFC 1071) of `data`, what Scapy's checksum()
+    returns, in one big-integer operation (2^16 = 1 modulo 0xFFFF): three are
+    on an echo request's path, where Scapy's take longer in a process the
+    request has just woken (tests/benchmark.py, per call)."""
+    value = int.from_bytes(data, "big") << 8 * (len(data) & 1)
+    return 0xFFFF - (value % 0xFFFF or (0xFFFF if value else 0))
 
 def ipv4_header_length(frame, offset):
     """The IPv4 header length of the packet at `offset`, if it is a whole,
@@ -363,17 +393,64 @@ def ipv4_header_length(frame, offset):
     return header_len
 
 
+# ---------------------------------------------------------------- answering
+#
+# The core works on the frame's bytes, not on dissected Scapy packets: at
+# flood rates Scapy's per-packet dissection and building (about 616 us a reply
+# here) would be the ceiling. reply_to() is the dispatcher; each kind of
+# request has a parser ("is this a request?": the fields a reply needs, or
+# None) and a builder ("make the reply": bytes). They read no globals and
+# touch no system state; the tests check every reply field against Scapy's
+# dissection. plain_echo_replier, last, is a shortcut to the same bytes for
+# the usual echo request, checked against reply_to() on every test frame.
+
+class Answer(NamedTuple):
+    kind: str        # a name in KINDS
+    request: tuple   # the parsed request (ArpRequest, EchoRequest...); None
+                     # from plain_echo_replier's (only ARP and NDP ones are read)
+    reply: bytes     # the reply frame, whole
+
+def reply_to(frame, scope, framing):
+    """The Answer to `frame` (bytes, as received, tagged or not) if it is a
+    request the tool answers, else None."""
+    ethertype, offset = ethertype_and_offset(frame)
+    return answer_at(frame, ethertype, offset, scope, framing)
+
+def answer_at(frame, ethertype, offset, scope, framing):
+    """reply_to() for a frame whose ethertype and payload offset are known."""
+    if len(frame) < ETH_HLEN or frame[6:12] == scope.mac_bytes or frame[6] & 1:
+        return None  # our own frame, or a multicast source
+    families, mac = scope.families, scope.mac_bytes
+    if ethertype == ETH_P_IP and 4 in families:
+        request = parse_echo_request(frame, offset, scope)
+        return request and Answer("icmp echo", request, echo_reply(request, mac, framing))
+    if ethertype == ETH_P_ARP and 4 in families:
+        request = parse_arp_request(frame, offset, scope)
+        return request and Answer("arp", request, arp_reply(request, mac, framing))
+    if ethertype == ETH_P_IPV6 and 6 in families:
+        message = _icmpv6_message(frame, offset)
+        if message is None:
+            return None
+        if message[0] == ICMPV6_ECHO_REQUEST:
+            request = parse_echo6_request(frame, offset, message, scope)
+            return request and Answer("icmp6 echo", request,
+                                      echo6_reply(request, mac, framing))
+        if message[0] == ND_NEIGHBOR_SOLICIT:
+            request = parse_neighbor_solicitation(frame, offset, message, scope)
+            return request and Answer("ndp", request,
+                                      neighbor_advertisement(request, mac, framing))
+    return None
+
 class ArpRequest(NamedTuple):
     requester: bytes     # Ethernet source of the request
-    sender_mac: bytes
-    sender_ip: bytes
-    target_ip: bytes
+    source_mac: bytes    # the ARP sender's hardware address
+    source: bytes        # the ARP sender's IPv4 address, packed (0.0.0.0: a probe)
+    target: bytes        # the address asked for, packed
 
     @property
     def probe(self):
-        """An RFC 5227 probe: is anyone using target_ip?"""
-        return self.sender_ip == IPV4_ANY
-
+        """An RFC 5227 probe: is anyone using target?"""
+        return self.source == IPV4_ANY
 
 def parse_arp_request(frame, offset, scope):
     """An ARP who-has, to broadcast or to us, for an address we answer for.
@@ -383,24 +460,22 @@ def parse_arp_request(frame, offset, scope):
     if (len(arp) < 28 or arp[:6] != ARP_ETHERNET_IPV4 or arp[7] != ARP_REQUEST
             or arp[6] != 0 or frame[:6] not in (BROADCAST_MAC_BYTES, scope.mac_bytes)):
         return None
-    sender_mac, sender_ip, target_ip = arp[8:14], arp[14:18], arp[24:28]
-    if sender_mac == scope.mac_bytes or sender_mac[0] & 1 or sender_ip == target_ip:
+    source_mac, source, target = arp[8:14], arp[14:18], arp[24:28]
+    if source_mac == scope.mac_bytes or source_mac[0] & 1 or source == target:
         return None
-    if sender_ip == IPV4_ANY:
-        if target_ip not in scope.owned:
+    if source == IPV4_ANY:
+        if target not in scope.owned:
             return None
-    elif not _is_unicast(sender_ip) or not scope.answers_for(target_ip):
+    elif not _is_unicast(source) or not scope.answers_for(target):
         return None
-    return ArpRequest(frame[6:12], sender_mac, sender_ip, target_ip)
-
+    return ArpRequest(frame[6:12], source_mac, source, target)
 
 def arp_reply(request, mac, framing):
     """The ARP is-at: `mac` owns the requested address. To a probe, as the
     kernel answers one, the target protocol address is 0.0.0.0."""
-    body = (ARP_ETHERNET_IPV4 + ARP_REPLY.to_bytes(2, "big") + mac + request.target_ip
-            + request.sender_mac + request.sender_ip)
+    body = (ARP_ETHERNET_IPV4 + ARP_REPLY.to_bytes(2, "big") + mac + request.target
+            + request.source_mac + request.source)
     return framing.frame(request.requester, mac, ETH_P_ARP, body)
-
 
 class EchoRequest(NamedTuple):
     requester: bytes     # Ethernet source of the request
@@ -410,7 +485,6 @@ class EchoRequest(NamedTuple):
     traffic_class: int   # IPv4 TOS or IPv6 traffic class, echoed back
     ident: int           # IPv4 identification (0 for IPv6)
     message: bytes       # the whole ICMP/ICMPv6 echo request message
-
 
 def parse_echo_request(frame, offset, scope):
     """A whole, unfragmented, checksum-valid ICMP echo request sent to our
@@ -430,7 +504,6 @@ def parse_echo_request(frame, offset, scope):
         return None
     return EchoRequest(frame[6:12], source, destination, destination, tos, ident, message)
 
-
 def echo_reply(request, mac, framing):
     """The ICMP echo reply: the request's identifier, sequence and data,
     addresses swapped, TTL 64, the request's TOS and IP ID, no options."""
@@ -442,6 +515,165 @@ def echo_reply(request, mac, framing):
                          + checksum(header).to_bytes(2, "big") + header[12:]
                          + _echo_reply_message(message))
 
+def _echo_reply_message(request):
+    """The echo request message turned into the reply: type 0, and the
+    checksum patched for it (RFC 1624, eqn. 3) rather than summed again."""
+    # HC' = ~(~HC + ~m + m'), m and m' the first word before and after.
+    patched = ((~(request[2] << 8 | request[3]) & 0xFFFF)
+               + (~(ICMP_ECHO_REQUEST << 8) & 0xFFFF) + (ICMP_ECHO_REPLY << 8))
+    patched = (patched & 0xFFFF) + (patched >> 16)
+    patched = ~((patched & 0xFFFF) + (patched >> 16)) & 0xFFFF
+    if patched == 0 and not any(request[4:]):
+        patched = 0xFFFF  # all zeros sum to +0, whose complement is 0xFFFF
+    return bytes([ICMP_ECHO_REPLY, 0]) + patched.to_bytes(2, "big") + request[4:]
+
+def _icmpv6_message(frame, offset):
+    """The ICMPv6 message of the IPv6 packet at `offset`, directly after the
+    IPv6 header or after a Hop-by-Hop header; None if there is none, the
+    packet is truncated or the checksum is wrong."""
+    if len(frame) < offset + IPV6_HLEN:
+        return None
+    payload_len = frame[offset + 4] << 8 | frame[offset + 5]
+    packet = frame[offset:offset + IPV6_HLEN + payload_len]
+    if payload_len == 0 or len(packet) < IPV6_HLEN + payload_len:
+        return None
+    next_header, start = packet[6], IPV6_HLEN
+    if next_header == IPPROTO_HOPOPTS:
+        if len(packet) < IPV6_HLEN + 8:
+            return None
+        next_header, start = packet[IPV6_HLEN], IPV6_HLEN + (packet[IPV6_HLEN + 1] + 1) * 8
+    message = packet[start:]
+    if (next_header != IPPROTO_ICMPV6 or len(message) < ICMP_HLEN
+            or _icmpv6_checksum(packet[8:24], packet[24:40], message) != 0):
+        return None
+    return message
+
+def _icmpv6_checksum(source, destination, message):
+    pseudo_header = source + destination + struct.pack("!I3xB", len(message),
+                                                        IPPROTO_ICMPV6)
+    return checksum(pseudo_header + message)
+
+def _ipv6_header(traffic_class, payload_len, hop_limit, source, destination):
+    return struct.pack("!IHBB16s16s", 6 << 28 | traffic_class << 20, payload_len,
+                       IPPROTO_ICMPV6, hop_limit, source, destination)
+
+class NeighborSolicitation(NamedTuple):
+    requester: bytes     # Ethernet source of the solicitation
+    source: bytes        # IPv6 source, packed (:: for DAD)
+    target: bytes        # the address asked for, packed
+    owned: bool          # the tool owns target (a single --ip): it overrides
+
+    @property
+    def probe(self):
+        """Duplicate Address Detection: is anyone using target?"""
+        return self.source == IN6_UNSPECIFIED
+
+def _options(options):
+    """The ND options' types, or None if one has length 0 or does not fit
+    (RFC 4861 7.1.1)."""
+    types = []
+    while options:
+        if len(options) < 2 or options[1] == 0 or options[1] * 8 > len(options):
+            return None
+        types.append(options[0])
+        options = options[options[1] * 8:]
+    return types
+
+def _multicast_mac(address):
+    """The Ethernet group address of packed IPv6 multicast `address`."""
+    return mac2str(in6_getnsmac(address))
+
+def parse_neighbor_solicitation(frame, offset, message, scope):
+    """A valid Neighbor Solicitation (RFC 4861 7.1.1) for an address we
+    answer for. DAD (source ::) only for an address the tool owns
+    (Scope.owned): answering it for others would make every guest believe
+    its own address is a duplicate."""
+    if len(message) < 24 or message[1] != 0 or frame[offset + 7] != ND_HOP_LIMIT:
+        return None
+    source, destination = frame[offset + 8:offset + 24], frame[offset + 24:offset + 40]
+    target, options = message[8:24], _options(message[24:])
+    if options is None or not scope.answers_for(target):
+        return None
+    solicited_node = in6_getnsma(target)
+    to_group = (destination, frame[:6]) == (solicited_node, _multicast_mac(solicited_node))
+    if source == IN6_UNSPECIFIED:  # DAD: to the group, no source address option
+        if target not in scope.owned or not to_group or ND_OPT_SOURCE_LLADDR in options:
+            return None
+    elif not _is_unicast(source):
+        return None
+    if not to_group and (destination, frame[:6]) != (target, scope.mac_bytes):
+        return None
+    return NeighborSolicitation(frame[6:12], source, target, target in scope.owned)
+
+def neighbor_advertisement(request, mac, framing):
+    """The Neighbor Advertisement: the target is at `mac` (Router clear, a
+    Target Link-Layer Address option), hop limit 255. To the soliciter with
+    Solicited set, or, for DAD, to all nodes without it (RFC 4861 7.2.4).
+    Override is set only for an address the tool owns: for any other it
+    answers as a proxy, whose advertisement must not override the real
+    owner's entry in the soliciter's cache (RFC 4861 7.2.4, 7.2.5)."""
+    override = NA_FLAG_OVERRIDE if request.owned else 0
+    if request.probe:
+        flags, destination, ether_dst = override, IN6_ALL_NODES, \
+            _multicast_mac(IN6_ALL_NODES)
+    else:
+        flags, destination, ether_dst = (NA_FLAG_SOLICITED | override,
+                                         request.source, request.requester)
+    message = bytearray(struct.pack("!BBHI16sBB6s", ND_NEIGHBOR_ADVERT, 0, 0, flags,
+                                    request.target, ND_OPT_TARGET_LLADDR, 1, mac))
+    message[2:4] = _icmpv6_checksum(request.target, destination, message).to_bytes(2, "big")
+    header = _ipv6_header(0, len(message), ND_HOP_LIMIT, request.target, destination)
+    return framing.frame(ether_dst, mac, ETH_P_IPV6, header + bytes(message))
+
+def parse_echo6_request(frame, offset, message, scope):
+    """A well-formed ICMPv6 echo request from a unicast address, sent to our
+    MAC for an address we answer for (or, if asked, to a multicast group)."""
+    source, destination = frame[offset + 8:offset + 24], frame[offset + 24:offset + 40]
+    if message[1] != 0 or not _is_unicast(source):
+        return None
+    if destination[0] == 0xFF:
+        if not scope.multicast_ping6 or frame[:6] != _multicast_mac(destination):
+            return None
+        reply_source = scope.link_local  # RFC 4443 4.2: a unicast source
+    elif frame[:6] != scope.mac_bytes or not scope.answers_for(destination):
+        return None
+    else:
+        reply_source = destination
+    traffic_class = (frame[offset] << 8 | frame[offset + 1]) >> 4 & 0xFF
+    return EchoRequest(frame[6:12], source, destination, reply_source, traffic_class, 0,
+                       message)
+
+def echo6_reply(request, mac, framing):
+    """The ICMPv6 echo reply: the request's identifier, sequence and data,
+    addresses swapped, hop limit 64, the request's traffic class."""
+    message = bytearray(request.message)
+    message[0], message[2:4] = ICMPV6_ECHO_REPLY, b"\x00\x00"
+    message[2:4] = _icmpv6_checksum(request.reply_source, request.source,
+                                    message).to_bytes(2, "big")
+    header = _ipv6_header(request.traffic_class, len(message), REPLY_TTL,
+                          request.reply_source, request.source)
+    return framing.frame(request.requester, mac, ETH_P_IPV6, header + bytes(message))
+
+def fit_to_mtu(reply, mtu, framing):
+    """`reply` as a list of frames none of whose IP packets exceeds `mtu`
+    (less 4 bytes per tag beyond the first): Scapy's fragment() splits an
+    IPv4 echo reply, fragment6() gives an IPv6 one Fragment headers (RFC
+    8200 4.5); each piece is framed anew. Only ping -s beyond the MTU gets
+    here, so Scapy's speed does not matter."""
+    if len(reply) <= framing.largest_frame(mtu):  # the usual case: it fits, padding and all
+        return [reply]
+    start = ETH_HLEN + len(framing.tags)
+    budget = framing.largest_frame(mtu) - start
+    ethertype = int.from_bytes(reply[start - 2:start], "big")
+    if ethertype == ETH_P_IP:
+        packet = IP(reply[start:])
+        pieces = fragment(packet, fragsize=budget - packet.ihl * 4)
+    elif ethertype == ETH_P_IPV6:
+        pieces = fragment6(IPv6(reply[start:]), budget)
+    else:
+        return [reply]
+    return [framing.frame(reply[:6], reply[6:12], ethertype, bytes(piece))
+            for piece in pieces]
 
 def plain_echo_replier(scope, framing):
     """A function that takes a frame and returns reply_to(frame, scope,
@@ -487,223 +719,6 @@ def plain_echo_replier(scope, framing):
                  + _echo_reply_message(message))
         return reply if len(reply) >= short else reply + bytes(short - len(reply))
     return plain_echo_reply
-
-
-def _echo_reply_message(request):
-    """The echo request message turned into the reply: type 0, and the
-    checksum patched for it (RFC 1624, eqn. 3) rather than summed again."""
-    # HC' = ~(~HC + ~m + m'), m and m' the first word before and after.
-    patched = ((~(request[2] << 8 | request[3]) & 0xFFFF)
-               + (~(ICMP_ECHO_REQUEST << 8) & 0xFFFF) + (ICMP_ECHO_REPLY << 8))
-    patched = (patched & 0xFFFF) + (patched >> 16)
-    patched = ~((patched & 0xFFFF) + (patched >> 16)) & 0xFFFF
-    if patched == 0 and not any(request[4:]):
-        patched = 0xFFFF  # all zeros sum to +0, whose complement is 0xFFFF
-    return bytes([ICMP_ECHO_REPLY, 0]) + patched.to_bytes(2, "big") + request[4:]
-
-
-def _icmpv6_checksum(source, destination, message):
-    pseudo_header = source + destination + struct.pack("!I3xB", len(message),
-                                                        IPPROTO_ICMPV6)
-    return checksum(pseudo_header + message)
-
-
-def _ipv6_header(traffic_class, payload_len, hop_limit, source, destination):
-    return struct.pack("!IHBB16s16s", 6 << 28 | traffic_class << 20, payload_len,
-                       IPPROTO_ICMPV6, hop_limit, source, destination)
-
-
-def _icmpv6_message(frame, offset):
-    """The ICMPv6 message of the IPv6 packet at `offset`, directly after the
-    IPv6 header or after a Hop-by-Hop header; None if there is none, the
-    packet is truncated or the checksum is wrong."""
-    if len(frame) < offset + IPV6_HLEN:
-        return None
-    payload_len = frame[offset + 4] << 8 | frame[offset + 5]
-    packet = frame[offset:offset + IPV6_HLEN + payload_len]
-    if payload_len == 0 or len(packet) < IPV6_HLEN + payload_len:
-        return None
-    next_header, start = packet[6], IPV6_HLEN
-    if next_header == IPPROTO_HOPOPTS:
-        if len(packet) < IPV6_HLEN + 8:
-            return None
-        next_header, start = packet[IPV6_HLEN], IPV6_HLEN + (packet[IPV6_HLEN + 1] + 1) * 8
-    message = packet[start:]
-    if (next_header != IPPROTO_ICMPV6 or len(message) < ICMP_HLEN
-            or _icmpv6_checksum(packet[8:24], packet[24:40], message) != 0):
-        return None
-    return message
-
-
-class NeighborSolicitation(NamedTuple):
-    requester: bytes     # Ethernet source of the solicitation
-    source: bytes        # IPv6 source, packed (:: for DAD)
-    target: bytes        # the address asked for, packed
-    owned: bool          # the tool owns target (a single --ip): it overrides
-
-    @property
-    def probe(self):
-        """Duplicate Address Detection: is anyone using target?"""
-        return self.source == IN6_UNSPECIFIED
-
-
-def _options(options):
-    """The ND options' types, or None if one has length 0 or does not fit
-    (RFC 4861 7.1.1)."""
-    types = []
-    while options:
-        if len(options) < 2 or options[1] == 0 or options[1] * 8 > len(options):
-            return None
-        types.append(options[0])
-        options = options[options[1] * 8:]
-    return types
-
-
-def _multicast_mac(address):
-    """The Ethernet group address of packed IPv6 multicast `address`."""
-    return mac2str(in6_getnsmac(address))
-
-
-def parse_neighbor_solicitation(frame, offset, message, scope):
-    """A valid Neighbor Solicitation (RFC 4861 7.1.1) for an address we
-    answer for. DAD (source ::) only for an address the tool owns
-    (Scope.owned): answering it for others would make every guest believe
-    its own address is a duplicate."""
-    if len(message) < 24 or message[1] != 0 or frame[offset + 7] != ND_HOP_LIMIT:
-        return None
-    source, destination = frame[offset + 8:offset + 24], frame[offset + 24:offset + 40]
-    target, options = message[8:24], _options(message[24:])
-    if options is None or not scope.answers_for(target):
-        return None
-    solicited_node = in6_getnsma(target)
-    to_group = (destination, frame[:6]) == (solicited_node, _multicast_mac(solicited_node))
-    if source == IN6_UNSPECIFIED:  # DAD: to the group, no source address option
-        if target not in scope.owned or not to_group or ND_OPT_SOURCE_LLADDR in options:
-            return None
-    elif not _is_unicast(source):
-        return None
-    if not to_group and (destination, frame[:6]) != (target, scope.mac_bytes):
-        return None
-    return NeighborSolicitation(frame[6:12], source, target, target in scope.owned)
-
-
-def neighbor_advertisement(request, mac, framing):
-    """The Neighbor Advertisement: the target is at `mac` (Router clear, a
-    Target Link-Layer Address option), hop limit 255. To the soliciter with
-    Solicited set, or, for DAD, to all nodes without it (RFC 4861 7.2.4).
-    Override is set only for an address the tool owns: for any other it
-    answers as a proxy, whose advertisement must not override the real
-    owner's entry in the soliciter's cache (RFC 4861 7.2.4, 7.2.5)."""
-    override = NA_FLAG_OVERRIDE if request.owned else 0
-    if request.probe:
-        flags, destination, ether_dst = override, IN6_ALL_NODES, \
-            _multicast_mac(IN6_ALL_NODES)
-    else:
-        flags, destination, ether_dst = (NA_FLAG_SOLICITED | override,
-                                         request.source, request.requester)
-    message = bytearray(struct.pack("!BBHI16sBB6s", ND_NEIGHBOR_ADVERT, 0, 0, flags,
-                                    request.target, ND_OPT_TARGET_LLADDR, 1, mac))
-    message[2:4] = _icmpv6_checksum(request.target, destination, message).to_bytes(2, "big")
-    header = _ipv6_header(0, len(message), ND_HOP_LIMIT, request.target, destination)
-    return framing.frame(ether_dst, mac, ETH_P_IPV6, header + bytes(message))
-
-
-def parse_echo6_request(frame, offset, message, scope):
-    """A well-formed ICMPv6 echo request from a unicast address, sent to our
-    MAC for an address we answer for (or, if asked, to a multicast group)."""
-    source, destination = frame[offset + 8:offset + 24], frame[offset + 24:offset + 40]
-    if message[1] != 0 or not _is_unicast(source):
-        return None
-    if destination[0] == 0xFF:
-        if not scope.multicast_ping6 or frame[:6] != _multicast_mac(destination):
-            return None
-        reply_source = scope.link_local  # RFC 4443 4.2: a unicast source
-    elif frame[:6] != scope.mac_bytes or not scope.answers_for(destination):
-        return None
-    else:
-        reply_source = destination
-    traffic_class = (frame[offset] << 8 | frame[offset + 1]) >> 4 & 0xFF
-    return EchoRequest(frame[6:12], source, destination, reply_source, traffic_class, 0,
-                       message)
-
-
-def echo6_reply(request, mac, framing):
-    """The ICMPv6 echo reply: the request's identifier, sequence and data,
-    addresses swapped, hop limit 64, the request's traffic class."""
-    message = bytearray(request.message)
-    message[0], message[2:4] = ICMPV6_ECHO_REPLY, b"\x00\x00"
-    message[2:4] = _icmpv6_checksum(request.reply_source, request.source,
-                                    message).to_bytes(2, "big")
-    header = _ipv6_header(request.traffic_class, len(message), REPLY_TTL,
-                          request.reply_source, request.source)
-    return framing.frame(request.requester, mac, ETH_P_IPV6, header + bytes(message))
-
-
-class Answer(NamedTuple):
-    kind: str        # one of REPLY_KINDS
-    request: tuple   # the parsed request (ArpRequest, EchoRequest...); None
-                     # from plain_echo_replier's (only ARP and NDP ones are read)
-    reply: bytes     # the reply frame, whole
-
-
-REPLY_KINDS = ("arp", "icmp echo", "ndp", "icmp6 echo")
-KIND_FAMILY = {"arp": 4, "icmp echo": 4, "ndp": 6, "icmp6 echo": 6}
-ETHERTYPE_FAMILY = {ETH_P_ARP: 4, ETH_P_IP: 4, ETH_P_IPV6: 6}
-
-
-def reply_to(frame, scope, framing):
-    """The Answer to `frame` (bytes, as received, tagged or not) if it is a
-    request the tool answers, else None."""
-    ethertype, offset = ethertype_and_offset(frame)
-    return answer_at(frame, ethertype, offset, scope, framing)
-
-
-def answer_at(frame, ethertype, offset, scope, framing):
-    """reply_to() for a frame whose ethertype and payload offset are known."""
-    if len(frame) < ETH_HLEN or frame[6:12] == scope.mac_bytes or frame[6] & 1:
-        return None  # our own frame, or a multicast source
-    families, mac = scope.families, scope.mac_bytes
-    if ethertype == ETH_P_IP and 4 in families:
-        request = parse_echo_request(frame, offset, scope)
-        return request and Answer("icmp echo", request, echo_reply(request, mac, framing))
-    if ethertype == ETH_P_ARP and 4 in families:
-        request = parse_arp_request(frame, offset, scope)
-        return request and Answer("arp", request, arp_reply(request, mac, framing))
-    if ethertype == ETH_P_IPV6 and 6 in families:
-        message = _icmpv6_message(frame, offset)
-        if message is None:
-            return None
-        if message[0] == ICMPV6_ECHO_REQUEST:
-            request = parse_echo6_request(frame, offset, message, scope)
-            return request and Answer("icmp6 echo", request,
-                                      echo6_reply(request, mac, framing))
-        if message[0] == ND_NEIGHBOR_SOLICIT:
-            request = parse_neighbor_solicitation(frame, offset, message, scope)
-            return request and Answer("ndp", request,
-                                      neighbor_advertisement(request, mac, framing))
-    return None
-
-
-def fit_to_mtu(reply, mtu, framing):
-    """`reply` as a list of frames none of whose IP packets exceeds `mtu`
-    (less 4 bytes per tag beyond the first): Scapy's fragment() splits an
-    IPv4 echo reply, fragment6() gives an IPv6 one Fragment headers (RFC
-    8200 4.5); each piece is framed anew. Only ping -s beyond the MTU gets
-    here, so Scapy's speed does not matter."""
-    if len(reply) <= framing.largest_frame(mtu):  # the usual case: it fits, padding and all
-        return [reply]
-    start = ETH_HLEN + len(framing.tags)
-    budget = framing.largest_frame(mtu) - start
-    ethertype = int.from_bytes(reply[start - 2:start], "big")
-    if ethertype == ETH_P_IP:
-        packet = IP(reply[start:])
-        pieces = fragment(packet, fragsize=budget - packet.ihl * 4)
-    elif ethertype == ETH_P_IPV6:
-        pieces = fragment6(IPv6(reply[start:]), budget)
-    else:
-        return [reply]
-    return [framing.frame(reply[:6], reply[6:12], ethertype, bytes(piece))
-            for piece in pieces]
 
 
 # ---------------------------------------------------------------- reassembly
@@ -899,9 +914,6 @@ ADDRESSES_KEPT = 8   # of a guest's own addresses, for the lines
 TARGETS_KEPT = 8     # addresses a guest asked for whose runs of asks are kept
 NAMED_IN_A_LINE = 3  # addresses a verdict line names before "and N more"
 GUESTS_KEPT = 4096   # guest records; beyond, one with no verdict is forgotten first
-RESOLVERS = {4: "ARP replies", 6: "Neighbor Advertisements"}
-UNICAST_FRAMES = {"arp": "a unicast ARP request", "ndp": "a unicast Neighbor Solicitation",
-                  "icmp echo": "an ICMP echo request", "icmp6 echo": "an ICMPv6 echo request"}
 
 
 def _address_text(packed):
@@ -936,7 +948,8 @@ class Guest:
         """The verdict in one line."""
         who = (f"{self.interface}: guest {self.mac} "
                f"({_some(self.addresses, self.addresses_not_kept)})")
-        replies = f"{RESOLVERS[self.family]} {'tagged ' if framing.vlans else ''}{framing}"
+        replies = (f"{RESOLVER[self.family].replies} {'tagged ' if framing.vlans else ''}"
+                   f"{framing}")
         if self.verdict == "drops":
             target, times, span = self.reason
             compare = " (compare with --untagged)" if framing.vlans else ""
@@ -980,24 +993,25 @@ class Verdicts:
         self.undecided = {}  # the keys of guests with no verdict yet, oldest first
         self.forgotten = 0   # guests forgotten to stay within GUESTS_KEPT
 
-    def observe(self, interface, frame, family, answer, now):
-        """Take `frame` (received on `interface`, of IP family `family`, and
-        `answer`ed or not) as evidence; return the Guest whose verdict it
-        formed or changed, else None."""
+    def observe(self, interface, frame, answer, now):
+        """Take `frame` (received on `interface`, `answer`ed or not) as
+        evidence; return the Guest whose verdict it formed or changed, else
+        None."""
         to_us = frame[:6] == self.tool_mac
-        if answer is not None and answer.kind in ("arp", "ndp") and not answer.request.probe:
-            return self._asked(interface, answer, to_us, now)
+        kind = answer and KINDS[answer.kind]
+        if kind and kind.resolves and not answer.request.probe:
+            return self._asked(interface, kind, answer.request, to_us, now)
         if to_us:
+            family = kind.family if kind else FAMILY_OF_ETHERTYPE.get(
+                ethertype_and_offset(frame)[0])
             guest = self.guests.get((interface, frame[6:12], family))
             if guest is not None and guest.awaiting is not None:
-                what = (UNICAST_FRAMES[answer.kind] if answer is not None
-                        else f"an IPv{family} packet")
+                what = kind.unicast if kind else f"an IPv{family} packet"
                 return self._accepted(guest, what, now)
         return None
 
-    def _asked(self, interface, answer, to_us, now):
-        request, family = answer.request, KIND_FAMILY[answer.kind]
-        key = (interface, request.requester, family)
+    def _asked(self, interface, kind, request, to_us, now):
+        key = (interface, request.requester, kind.family)
         guest = self.guests.get(key)
         if guest is None:
             if len(self.guests) >= GUESTS_KEPT:
@@ -1005,17 +1019,18 @@ class Verdicts:
                 del self.guests[victim]
                 self.undecided.pop(victim, None)
                 self.forgotten += 1
-            guest = self.guests[key] = Guest(interface, str2mac(request.requester), family)
+            guest = self.guests[key] = Guest(interface, str2mac(request.requester),
+                                             kind.family)
             self.undecided[key] = None
-        address = _address_text(request.sender_ip if family == 4 else request.source)
+        address = _address_text(request.source)
         if address not in guest.addresses:
             if len(guest.addresses) < ADDRESSES_KEPT:
                 guest.addresses.append(address)
             else:
                 guest.addresses_not_kept += 1
-        target = _address_text(request.target_ip if family == 4 else request.target)
+        target = _address_text(request.target)
         if to_us and guest.awaiting is not None:
-            return self._accepted(guest, UNICAST_FRAMES[answer.kind], now)
+            return self._accepted(guest, kind.unicast, now)
         guest.evidence.append({"time": now, "event": "asked", "for": target,
                                "to": "unicast" if to_us else "broadcast"})
         if not to_us:
@@ -1075,7 +1090,33 @@ class Verdicts:
         return EXIT_NO_VERDICT if not verdicts or None in verdicts else EXIT_OK
 
 
-# ---------------------------------------------------------------- I/O edge
+# ---------------------------------------------------------------- counting and output
+
+def log(line):
+    """Every line about the tool itself (interfaces, the recording, errors,
+    warnings): one line on stderr."""
+    print(f"arp_icmp_vlan0: {line}", file=sys.stderr, flush=True)
+
+
+class Fatal(Exception):
+    """An error that ends the tool at start or at the end: main() says it,
+    in one line, and exits with status 1."""
+
+
+class Stdout:
+    """The lines for the user: the start-up line, the per-reply and verdict
+    lines, the statistics. If nobody reads them any more (| head), closed."""
+
+    def __init__(self):
+        self.closed = False
+
+    def say(self, line):
+        try:
+            print(line, flush=True)
+        except BrokenPipeError:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the exit flush)
+            self.closed = True
+
 
 @dataclass
 class Stats:
@@ -1087,6 +1128,11 @@ class Stats:
     fragments: int = 0             # held; the one that completes a datagram is answered
     send_errors: int = 0
     internal_errors: int = 0
+
+    @classmethod
+    def for_families(cls, families):
+        """No counts yet, for the kinds of `families`, in KINDS' order."""
+        return cls({name: 0 for name, kind in KINDS.items() if kind.family in families})
 
     @property
     def replied(self):
@@ -1117,7 +1163,7 @@ class Stats:
                 "internal_errors": self.internal_errors}
 
 
-class OutputError(Exception):
+class OutputError(Fatal):
     """A file the tool is to write cannot be used; the message says why."""
 
 
@@ -1257,8 +1303,7 @@ class Recorder:
             self.replies.clear()
             self.error = exc
             os.close(self.fd)
-            print(f"arp_icmp_vlan0: {self.path}: {exc.strerror or exc}; recording "
-                  "stopped, answering goes on", file=sys.stderr, flush=True)
+            log(f"{self.path}: {exc.strerror or exc}; recording stopped, answering goes on")
         else:
             self.written += len(self.ends)
             self.on_disk += len(data)
@@ -1289,11 +1334,6 @@ class Recorder:
                                                           or str(self.error))}
 
 
-def note(line):
-    """A line about the tool itself (interfaces, recording) on stderr."""
-    print(f"arp_icmp_vlan0: {line}", file=sys.stderr, flush=True)
-
-
 def _timestamp(t):
     return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1e6):06d}"
 
@@ -1316,32 +1356,9 @@ def _hex(frame, shown=64):
     return frame[:shown].hex() + more
 
 
-def _queued(sock):
-    """A frame waits on `sock`."""
-    try:
-        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return False
-    return True
-
-
-class Exchange(NamedTuple):
-    """One frame received and what the tool did with it."""
-    link: "Link"
-    received: bytes             # as received (a fragment: the last one)
-    stamp: float                # when it was received
-    whole: bytes                # the request, reassembled if it came in fragments
-    ethertype: int
-    answer: Optional["Answer"]  # None: ignored
-    frames: tuple               # the reply's frames, as sent
-    sent_at: Optional[float]    # when they were sent
-
-
 LINES_HELD = 8       # per-reply lines held while frames wait; beyond, counted
 VERDICTS_HELD = 64   # verdict lines held likewise (all are in the statistics)
 LINES_EVERY = 1.0    # seconds: held lines are printed at least this often
-LONGEST_WAIT = 3600  # seconds the loop waits at most before it looks again
-BATCH = 64           # frames read from one socket before the next one's turn
 
 
 class Lines:
@@ -1441,192 +1458,179 @@ class Complaints:
         more = self.not_shown.pop(kind, 0)
         if more:
             line += f" ({more:,} more like it not shown)"
-        note(line)
+        log(line)
 
 
-class Link:
-    """A served interface: its claim, socket and MTU."""
+class Report:
+    """The statistics block and the JSON summary of a run, from the loop's
+    counts, reassembly, recording and verdicts."""
 
-    def __init__(self, name, index, claim, sock, mtu, stats, framing):
-        self.name, self.index, self.claim, self.sock = name, index, claim, sock
-        self.mtu, self.stats = mtu, stats
-        self.largest_frame = framing.largest_frame(mtu)  # longer replies are fragmented
+    def __init__(self, loop):
+        self.loop = loop
 
-    def close(self):
-        self.sock.close()
-        self.claim.close()
+    def total(self):
+        total = Stats.for_families(self.loop.settings.scope.families)
+        for stats in self.loop.interfaces.stats.values():
+            total += stats
+        return total
+
+    def lines(self):
+        """One line per interface (and a total when more than one was
+        served), fragments, recording, then one verdict line per guest."""
+        loop = self.loop
+        elapsed = f"time {time.monotonic() - loop.started:.1f}s"
+        stats = loop.interfaces.stats
+        if not stats:
+            lines = ["--- arp_icmp_vlan0 statistics: no interface was served ---",
+                     f"{self.total().line()}, {elapsed}"]
+        elif len(stats) == 1:
+            [name] = stats
+            lines = [f"--- {name} arp_icmp_vlan0 statistics ---",
+                     f"{self.total().line()}, {elapsed}"]
+        else:
+            lines = [f"--- arp_icmp_vlan0 statistics: {len(stats)} interfaces, {elapsed} ---"]
+            lines += [f"{name}: {counts.line()}" for name, counts in stats.items()]
+            lines.append(f"total: {self.total().line()}")
+        reassembler = loop.reassembler
+        if reassembler.reassembled or reassembler.dropped or reassembler.pending:
+            lines.append(f"fragmented requests: {reassembler.reassembled} reassembled, "
+                         f"{reassembler.dropped} dropped (overlapping, oversized or "
+                         f"timed out), {len(reassembler.pending)} incomplete")
+        if loop.recorder:
+            lines.append(loop.recorder.line())
+        lines += [guest.summary(loop.settings.framing, loop.settings.scope.mac)
+                  for guest in loop.verdicts.guests.values()]
+        return "\n".join(lines)
+
+    def to_json(self, status):
+        loop = self.loop
+        framing, scope, reassembler = loop.settings.framing, loop.settings.scope, \
+            loop.reassembler
+        return {
+            "tool": "arp_icmp_vlan0", "version": __version__,
+            "framing": str(framing), "mac": scope.mac,
+            "duration_s": round(time.monotonic() - loop.started, 3),
+            "interfaces": {name: stats.to_json()
+                           for name, stats in loop.interfaces.stats.items()},
+            "total": self.total().to_json(),
+            "fragmented_requests": {"reassembled": reassembler.reassembled,
+                                    "dropped": reassembler.dropped,
+                                    "incomplete": len(reassembler.pending)},
+            "recording": loop.recorder.to_json() if loop.recorder else None,
+            "guests": [guest.to_json(framing, scope.mac)
+                       for guest in loop.verdicts.guests.values()],
+            "guests_forgotten": loop.verdicts.forgotten,
+            "exit_status": status,
+        }
 
 
-def is_pattern(name):
-    return any(c in name for c in "*?[")
+# ---------------------------------------------------------------- the loop
+
+class Exchange(NamedTuple):
+    """One frame received and what the tool did with it."""
+    link: "Link"
+    received: bytes             # as received (a fragment: the last one)
+    stamp: float                # when it was received
+    whole: bytes                # the request, reassembled if it came in fragments
+    ethertype: int
+    answer: Optional["Answer"]  # None: ignored
+    frames: tuple               # the reply's frames, as sent
+    sent_at: Optional[float]    # when they were sent
 
 
-class Responder:
-    """Receives, answers, counts and judges; owns the sockets, the netlink
-    watcher and the recording.
+LONGEST_WAIT = 3600  # seconds the loop waits at most before it looks again
+BATCH = 64           # frames read from one socket before the next one's turn
 
-    One epoll() loop drains Scapy's packet sockets, one per served interface,
-    and a netlink socket that reports interfaces coming and going; one
-    interface alone is served with a blocking receive (README.rst,
-    Performance, has the measured reasons for this loop over sniff())."""
 
-    def __init__(self, specs, scope, framing, *, allow_physical=False, any_address=False,
-                 recorder=None, verbose=0, count=0, until_verdict=False, busy_poll=False,
-                 exit_on_down=False):
-        self.specs = specs                 # interface names and patterns asked for
-        self.scope, self.framing = scope, framing
-        self.allow_physical, self.any_address = allow_physical, any_address
-        self.recorder = recorder
-        self.verbose, self.count, self.until_verdict = verbose, count, until_verdict
-        self.busy_poll, self.exit_on_down = busy_poll, exit_on_down
-        self.stopping = False
-        self.interruptible = False  # in a blocking receive that a signal breaks
-        self.woken = False          # the interval timer fired (deadline, lines due)
-        self.links = {}        # name -> Link being served
-        self.by_fd = {}        # socket fd -> Link
-        self.stats = {}        # name -> Stats, kept after an interface leaves
-        self.lost = []         # every interface lost, in order
-        self.refused = set()   # interfaces refused (physical, or no socket), said once
-        self.replied = 0
-        self.started = time.monotonic()
+class Loop:
+    """The card's sniff() loop and prn callback: receives on every served
+    interface, answers, sends, then counts, records, judges and prints.
+
+    A frame takes one of two paths, which share the send and the accounting
+    after it: handle_plain() for the usual echo request, whose reply
+    plain_echo_replier made in one step, and handle() for everything else
+    (reassembly, then the core). One interface asked for by name is served
+    with a blocking receive, several with epoll (tests/figures/README.rst,
+    the benchmark, has the measured reasons for both over sniff())."""
+
+    def __init__(self, settings, interfaces, recorder=None, stdout=None):
+        self.settings, self.interfaces, self.recorder = settings, interfaces, recorder
+        self.stdout = stdout or Stdout()
+        scope, framing = settings.scope, settings.framing
         self.reassembler = Reassembler()
         self.plain_echo = plain_echo_replier(scope, framing)
         self.verdicts = Verdicts(scope.mac_bytes)
         self.lines = Lines(framing, self.say)
         self.complaints = Complaints()
-        self.poller = select.epoll()
-        self.netlink = socket.socket(socket.AF_NETLINK,
-                                     socket.SOCK_RAW | socket.SOCK_NONBLOCK,
-                                     socket.NETLINK_ROUTE)
-        self.netlink.bind((0, RTMGRP_LINK))
-        self.poller.register(self.netlink, select.EPOLLIN)
+        self.replied = 0
+        self.started = time.monotonic()
+        self.stopping = False       # the loop ends between two frames
+        self.interruptible = False  # in a blocking receive that a signal breaks
+        self.woken = False          # the interval timer fired (deadline, lines due)
 
-    # -- interfaces
+    def stop(self):
+        """End the loop between two frames (a signal's handler calls it)."""
+        self.stopping = True
+        if self.interruptible:  # PEP 475 would resume the receive
+            raise Interrupted
 
-    def wanted(self, name):
-        return any(name == spec or (is_pattern(spec) and fnmatch.fnmatchcase(name, spec))
-                   for spec in self.specs)
-
-    def serve(self, name, index, quiet=False):
-        """Claim `name`, open a socket on it and serve it; raises
-        InterfaceTaken or OSError."""
-        claim = claim_interface(index)
-        try:
-            sock = open_socket(name)
-            mtu = _mtu(name)
-        except BaseException:
-            claim.close()
-            raise
-        stats = self.stats.setdefault(name, Stats({kind: 0 for kind in REPLY_KINDS
-                                                   if KIND_FAMILY[kind] in self.scope.families}))
-        link = Link(name, index, claim, sock, mtu, stats, self.framing)
-        sock.ins.setblocking(False)
-        self.links[name], self.by_fd[sock.ins.fileno()] = link, link
-        self.poller.register(sock.ins, select.EPOLLIN)
-        if not quiet:
-            if name in self.lost:
-                note(f"{name}: back; answering again")
-            else:
-                spec = next(s for s in self.specs if s == name or fnmatch.fnmatchcase(name, s))
-                note(f"{name}: serving (matches '{spec}')")
-        return link
-
-    def _let_go(self, link, why):
-        del self.links[link.name], self.by_fd[link.sock.ins.fileno()]
-        self.poller.unregister(link.sock.ins)
-        link.close()
-        self.lost.append(link.name)
-        if self.exit_on_down:
+    def say(self, line):
+        """A line on stdout; if nobody reads it any more, the end."""
+        self.stdout.say(line)
+        if self.stdout.closed:
             self.stopping = True
-        elif link.name in self.specs:
-            note(f"{link.name}: {why}; waiting for it to come back")
-        else:
-            note(f"{link.name}: {why}; let go")
 
-    def reconcile(self, quiet=False):
-        """Serve every wanted interface that is up (and virtual, unless
-        --allow-physical), let go of those gone or down; `quiet`: without a
-        line for each one served (at start, the start-up line lists them)."""
-        present = {name: index for index, name in socket.if_nameindex()}
-        for link in list(self.links.values()):
-            if present.get(link.name) != link.index:
-                self._let_go(link, "gone")
-            elif not _is_up(link.name):
-                self._let_go(link, "down")
-        if self.stopping:
-            return
-        for name in sorted(present):
-            if name in self.links or not self.wanted(name) or not _is_up(name):
-                continue
-            refusal = cannot_carry_a_guest(name, self.scope.targets, self.any_address)
-            if refusal is None and not self.allow_physical and physical_device(name):
-                refusal = f"{name}: a physical interface; not served (--allow-physical overrides)"
-            if refusal is not None:
-                self._refuse(name, refusal)
-                continue
-            try:
-                self.serve(name, present[name], quiet)
-            except InterfaceTaken as taken:  # tried again at the next look
-                self._refuse(name, f"{name}: {_taken(taken)}; skipped")
-            except OSError as exc:  # gone again, or not quite there: the next look retries
-                if exc.errno not in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN) \
-                        and name not in self.refused:
-                    self.refused.add(name)
-                    note(f"{name}: cannot open a packet socket: {exc.strerror or exc}")
-
-    def _refuse(self, name, why):
-        """Say once why `name` is not served."""
-        if name not in self.refused:
-            self.refused.add(name)
-            note(why)
-
-    def _link_changed(self):
-        """Drain the netlink notifications, then look once."""
-        while True:
-            try:
-                if not self.netlink.recv(1 << 16):
-                    break
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    break
-                # Notifications were lost (the socket overflowed): the look below sees all.
-        self.reconcile()
-
-    # -- frames
+    # -- the two paths of a frame
 
     def handle(self, link, frame, stamp):
         """Answer one received frame (or hold it, if it is a fragment), then
-        record, judge and print it; nothing a guest sends ends the tool."""
-        stats = link.stats
-        stats.seen += 1
+        account for it; nothing a guest sends ends the tool."""
+        link.stats.seen += 1
         try:
             whole, ethertype, answer, frames = self._answer(link, frame, stamp)
         except Exception as exc:  # a bug in the core: report it, keep serving
-            stats.internal_errors += 1
+            link.stats.internal_errors += 1
             self.complaints.say("core", f"error: cannot handle frame {_hex(frame)}: {exc!r}")
             return
         if whole is None:  # a fragment, held until its datagram is whole
-            stats.fragments += 1
+            link.stats.fragments += 1
             if self.recorder:
                 self.recorder.request(frame, stamp)
             return
-        sent_at = self._send(link, frames) if frames else None
-        if frames and sent_at is None:
-            return
-        self._after(Exchange(link, frame, stamp, whole, ethertype, answer, frames, sent_at))
+        sent_at = self.send(link, frames) if frames else None
+        if not frames or sent_at is not None:
+            self.account(Exchange(link, frame, stamp, whole, ethertype, answer, frames,
+                                  sent_at))
 
     def handle_plain(self, link, frame, stamp, reply):
         """Send `reply`, plain_echo_replier's answer to `frame`, first; then
         account for it as handle() does."""
         link.stats.seen += 1
-        sent_at = self._send(link, (reply,))
+        sent_at = self.send(link, (reply,))
         if sent_at is not None:
-            self._after(Exchange(link, frame, stamp, frame, ETH_P_IP,
-                                 Answer("icmp echo", None, reply), (reply,), sent_at))
+            self.account(Exchange(link, frame, stamp, frame, ETH_P_IP,
+                                  Answer("icmp echo", None, reply), (reply,), sent_at))
 
-    def _send(self, link, frames):
+    def _answer(self, link, frame, stamp):
+        """(the whole request or None while it is a held fragment, its
+        ethertype, the Answer or None, the reply's frames)."""
+        ethertype, offset = ethertype_and_offset(frame)
+        if maybe_fragment(frame, ethertype, offset):
+            piece = fragment_of(frame, ethertype, offset, link.name)
+            if piece is not None:
+                frame = self.reassembler.add(piece, stamp)
+                if frame is None:
+                    return None, ethertype, None, ()
+                ethertype, offset = ethertype_and_offset(frame)
+        settings = self.settings
+        answer = answer_at(frame, ethertype, offset, settings.scope, settings.framing)
+        if answer is None:
+            return frame, ethertype, None, ()
+        if len(answer.reply) <= link.largest_frame:
+            return frame, ethertype, answer, (answer.reply,)
+        return frame, ethertype, answer, fit_to_mtu(answer.reply, link.mtu, settings.framing)
+
+    def send(self, link, frames):
         """Send the reply's frames; the time they left (taken just before
         the send: the guest's next frame, which the reply makes possible,
         can be received and stamped before send() returns), or None after
@@ -1642,28 +1646,10 @@ class Responder:
             return None
         return sent_at
 
-    def _answer(self, link, frame, stamp):
-        """(the whole request or None while it is a held fragment, its
-        ethertype, the Answer or None, the reply's frames)."""
-        ethertype, offset = ethertype_and_offset(frame)
-        if maybe_fragment(frame, ethertype, offset):
-            piece = fragment_of(frame, ethertype, offset, link.name)
-            if piece is not None:
-                frame = self.reassembler.add(piece, stamp)
-                if frame is None:
-                    return None, ethertype, None, ()
-                ethertype, offset = ethertype_and_offset(frame)
-        answer = answer_at(frame, ethertype, offset, self.scope, self.framing)
-        if answer is None:
-            return frame, ethertype, None, ()
-        if len(answer.reply) <= link.largest_frame:
-            return frame, ethertype, answer, (answer.reply,)
-        return frame, ethertype, answer, fit_to_mtu(answer.reply, link.mtu, self.framing)
-
-    def _after(self, exchange):
+    def account(self, exchange):
         """What follows the reply: the counts, the record, the verdict, the
         line; a bug here is said and counted, and serving goes on."""
-        link, answer = exchange.link, exchange.answer
+        link, answer, settings = exchange.link, exchange.answer, self.settings
         if answer is not None:
             link.stats.replies[answer.kind] += 1
             self.replied += 1
@@ -1674,41 +1660,32 @@ class Responder:
                 self.recorder.request(exchange.received, exchange.stamp)
                 for piece in exchange.frames:
                     self.recorder.reply(piece, exchange.sent_at)
-            guest = self.verdicts.observe(link.name, exchange.whole,
-                                          ETHERTYPE_FAMILY.get(exchange.ethertype),
-                                          answer, exchange.stamp)
-            if self.verbose >= 0 and (answer is not None or self.verbose > 0):
+            guest = self.verdicts.observe(link.name, exchange.whole, answer, exchange.stamp)
+            if settings.verbose >= 0 and (answer is not None or settings.verbose > 0):
                 self.lines.exchange(exchange)
             if guest is not None:
-                self.lines.verdict(guest.summary(self.framing, self.scope.mac))
+                self.lines.verdict(guest.summary(settings.framing, settings.scope.mac))
         except Exception as exc:
             link.stats.internal_errors += 1
-            self.complaints.say("after", f"error: after the frame {_hex(exchange.received)}:"
-                                f" {exc!r}")
-        if (0 < self.count <= self.replied
-                or self.until_verdict and self.verdicts.settled()):
+            self.complaints.say("account", f"error: after the frame "
+                                f"{_hex(exchange.received)}: {exc!r}")
+        if (0 < settings.count <= self.replied
+                or settings.until_verdict and self.verdicts.settled()):
             self.stopping = True
 
-    def say(self, line):
-        """Print a line; if nobody reads stdout any more (| head), stop."""
-        try:
-            print(line, flush=True)
-        except BrokenPipeError:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the exit flush)
-            self.stopping = True
-
-    # -- the loop
+    # -- receiving
 
     def run(self, timeout=None, wake_fd=None):
-        """Serve until --count, --timeout, --until-verdict, a signal or, with
-        --exit-on-down, a lost interface. A `wake_fd` says that the signals
-        go through _stop_on_signals: they set `stopping`, write to `wake_fd`
-        (which wakes epoll) and break a blocking receive."""
+        """Serve until --count, --timeout, --until-verdict, a signal, a
+        closed stdout or, with --exit-on-down, a lost interface. A `wake_fd`
+        says that the signals go through _stop_on_signals: they call stop(),
+        write to `wake_fd` (which wakes epoll) and break a blocking receive."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        poller, interfaces = self.interfaces.poller, self.interfaces
         if wake_fd is not None:
-            self.poller.register(wake_fd, select.EPOLLIN)
-        netlink = self.netlink.fileno()
-        while not self.stopping:
+            poller.register(wake_fd, select.EPOLLIN)
+        netlink = interfaces.netlink.fileno()
+        while not self._done():
             wait = LONGEST_WAIT if deadline is None else deadline - time.monotonic()
             if wait <= 0:
                 break
@@ -1718,37 +1695,40 @@ class Responder:
                 self._serve_alone(alone, wait)
                 self.lines.write(idle=False)
                 continue
-            if (self.busy_poll and self.links) or self.lines.held:
+            if (self.settings.busy_poll and interfaces.links) or self.lines.held:
                 wait = 0  # held lines: one is printed, then the sockets looked at
             busy = False
-            for fd, _ in self.poller.poll(wait):
-                link = self.by_fd.get(fd)
+            for fd, _ in poller.poll(wait):
+                link = interfaces.by_fd.get(fd)
                 if link is not None:
                     busy |= self._drain(link)
                 elif fd == netlink:
-                    self._link_changed()
+                    interfaces.changed()
             if self.recorder:
                 self.recorder.settle()
             self.lines.write(idle=not busy)
         while self.lines.held:
             self.lines.write(idle=True)
 
+    def _done(self):
+        return self.stopping or self.settings.exit_on_down and bool(self.interfaces.lost)
+
     def _served_alone(self):
         """The Link to serve with a blocking receive, if any: the one
         interface asked for by name, served, with no --busy-poll and no -w
         (whose bursts end at an empty queue)."""
-        if (len(self.specs) == 1 and len(self.links) == 1 and not is_pattern(self.specs[0])
-                and not self.busy_poll and not self.recorder):
-            return next(iter(self.links.values()))
+        specs, links = self.settings.specs, self.interfaces.links
+        if (len(specs) == 1 and len(links) == 1 and not is_pattern(specs[0])
+                and not self.settings.busy_poll and not self.recorder):
+            return next(iter(links.values()))
         return None
 
     def _serve_alone(self, link, wait):
         """Serve `link` with a blocking receive, from which an idle process
-        wakes sooner than from epoll (README.rst, Performance), until a
-        signal, an interval timer after `wait` seconds or the interface
-        going down or away; then run(), which checks the deadline, calls
-        again or, in its epoll loop that reads netlink, waits for the
-        interface to come back."""
+        wakes sooner than from epoll, until a signal, an interval timer
+        after `wait` seconds or the interface going down or away; then
+        run(), which checks the deadline, calls again or, in its epoll loop
+        that reads netlink, waits for the interface to come back."""
         sock = link.sock.ins
         sock.setblocking(True)
         self.woken = False
@@ -1757,16 +1737,16 @@ class Responder:
             self._drain(link, blocking=True)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            if self.links.get(link.name) is link:
+            if self.interfaces.links.get(link.name) is link:
                 sock.setblocking(False)
 
     def _drain(self, link, blocking=False):
         """Answer the frames queued on `link`'s socket: at most BATCH, so
         that one guest's flood cannot starve the others, and say whether
         more wait; blocking: every frame, until a signal or the timer breaks
-        the receive, the lines printed whenever the queue is empty."""
+        the receive, a held line printed whenever the queue is empty."""
         sock, plain_echo, largest = link.sock, self.plain_echo, link.largest_frame
-        quick = self.verbose < 0 and not self.recorder
+        quick = self.settings.verbose < 0 and not self.recorder
         lines = self.lines
         receive = sock.ins.recv if quick else sock.recv_raw
         handled = 0
@@ -1789,7 +1769,7 @@ class Responder:
             except (BlockingIOError, Interrupted):
                 return False
             except OSError as exc:  # the interface went down or away
-                self._let_go(link, exc.strerror or str(exc))
+                self.interfaces.let_go(link, exc.strerror or str(exc))
                 return False
             finally:
                 self.interruptible = False
@@ -1807,65 +1787,164 @@ class Responder:
             else:
                 self.handle_plain(link, frame, stamp or time.time(), reply)
 
+
+def _queued(sock):
+    """A frame waits on `sock`."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- interfaces and sockets
+
+class Link:
+    """A served interface: its claim, socket and MTU."""
+
+    def __init__(self, name, index, claim, sock, mtu, stats, framing):
+        self.name, self.index, self.claim, self.sock = name, index, claim, sock
+        self.mtu, self.stats = mtu, stats
+        self.largest_frame = framing.largest_frame(mtu)  # longer replies are fragmented
+
+    def close(self):
+        self.sock.close()
+        self.claim.close()
+
+
+def is_pattern(name):
+    return any(c in name for c in "*?[")
+
+
+class Interfaces:
+    """The interfaces served: each one's claim, socket and counts, and a
+    netlink socket that reports interfaces coming and going, all on one
+    epoll object, which the loop waits on."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.links = {}        # name -> Link being served
+        self.by_fd = {}        # socket fd -> Link
+        self.stats = {}        # name -> Stats, kept after an interface leaves
+        self.lost = []         # every interface lost, in order
+        self.refused = set()   # interfaces refused, said once
+        self.poller = select.epoll()
+        self.netlink = socket.socket(socket.AF_NETLINK,
+                                     socket.SOCK_RAW | socket.SOCK_NONBLOCK,
+                                     socket.NETLINK_ROUTE)
+        self.netlink.bind((0, RTMGRP_LINK))
+        self.poller.register(self.netlink, select.EPOLLIN)
+
+    def wanted(self, name):
+        return any(name == spec or (is_pattern(spec) and fnmatch.fnmatchcase(name, spec))
+                   for spec in self.settings.specs)
+
+    def serve(self, name, index, quiet=False):
+        """Claim `name`, open a socket on it and serve it; raises
+        InterfaceTaken or OSError."""
+        claim = claim_interface(index)
+        try:
+            sock = open_socket(name)
+            mtu = _mtu(name)
+        except BaseException:
+            claim.close()
+            raise
+        stats = self.stats.setdefault(name, Stats.for_families(self.settings.scope.families))
+        link = Link(name, index, claim, sock, mtu, stats, self.settings.framing)
+        sock.ins.setblocking(False)
+        self.links[name], self.by_fd[sock.ins.fileno()] = link, link
+        self.poller.register(sock.ins, select.EPOLLIN)
+        if not quiet:
+            if name in self.lost:
+                log(f"{name}: back; answering again")
+            else:
+                spec = next(s for s in self.settings.specs
+                            if s == name or fnmatch.fnmatchcase(name, s))
+                log(f"{name}: serving (matches '{spec}')")
+        return link
+
+    def let_go(self, link, why):
+        del self.links[link.name], self.by_fd[link.sock.ins.fileno()]
+        self.poller.unregister(link.sock.ins)
+        link.close()
+        self.lost.append(link.name)
+        if self.settings.exit_on_down:
+            return  # the loop ends, and says why
+        if link.name in self.settings.specs:
+            log(f"{link.name}: {why}; waiting for it to come back")
+        else:
+            log(f"{link.name}: {why}; let go")
+
+    def reconcile(self, quiet=False):
+        """Serve every wanted interface that is up (and virtual, unless
+        --allow-physical), let go of those gone or down; `quiet`: without a
+        line for each one served (at start, the start-up line lists them)."""
+        present = {name: index for index, name in socket.if_nameindex()}
+        for link in list(self.links.values()):
+            if present.get(link.name) != link.index:
+                self.let_go(link, "gone")
+            elif not _is_up(link.name):
+                self.let_go(link, "down")
+        settings = self.settings
+        if settings.exit_on_down and self.lost:
+            return
+        for name in sorted(present):
+            if name in self.links or not self.wanted(name) or not _is_up(name):
+                continue
+            refusal = cannot_carry_a_guest(name, settings.scope.targets, settings.any_address)
+            if refusal is None and not settings.allow_physical and physical_device(name):
+                refusal = f"{name}: a physical interface; not served (--allow-physical overrides)"
+            if refusal is not None:
+                self._refuse(name, refusal)
+                continue
+            try:
+                self.serve(name, present[name], quiet)
+            except InterfaceTaken as taken:  # tried again at the next look
+                self._refuse(name, f"{name}: {_taken(taken)}; skipped")
+            except OSError as exc:  # gone again, or not quite there: the next look retries
+                if exc.errno not in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN):
+                    self._refuse(name, f"{name}: cannot open a packet socket: "
+                                 f"{exc.strerror or exc}")
+
+    def _refuse(self, name, why):
+        """Say once why `name` is not served."""
+        if name not in self.refused:
+            self.refused.add(name)
+            log(why)
+
+    def changed(self):
+        """Drain the netlink notifications, then look once."""
+        while True:
+            try:
+                if not self.netlink.recv(1 << 16):
+                    break
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    break
+                # Notifications were lost (the socket overflowed): the look below sees all.
+        self.reconcile()
+
+    def say_why_unserved(self, pattern):
+        """At start, for a pattern that serves nothing yet: what matches it."""
+        if any(fnmatch.fnmatchcase(name, pattern) for name in self.links):
+            return
+        matching = sorted(name for _, name in socket.if_nameindex()
+                          if fnmatch.fnmatchcase(name, pattern))
+        down = [name for name in matching if not _is_up(name)]
+        if not matching:
+            log(f"no interface matches '{pattern}' yet; waiting for one")
+        elif down:
+            verb = "matches" if len(down) == 1 else "match"
+            log(f"{', '.join(down)} {verb} '{pattern}' but {'is' if len(down) == 1 else 'are'} "
+                "down; waiting for one to come up")
+
     def close(self):
         for link in self.links.values():
             link.close()
         self.netlink.close()
         self.poller.close()
-
-    # -- the end
-
-    def report(self):
-        """The statistics block: one line per interface (and a total when
-        more than one was served), fragments, recording, then one verdict
-        line per guest."""
-        elapsed = f"time {time.monotonic() - self.started:.1f}s"
-        names = list(self.stats)
-        if not names:
-            lines = ["--- arp_icmp_vlan0 statistics: no interface was served ---",
-                     f"{self.total().line()}, {elapsed}"]
-        elif len(names) == 1:
-            lines = [f"--- {names[0]} arp_icmp_vlan0 statistics ---",
-                     f"{self.total().line()}, {elapsed}"]
-        else:
-            lines = [f"--- arp_icmp_vlan0 statistics: {len(names)} interfaces, {elapsed} ---"]
-            lines += [f"{name}: {self.stats[name].line()}" for name in names]
-            lines.append(f"total: {self.total().line()}")
-        reassembler = self.reassembler
-        if reassembler.reassembled or reassembler.dropped or reassembler.pending:
-            lines.append(f"fragmented requests: {reassembler.reassembled} reassembled, "
-                         f"{reassembler.dropped} dropped (overlapping, oversized or "
-                         f"timed out), {len(reassembler.pending)} incomplete")
-        if self.recorder:
-            lines.append(self.recorder.line())
-        lines += [guest.summary(self.framing, self.scope.mac)
-                  for guest in self.verdicts.guests.values()]
-        return "\n".join(lines)
-
-    def total(self):
-        total = Stats({kind: 0 for kind in REPLY_KINDS
-                       if KIND_FAMILY[kind] in self.scope.families})
-        for stats in self.stats.values():
-            total += stats
-        return total
-
-    def to_json(self, status):
-        reassembler = self.reassembler
-        return {
-            "tool": "arp_icmp_vlan0", "version": __version__,
-            "framing": str(self.framing), "mac": self.scope.mac,
-            "duration_s": round(time.monotonic() - self.started, 3),
-            "interfaces": {name: stats.to_json() for name, stats in self.stats.items()},
-            "total": self.total().to_json(),
-            "fragmented_requests": {"reassembled": reassembler.reassembled,
-                                    "dropped": reassembler.dropped,
-                                    "incomplete": len(reassembler.pending)},
-            "recording": self.recorder.to_json() if self.recorder else None,
-            "guests": [guest.to_json(self.framing, self.scope.mac)
-                       for guest in self.verdicts.guests.values()],
-            "guests_forgotten": self.verdicts.forgotten,
-            "exit_status": status,
-        }
 
 
 def open_socket(iface):
@@ -2002,29 +2081,38 @@ def physical_device(name):
     return None
 
 
-def _check_virtual(name, args):
+def _check_virtual(name, settings):
     """An error message if `name` is, or reaches, a physical network and
     --allow-physical was not given; with it, and without --ip, a warning."""
     physical = physical_device(name)
     if physical is None:
         return None
     via = "" if physical == name else f" (through {physical})"
-    if not args.allow_physical:
+    if not settings.allow_physical:
         return (f"{name} is a physical interface{via}: the tool would answer ARP "
                 "and pings for other hosts on a real network. It is meant for TAP, "
                 "veth and other virtual devices; --allow-physical overrides")
-    if not args.targets:
-        print(f"arp_icmp_vlan0: WARNING: {name} is a physical interface{via} and no "
-              "--ip was given: EVERY ARP request on that network will be answered, "
-              "claiming other hosts' addresses.", file=sys.stderr, flush=True)
+    if not settings.scope.targets:
+        log(f"WARNING: {name} is a physical interface{via} and no --ip was given: EVERY "
+            "ARP request on that network will be answered, claiming other hosts' addresses.")
     return None
 
+
+# ---------------------------------------------------------------- privileges and signals
 
 def _has_net_raw():
     """This process may open packet sockets (CAP_NET_RAW is effective)."""
     with open("/proc/self/status") as status:
         effective = re.search(r"^CapEff:\s*([0-9a-f]+)", status.read(), re.M)
     return bool(effective and int(effective.group(1), 16) >> CAP_NET_RAW & 1)
+
+
+def _user_exists(name):
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def drop_privileges(user):
@@ -2057,154 +2145,31 @@ class Interrupted(Exception):
     """A signal broke a blocking receive."""
 
 
-def _stop_on_signals(responder):
-    """SIGTERM and Ctrl-C end the serving loop cleanly between two frames (so
-    the pcap file stays whole); SIGALRM, the timer of a blocking receive,
-    hands control back to the loop; SIGHUP is ignored. Returns a file descriptor that becomes readable when a
-    signal arrives, for epoll to wake on; a blocking receive is broken by
-    raising Interrupted."""
+def _stop_on_signals(loop):
+    """SIGTERM and Ctrl-C end the loop cleanly between two frames (so the
+    pcap file stays whole); SIGALRM, the timer of a blocking receive, hands
+    control back to the loop; SIGHUP is ignored. Returns a file descriptor
+    that becomes readable when a signal arrives, for epoll to wake on; a
+    blocking receive is broken by raising Interrupted."""
     def stop(_signum, _frame):
-        responder.stopping = True
-        if responder.interruptible:  # PEP 475 would resume the receive
-            raise Interrupted
+        loop.stop()
 
     def wake(_signum, _frame):  # the deadline, or lines due: run() looks which
-        responder.woken = True
-        if responder.interruptible:
+        loop.woken = True
+        if loop.interruptible:
             raise Interrupted
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end)
     signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGALRM, wake)  # the timer of a blocking receive
+    signal.signal(signal.SIGALRM, wake)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # background jobs keep it
         signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return read_end
 
 
-def serve(args):
-    exact = [spec for spec in args.interfaces if not is_pattern(spec)]
-    patterns = [spec for spec in args.interfaces if is_pattern(spec)]
-    if not _has_net_raw():
-        return _fail(f"opening a packet socket needs root or CAP_NET_RAW; try: "
-                     f"sudo {sys.argv[0]} ...")
-    dropping = os.geteuid() == 0 and not args.keep_root
-    if dropping and not _user_exists(args.user):
-        return _fail(f"no user named {args.user!r} (--user)")
-    for name in exact:
-        problem = (_check_interface(name)
-                   or cannot_carry_a_guest(name, args.targets, args.any_address)
-                   or _check_virtual(name, args))
-        if problem:
-            return _fail(problem)
-    # A socket per interface: as many as the hard limit allows, not 1024.
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError):
-        pass  # an unlimited hard limit the kernel will not take: keep the soft one
-    pcap = summary = recorder = responder = None
-    started = False
-    try:
-        try:
-            pcap = args.write and OutputFile(args.write)
-            summary = args.json and OutputFile(args.json)
-        except OutputError as exc:
-            return _fail(str(exc))
-        if pcap and summary and pcap.identity == summary.identity:
-            return _fail(f"-w {args.write} and --json {args.json} are the same file")
-        responder = Responder(args.interfaces, scope_from(args), framing_from(args),
-                              allow_physical=args.allow_physical,
-                              any_address=args.any_address,
-                              verbose=args.verbose, count=args.count,
-                              until_verdict=args.until_verdict, busy_poll=args.busy_poll,
-                              exit_on_down=args.exit_on_down)
-        for name in exact:
-            try:
-                responder.serve(name, socket.if_nametoindex(name), quiet=True)
-            except InterfaceTaken as taken:
-                return _fail(f"{name}: {_taken(taken)}; one copy per interface, or "
-                             "every reply goes out twice")
-            except PermissionError:
-                return _fail(f"{name}: opening a packet socket needs root or "
-                             f"CAP_NET_RAW; try: sudo {sys.argv[0]} ...")
-            except OSError as exc:
-                return _fail(f"{name}: cannot open a packet socket: "
-                             f"{exc.strerror or exc}")
-        if patterns:
-            responder.reconcile(quiet=True)
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        if dropping:
-            try:
-                drop_privileges(args.user)
-            except OSError as exc:
-                return _fail(f"cannot drop privileges to {args.user}: {exc.strerror}; "
-                             "--keep-root runs as root")
-            user = args.user
-        started = True  # every check passed: the files may be emptied now
-        if pcap:
-            recorder = responder.recorder = Recorder(pcap)
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
-        wake_fd = _stop_on_signals(responder)
-        served = ", ".join(responder.links) or "no interface yet"
-        if patterns:
-            served += (f" (and every interface matching "
-                       f"{', '.join(repr(p) for p in patterns)} that comes up)")
-        responder.say(f"arp_icmp_vlan0: on {served} answering "
-                      f"{_describe(responder.scope, responder.framing)}; running as "
-                      f"{user}. Hit Ctrl-C to end.")
-        for pattern in patterns:
-            _say_why_unserved(pattern, responder.links)
-        responder.run(timeout=args.timeout, wake_fd=wake_fd)
-        if recorder:
-            recorder.close()
-        responder.say(responder.report())
-        status = EXIT_OK
-        if args.until_verdict:
-            status = responder.verdicts.status()
-            if status == EXIT_NO_VERDICT:
-                note(responder.verdicts.why_no_verdict())
-        if status == EXIT_OK and recorder and recorder.error:
-            status = EXIT_RECORD_INCOMPLETE
-        if args.exit_on_down and responder.lost:
-            status = _fail(f"stopped receiving on {', '.join(responder.lost)} "
-                           "(interface gone or down)")
-        if summary:
-            try:
-                summary.start()
-                summary.write(json.dumps(responder.to_json(status), indent=1).encode() + b"\n")
-            except OSError as exc:
-                return _fail(f"cannot write {args.json}: {exc.strerror or exc}")
-        return status
-    finally:
-        for output in (pcap, summary):
-            if output and not started:
-                output.discard()
-        if recorder:
-            recorder.close()
-        if summary:
-            summary.close()
-        if responder:
-            responder.close()
-
-
-def _say_why_unserved(pattern, served):
-    """At start, for a pattern that serves nothing yet: what matches it."""
-    if any(fnmatch.fnmatchcase(name, pattern) for name in served):
-        return
-    matching = sorted(name for _, name in socket.if_nameindex()
-                      if fnmatch.fnmatchcase(name, pattern))
-    down = [name for name in matching if not _is_up(name)]
-    if not matching:
-        note(f"no interface matches '{pattern}' yet; waiting for one")
-    elif down:
-        verb = "matches" if len(down) == 1 else "match"
-        note(f"{', '.join(down)} {verb} '{pattern}' but {'is' if len(down) == 1 else 'are'} "
-             "down; waiting for one to come up")
-
-
-# ---------------------------------------------------------------- CLI
+# ---------------------------------------------------------------- the command line
 
 def _mac(text):
     if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", text):
@@ -2389,14 +2354,6 @@ def parse_args(argv):
     return args
 
 
-def _user_exists(name):
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
 def framing_from(args):
     if args.untagged:
         return Framing(vlans=(), pad=args.pad)
@@ -2413,12 +2370,32 @@ def scope_from(args):
                  multicast_ping6=args.answer_multicast_ping)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What the command line asks of the loop and the interfaces."""
+    specs: tuple                 # interface names and patterns
+    scope: Scope = Scope()
+    framing: Framing = Framing()
+    allow_physical: bool = False
+    any_address: bool = False
+    verbose: int = 0             # -1 with -q, 1 with -v
+    count: int = 0               # replies before the end; 0: no limit
+    until_verdict: bool = False
+    busy_poll: bool = False
+    exit_on_down: bool = False
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(tuple(args.interfaces), scope_from(args), framing_from(args),
+                   allow_physical=args.allow_physical, any_address=args.any_address,
+                   verbose=args.verbose, count=args.count, until_verdict=args.until_verdict,
+                   busy_poll=args.busy_poll, exit_on_down=args.exit_on_down)
+
+
 def _describe(scope, framing):
     """The start-up line's middle: what is answered, for whom, how."""
-    kinds = [name for family, names in ((4, ["ARP", "ICMP echo"]),
-                                        (6, ["NDP", "ICMPv6 echo"]))
-             if family in scope.families for name in names]
-    kinds = ", ".join(kinds[:-1]) + " and " + kinds[-1]
+    titles = [kind.title for kind in KINDS.values() if kind.family in scope.families]
+    kinds = ", ".join(titles[:-1]) + " and " + titles[-1]
     targets = ", ".join(
         str(net.network_address) if net.num_addresses == 1 else str(net)
         for net in scope.targets if net.version in scope.families)
@@ -2435,9 +2412,141 @@ def _describe(scope, framing):
     return f"{kinds} for {targets or 'any address'} as {owner}, replies {how}{padding}"
 
 
-def _fail(message):
-    print(f"arp_icmp_vlan0: error: {message}", file=sys.stderr)
-    return EXIT_ERROR
+# ---------------------------------------------------------------- a run of the tool
+
+class Session:
+    """One run of the tool: start() makes every check and opens what the
+    run needs, serve() runs the loop, finish() reports and says the exit
+    status; close() closes what start() opened, on every path. A Fatal on
+    the way ends it (main() says it)."""
+
+    def __init__(self, args):
+        self.args, self.settings = args, Settings.from_args(args)
+        self.pcap = self.summary = self.recorder = self.interfaces = self.loop = None
+        self.user = pwd.getpwuid(os.geteuid()).pw_name
+        self.checked = False  # every start-up check passed: the files may be emptied
+
+    def start(self):
+        args, settings = self.args, self.settings
+        exact = [spec for spec in settings.specs if not is_pattern(spec)]
+        if not _has_net_raw():
+            raise Fatal(f"opening a packet socket needs root or CAP_NET_RAW; try: "
+                        f"sudo {sys.argv[0]} ...")
+        dropping = os.geteuid() == 0 and not args.keep_root
+        if dropping and not _user_exists(args.user):
+            raise Fatal(f"no user named {args.user!r} (--user)")
+        for name in exact:
+            problem = (_check_interface(name)
+                       or cannot_carry_a_guest(name, settings.scope.targets,
+                                               settings.any_address)
+                       or _check_virtual(name, settings))
+            if problem:
+                raise Fatal(problem)
+        # A socket per interface: as many as the hard limit allows, not 1024.
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # an unlimited hard limit the kernel will not take: keep the soft one
+        self.pcap = args.write and OutputFile(args.write)
+        self.summary = args.json and OutputFile(args.json)
+        if self.pcap and self.summary and self.pcap.identity == self.summary.identity:
+            raise Fatal(f"-w {args.write} and --json {args.json} are the same file")
+        self.interfaces = Interfaces(settings)
+        for name in exact:
+            self._serve(name)
+        if len(exact) < len(settings.specs):
+            self.interfaces.reconcile(quiet=True)
+        if dropping:
+            try:
+                drop_privileges(args.user)
+            except OSError as exc:
+                raise Fatal(f"cannot drop privileges to {args.user}: {exc.strerror}; "
+                            "--keep-root runs as root") from None
+            self.user = args.user
+        self.checked = True
+        if self.pcap:
+            self.recorder = Recorder(self.pcap)
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
+        self.loop = Loop(settings, self.interfaces, self.recorder)
+
+    def _serve(self, name):
+        try:
+            self.interfaces.serve(name, socket.if_nametoindex(name), quiet=True)
+        except InterfaceTaken as taken:
+            raise Fatal(f"{name}: {_taken(taken)}; one copy per interface, or every "
+                        "reply goes out twice") from None
+        except PermissionError:
+            raise Fatal(f"{name}: opening a packet socket needs root or CAP_NET_RAW; "
+                        f"try: sudo {sys.argv[0]} ...") from None
+        except OSError as exc:
+            raise Fatal(f"{name}: cannot open a packet socket: {exc.strerror or exc}") \
+                from None
+
+    def serve(self):
+        loop, interfaces, settings = self.loop, self.interfaces, self.settings
+        wake_fd = _stop_on_signals(loop)
+        patterns = [spec for spec in settings.specs if is_pattern(spec)]
+        served = ", ".join(interfaces.links) or "no interface yet"
+        if patterns:
+            served += (f" (and every interface matching "
+                       f"{', '.join(repr(p) for p in patterns)} that comes up)")
+        loop.say(f"arp_icmp_vlan0: on {served} answering "
+                 f"{_describe(settings.scope, settings.framing)}; running as "
+                 f"{self.user}. Hit Ctrl-C to end.")
+        for pattern in patterns:
+            interfaces.say_why_unserved(pattern)
+        loop.run(timeout=self.args.timeout, wake_fd=wake_fd)
+
+    def finish(self):
+        """The statistics, the exit status (said in a line where it needs
+        one) and the JSON summary; returns the status."""
+        args, loop = self.args, self.loop
+        if self.recorder:
+            self.recorder.close()
+        report = Report(loop)
+        loop.say(report.lines())
+        status = EXIT_OK
+        if args.until_verdict:
+            status = loop.verdicts.status()
+            if status == EXIT_NO_VERDICT:
+                log(loop.verdicts.why_no_verdict())
+        if status == EXIT_OK and self.recorder and self.recorder.error:
+            status = EXIT_RECORD_INCOMPLETE
+        if args.exit_on_down and self.interfaces.lost:
+            log(f"error: stopped receiving on {', '.join(self.interfaces.lost)} "
+                "(interface gone or down)")
+            status = EXIT_ERROR
+        if self.summary:
+            try:
+                self.summary.start()
+                self.summary.write(json.dumps(report.to_json(status), indent=1).encode()
+                                   + b"\n")
+            except OSError as exc:
+                raise Fatal(f"cannot write {args.json}: {exc.strerror or exc}") from None
+        return status
+
+    def close(self):
+        for output in (self.pcap, self.summary):
+            if output and not self.checked:
+                output.discard()
+        if self.recorder:
+            self.recorder.close()
+        if self.summary:
+            self.summary.close()
+        if self.interfaces:
+            self.interfaces.close()
+
+
+def serve(args):
+    """One run of the tool on its interfaces (Session)."""
+    session = Session(args)
+    try:
+        session.start()
+        session.serve()
+        return session.finish()
+    finally:
+        session.close()
 
 
 # ---------------------------------------------------------------- namespaces
@@ -2592,14 +2701,14 @@ def self_test(args):
     own stack pings the tool, which runs on the host end."""
     missing = [tool for tool in ("ip", "ping") if not shutil.which(tool)]
     if missing:
-        return _fail(f"--self-test needs {' and '.join(missing)} "
-                     "(apt install iproute2 iputils-ping)")
+        raise Fatal(f"--self-test needs {' and '.join(missing)} "
+                    "(apt install iproute2 iputils-ping)")
     if os.geteuid() != 0:
-        return _fail("--self-test creates network namespaces: run it as root "
-                     f"(sudo {sys.argv[0]} --self-test)")
+        raise Fatal("--self-test creates network namespaces: run it as root "
+                    f"(sudo {sys.argv[0]} --self-test)")
     if any(args.vlan or []):
-        return _fail("--self-test needs --vlan 0: the guest namespace has no "
-                     "VLAN interface, so it would drop the replies")
+        raise Fatal("--self-test needs --vlan 0: the guest namespace has no "
+                    "VLAN interface, so it would drop the replies")
     families = sorted(args.families)
     try:
         with VethPair("avz") as net:
@@ -2639,9 +2748,9 @@ def self_test(args):
                               if re.match(r"\d\d:\d\d:", line)), end="")  # frames alone
     except (subprocess.CalledProcessError, RuntimeError) as exc:
         detail = getattr(exc, "stderr", None) or str(exc)
-        return _fail(f"self-test could not run: {detail.strip()}")
+        raise Fatal(f"self-test could not run: {detail.strip()}") from None
     except KeyboardInterrupt:
-        return _fail("self-test interrupted")
+        raise Fatal("self-test interrupted") from None
     problems = []
     for family in families:
         _, address, resolver = SELF_TEST_ADDRESSES[family]
@@ -2668,14 +2777,18 @@ def _interrupt(_signum, _frame):
 
 def main(argv=None):
     args = parse_args(argv)
-    if SCAPY_MISSING:
-        return _fail(f"Scapy is not installed ({SCAPY_MISSING}); install it "
-                     "with: pip install scapy  (or: apt install python3-scapy)")
-    log_runtime.setLevel("ERROR")  # our own lines say what went wrong
-    if args.self_test:
-        signal.signal(signal.SIGTERM, _interrupt)
-        return self_test(args)
-    return serve(args)
+    try:
+        if SCAPY_MISSING:
+            raise Fatal(f"Scapy is not installed ({SCAPY_MISSING}); install it "
+                        "with: pip install scapy  (or: apt install python3-scapy)")
+        log_runtime.setLevel("ERROR")  # our own lines say what went wrong
+        if args.self_test:
+            signal.signal(signal.SIGTERM, _interrupt)
+            return self_test(args)
+        return serve(args)
+    except Fatal as exc:
+        log(f"error: {exc}")
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -65,11 +65,13 @@ def test_a_physical_interface_is_refused_with_one_line(fake_sysfs, capsys):
 
 
 def test_allow_physical_without_ip_warns_loudly(fake_sysfs, capsys):
-    args = arp_icmp_vlan0.parse_args(["--allow-physical", "br-lan"])
-    assert arp_icmp_vlan0._check_virtual("br-lan", args) is None
+    settings = arp_icmp_vlan0.Settings.from_args(
+        arp_icmp_vlan0.parse_args(["--allow-physical", "br-lan"]))
+    assert arp_icmp_vlan0._check_virtual("br-lan", settings) is None
     assert "WARNING: br-lan is a physical interface (through eth9)" in capsys.readouterr().err
-    args = arp_icmp_vlan0.parse_args(["--allow-physical", "--ip", "198.51.100.2", "eth9"])
-    assert arp_icmp_vlan0._check_virtual("eth9", args) is None
+    settings = arp_icmp_vlan0.Settings.from_args(
+        arp_icmp_vlan0.parse_args(["--allow-physical", "--ip", "198.51.100.2", "eth9"]))
+    assert arp_icmp_vlan0._check_virtual("eth9", settings) is None
     assert capsys.readouterr().err == ""
 
 
@@ -84,20 +86,20 @@ def test_a_pattern_never_serves_a_physical_interface_and_says_so_once(fake_sysfs
                         lambda: [(1, "tap0"), (2, "eth9"), (3, "br-lan"), (4, "veth0")])
     for allow_physical, expected in ((False, ["tap0", "veth0"]),
                                      (True, ["br-lan", "eth9", "tap0", "veth0"])):
-        responder = arp_icmp_vlan0.Responder(["*"], Scope(), Framing(),
-                                             allow_physical=allow_physical)
+        interfaces = arp_icmp_vlan0.Interfaces(arp_icmp_vlan0.Settings(
+            ("*",), Scope(), Framing(), allow_physical=allow_physical))
         served = []
 
-        def serve(name, index, quiet=False, responder=responder, served=served):  # noqa: ARG001
+        def serve(name, index, quiet=False, interfaces=interfaces, served=served):  # noqa: ARG001
             served.append(name)
-            responder.links[name] = FakeLink(name, index)
-        responder.serve = serve
+            interfaces.links[name] = FakeLink(name, index)
+        interfaces.serve = serve
         try:
-            responder.reconcile()
-            responder.reconcile()  # a second look changes nothing, says nothing
+            interfaces.reconcile()
+            interfaces.reconcile()  # a second look changes nothing, says nothing
         finally:
-            responder.links.clear()
-            responder.close()
+            interfaces.links.clear()
+            interfaces.close()
         assert served == expected
         lines = capsys.readouterr().err.splitlines()
         refused = [] if allow_physical else ["br-lan", "eth9"]

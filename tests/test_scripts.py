@@ -11,10 +11,14 @@ anything that needs root."""
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
+
+from conftest import need
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = {"matrix.py": "vm/matrix.py", "scale.py": "scale.py", "soak.py": "soak.py",
@@ -32,8 +36,11 @@ def bare_path(tmp_path_factory):
     return str(folder)
 
 
-def run_script(name, *args, path, prefix=()):
-    return subprocess.run([sys.executable, *prefix, os.path.join(TESTS, SCRIPTS[name]), *args],
+def run_script(name, *args, path, prefix=(), user=()):
+    """The script run with PATH=`path`; `prefix`: the interpreter's options
+    before it; `user`: a command it runs under (setpriv)."""
+    return subprocess.run([*user, sys.executable, *prefix, os.path.join(TESTS, SCRIPTS[name]),
+                           *args],
                           capture_output=True, text=True, timeout=60,
                           cwd=path,  # a writable folder for the default --json
                           env={**os.environ, "PATH": path, "COLUMNS": "100"})
@@ -99,16 +106,21 @@ def test_a_missing_tool_is_one_line_naming_its_package(name, words, bare_path):
         assert word in result.stderr
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="as root, the scripts would go on to make "
-                                              "namespaces")
 @pytest.mark.parametrize("name", ["matrix.py", "scale.py", "soak.py", "clients.py"])
-def test_without_root_one_line_says_so(name, tmp_path):
-    # Stand-ins for the tools, found on PATH and never run.
-    for tool in ("qemu-system-x86_64", "apt-get", "dpkg-deb", "ip", "ping", "sysctl"):
-        (tmp_path / tool).symlink_to("/bin/false")
+def test_without_root_one_line_says_so(name):
     if name == "matrix.py" and not os.path.exists("/bin/busybox"):
         pytest.skip("matrix.py asks for /bin/busybox first")
-    result = run_script(name, path=str(tmp_path))
+    user = ()
+    if os.geteuid() == 0:  # run as nobody: as root the script would go on
+        setpriv = shutil.which("setpriv")
+        need(setpriv, "needs setpriv (apt install util-linux)")
+        user = (setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+    with tempfile.TemporaryDirectory() as folder:  # not under root's 0700 pytest folder
+        os.chmod(folder, 0o777)  # nobody's default --json goes there
+        # Stand-ins for the tools, found on PATH and never run.
+        for tool in ("qemu-system-x86_64", "apt-get", "dpkg-deb", "ip", "ping", "sysctl"):
+            os.symlink("/bin/false", os.path.join(folder, tool))
+        result = run_script(name, path=folder, user=user)
     assert (result.returncode, result.stdout) == (1, ""), result
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith(f"{name}: error: needs root")

@@ -10,9 +10,9 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptSrcLLA
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import mac2str
 
-from arp_icmp_vlan0 import (ASKS_FOR_DROPS, ETHERTYPE_FAMILY, EXIT_DROPS, EXIT_NO_VERDICT,
+from arp_icmp_vlan0 import (ASKS_FOR_DROPS, EXIT_DROPS, EXIT_NO_VERDICT,
                             EXIT_OK, GUESTS_KEPT, RETRY_WINDOW, Framing, Scope, Verdicts,
-                            ethertype_and_offset, reply_to)
+                            reply_to)
 from test_core import MAC, PEER_IP, PEER_MAC, TOOL_IP
 from test_core6 import PEER6, SOLICITED_NODE, SOLICITED_NODE_MAC, TOOL6
 
@@ -50,8 +50,7 @@ def play(sequence, verdicts=None, scope=SCOPE, interface="tap0"):
     changes = []
     for now, frame in sequence:
         answer = reply_to(frame, scope, FRAMING)
-        family = ETHERTYPE_FAMILY.get(ethertype_and_offset(frame)[0])
-        guest = verdicts.observe(interface, frame, family, answer, now)
+        guest = verdicts.observe(interface, frame, answer, now)
         if guest is not None:
             changes.append((now, guest.verdict, guest.mac))
     return verdicts, changes
@@ -252,7 +251,7 @@ def test_a_guest_asking_for_200000_addresses_keeps_its_record_small():
     before = tracemalloc.get_traced_memory()[0]
     for n in range(200000):
         frame = template[:38] + (0xC6340000 + n).to_bytes(4, "big") + template[42:]
-        verdicts.observe("tap0", frame, 4, reply_to(frame, SCOPE, FRAMING), n * 1e-3)
+        verdicts.observe("tap0", frame, reply_to(frame, SCOPE, FRAMING), n * 1e-3)
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     guest = only_guest(verdicts)
@@ -270,7 +269,7 @@ def test_a_flood_of_spoofed_macs_does_not_push_out_a_guest_with_a_verdict():
     for n in range(100000):
         mac = b"\x52\x54" + n.to_bytes(4, "big")
         frame = template[:6] + mac + template[12:22] + mac + template[28:]
-        verdicts.observe("tap0", frame, 4, reply_to(frame, SCOPE, FRAMING), 1.0 + n * 1e-4)
+        verdicts.observe("tap0", frame, reply_to(frame, SCOPE, FRAMING), 1.0 + n * 1e-4)
     assert len(verdicts.guests) == GUESTS_KEPT
     assert verdicts.guests[("tap0", mac2str(PEER_MAC), 4)].verdict == "accepts"
     assert verdicts.forgotten == 100000 + 1 - GUESTS_KEPT

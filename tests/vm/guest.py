@@ -125,7 +125,10 @@ def _apt(release, command, *args, cwd=None):
                 out.write(f"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
                           f"{mirror} {suite} main\n")
     options = [f"-oDir::Etc::SourceList={sources}", "-oDir::Etc::SourceParts=/dev/null",
-               f"-oDir::State::Lists={home}/lists", f"-oDir::Cache={home}/cache"]
+               f"-oDir::State::Lists={home}/lists", f"-oDir::Cache={home}/cache",
+               # A mirror that is a frozen snapshot serves sid's Release past its
+               # Valid-Until date; the signature is still checked.
+               "-oAcquire::Check-Valid-Until=false"]
     return subprocess.run([command, *options, *args], cwd=cwd, check=True,
                           capture_output=True, text=True, timeout=600).stdout
 

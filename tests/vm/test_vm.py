@@ -48,8 +48,10 @@ def namespace():
 def test_guest_pings_through_the_tool(namespace, tmp_path, nic, mode, family, replies):
     summary = tmp_path / "summary.json"
     tool = start_tool(namespace, "tapvm", "-q", "--json", str(summary))
-    console = run_guest(namespace, "tapvm", nic, mode, family)
-    tool.stop()
+    try:
+        console = run_guest(namespace, "tapvm", nic, mode, family)
+    finally:
+        tool.stop()
     result = result_of(console)
     assert result == (replies, replies), f"guest console:\n{console}\ntool:\n{tool.output}"
     counts = kinds(tool.output)
@@ -71,8 +73,11 @@ def test_until_verdict_ends_early_with_the_guests_verdict(namespace, nic, status
     # What a script runs: sudo ./arp_icmp_vlan0.py --timeout 30 --until-verdict tap0
     tool = start_tool(namespace, "tapvm", "--timeout", "30", "--until-verdict")
     started = time.monotonic()
-    console = run_guest(namespace, "tapvm", nic)
-    assert tool.wait(timeout=40) == status, f"tool:\n{tool.output}\nguest:\n{console}"
+    try:
+        console = run_guest(namespace, "tapvm", nic)
+        assert tool.wait(timeout=40) == status, f"tool:\n{tool.output}\nguest:\n{console}"
+    finally:
+        tool.stop()
     assert time.monotonic() - started < 30, tool.output  # before --timeout
     assert tool.output.count(verdict) == 2, tool.output  # the line, then in the statistics
     received, _ = result_of(console)
@@ -84,8 +89,10 @@ def test_the_newest_kernel_still_drops_them_on_virtio_net(namespace, tmp_path):
     newest = RELEASES[-1]
     summary = tmp_path / "summary.json"
     tool = start_tool(namespace, "tapvm", "-q", "--json", str(summary))
-    console = run_guest(namespace, "tapvm", "virtio-net-pci", release=newest)
-    tool.stop()
+    try:
+        console = run_guest(namespace, "tapvm", "virtio-net-pci", release=newest)
+    finally:
+        tool.stop()
     assert kernel_of(console) == kernel(newest).version, console
     assert result_of(console) == (0, 0), f"guest console:\n{console}\ntool:\n{tool.output}"
     assert [g["verdict"] for g in json.loads(summary.read_text())["guests"]] == ["drops"]
@@ -103,7 +110,7 @@ def readme_recipe(name):
 def test_the_readmes_virtme_ng_recipe_as_written(namespace):
     # Run as root in the test's namespace, so without "sudo"; with this
     # machine's kernel swapped for the cached Debian one, and --disable-kvm
-    # (KVM does not work here). The tool it starts in the background is
+    # (TCG unless ARP_ICMP_VLAN0_VM_ACCEL=kvm: KVM is not to be relied on here). The tool it starts in the background is
     # stopped afterwards, by its PID.
     need(shutil.which("vng") and shutil.which("depmod") and shutil.which("udevadm"),
          "needs virtme-ng (pip install virtme-ng), kmod and udev")

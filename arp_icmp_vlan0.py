@@ -375,7 +375,7 @@ def checksum(data):
     """The Internet checksum (RFC 1071) of `data`, what Scapy's checksum()
     returns, in one big-integer operation (2^16 = 1 modulo 0xFFFF): three are
     on an echo request's path, where Scapy's take longer in a process the
-    request has just woken (tests/benchmark.py, per call)."""
+    request has just woken (tests/figures/benchmark.py, per call)."""
     value = int.from_bytes(data, "big") << 8 * (len(data) & 1)
     return 0xFFFF - (value % 0xFFFF or (0xFFFF if value else 0))
 
@@ -684,7 +684,7 @@ def plain_echo_replier(scope, framing):
     address. It exists because a request wakes a sleeping process in which
     every function, object and page touched then costs cache and TLB misses:
     with it and a blocking receive, the idle round trip went from 1.53 to
-    1.22 times the bare Python loop's (tests/benchmark.py). tests/test_core.py
+    1.22 times the bare Python loop's (tests/figures/benchmark.py). tests/test_core.py
     checks that both ways give the same bytes."""
     if scope.targets or 4 not in scope.families:
         return None

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""The crafted frames the tests and tests/fuzz.py share: the addresses,
-builders of requests and of fragment sets, reassemble(), the seed frames
-and the independent Scapy oracle. Nothing but Scapy and the tool: fuzz.py
-imports this without pytest or hypothesis installed."""
+"""The crafted frames the tests and tests/figures/fuzz.py share: the
+addresses, builders of requests and of fragment sets, reassemble(), the seed
+frames and the independent Scapy oracle. Nothing but Scapy and the tool:
+fuzz.py imports this without pytest or hypothesis installed (the checks the
+tests build on it: tests/checks.py)."""
 
 import os
 import sys

@@ -1,26 +1,46 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Throwaway network namespaces for the root-only tests.
+"""Throwaway network namespaces for the root-only tests and the figures
+scripts (tests/figures, tests/vm/matrix.py).
 
 A Lab is the tool's own VethPair (the one --self-test uses): two namespaces,
 "host" (where the tool runs) and "guest" (the real Linux stack standing in
 for a VM), joined by a veth pair, deleted on exit, on failure and on Ctrl-C.
-The Lab adds the documentation addresses and the helpers the tests share.
+The Lab adds the documentation addresses, the tool's --json summary, and the
+helpers the namespace tests share: ping, what tcpdump saw from the tool, a
+TAP for a "VM". No pytest here (conftest.py makes the `lab` fixture of it).
 """
 
 import argparse
+import ctypes
+import fcntl
 import json
 import os
+import select
+import shutil
+import struct
 import sys
+import tempfile
+import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
 TOOL = os.path.join(REPO, "arp_icmp_vlan0.py")
+# The benchmark's load generator, which the tests and the other scripts run too.
+BENCHMARK = os.path.join(TESTS, "figures", "benchmark.py")
 sys.path.insert(0, REPO)
 
-from arp_icmp_vlan0 import Process, VethPair  # noqa: E402,F401 (Process: for the tests)
+from arp_icmp_vlan0 import DEFAULT_MAC, Process, VethPair  # noqa: E402
 from arp_icmp_vlan0 import run_command as run  # noqa: E402
+
+__all__ = ["BENCHMARK", "DEFAULT_MAC", "GUEST6", "GUEST_IF", "GUEST_IP", "HOST_IF", "Lab",
+           "Process", "REPO", "TESTS", "TOOL", "TOOL6", "TOOL_IP", "VethPair", "above_zero",
+           "assert_whole_replies", "at_least", "command_line", "from_tool", "json_path",
+           "names_from", "open_tap_in", "ping", "read_reply", "report", "run", "summary",
+           "tagged_lines", "text_table"]
 
 GUEST_IP = "198.51.100.1"
 TOOL_IP = "198.51.100.2"
+GUEST6, TOOL6 = "2001:db8::1", "2001:db8::2"
 HOST_IF, GUEST_IF = "veth-host", "veth-guest"
 
 
@@ -46,26 +66,46 @@ def report(rows, results, path):
 
 
 class Lab(VethPair):
-    def __init__(self, prefix="avzt", ipv6=False):
+    def __init__(self, prefix="avzt", ipv6=False, guest6=False):
         """With ipv6=False the guest end has IPv6 disabled, so that its
-        autoconfiguration chatter (DAD, MLD) does not reach the tool."""
+        autoconfiguration chatter (DAD, MLD) does not reach the tool; with
+        guest6=True (and ipv6) it has GUEST6/64 as well, without DAD."""
         super().__init__(prefix, HOST_IF, GUEST_IF)
-        self.ipv6 = ipv6
+        self.ipv6, self.guest6 = ipv6 or guest6, guest6
+        self.scratch = None  # a folder for the tools' --json summaries
 
     def __enter__(self):
         super().__enter__()
         try:
+            self.scratch = tempfile.mkdtemp(prefix=f"{self.host}-")
             if not self.ipv6:
                 self.in_guest("sysctl", "-qw", f"net.ipv6.conf.{GUEST_IF}.disable_ipv6=1")
             self.in_guest("ip", "addr", "add", f"{GUEST_IP}/24", "dev", GUEST_IF)
+            if self.guest6:
+                self.in_guest("ip", "-6", "addr", "add", f"{GUEST6}/64", "dev", GUEST_IF,
+                              "nodad")
         except BaseException:
             self.__exit__(*sys.exc_info())
             raise
         return self
 
-    def start_tool(self, *args, interface=HOST_IF):
-        """The tool on the host end; returns once it is answering."""
+    def __exit__(self, *exc):
+        try:
+            super().__exit__(*exc)
+        finally:
+            if self.scratch:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def start_tool(self, *args, interface=HOST_IF, summary=False):
+        """The tool on the host end; returns once it is answering. With
+        summary=True it writes its --json summary as well, which summary()
+        reads once the tool has ended."""
+        path = None
+        if summary:
+            path = os.path.join(self.scratch, f"summary-{len(self.processes)}.json")
+            args = ("--json", path, *args)
         tool = self.start(self.host, sys.executable, TOOL, *args, interface)
+        tool.summary_path = path
         tool.wait_for("Hit Ctrl-C")
         return tool
 
@@ -75,6 +115,86 @@ class Lab(VethPair):
                              "--immediate-mode", "-i", interface, *expression)
         capture.wait_for("listening on")
         return capture
+
+
+def summary(tool):
+    """The --json summary of a tool that Lab.start_tool(summary=True)
+    started, once it has ended: keys "total" and "interfaces" (NAME ->) with
+    frames_seen, replies_sent, replies (kind -> count, for the kinds served),
+    ignored, fragments_held; "fragmented_requests", "recording", "guests"."""
+    assert tool.popen.poll() is not None, "the tool writes its summary as it ends"
+    with open(tool.summary_path) as file:
+        return json.load(file)
+
+
+# -- what the guest and its tcpdump see
+
+def ping(lab, *args, count=3, timeout=30):
+    """iputils ping in the guest, 0.2 s apart, 2 s for each reply; `args`:
+    its options and the address (-6 for IPv6)."""
+    return lab.in_guest("ping", "-n", "-c", str(count), "-i", "0.2", "-W", "2", *args,
+                        check=False, timeout=timeout)
+
+
+def assert_whole_replies(result, count, size=64, address=TOOL_IP):
+    """ping got `count` replies, each whole: iputils counts a truncated
+    reply as received, so check every size too."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{count} received" in result.stdout
+    assert result.stdout.count(f"{size} bytes from {address}") == count
+
+
+def from_tool(capture_output):
+    """The lines of tcpdump -n -e's output of frames from the tool's MAC."""
+    return [line for line in capture_output.splitlines()
+            if line.split()[1:2] == [DEFAULT_MAC]]
+
+
+def tagged_lines(capture_output, tag="vlan 0, p 0"):
+    """from_tool()'s lines that show `tag`."""
+    return [line for line in from_tool(capture_output) if tag in line]
+
+
+# -- a TAP device, its file descriptor held by the test as the "VM" side
+
+TUNSETIFF = 0x400454CA
+IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
+CLONE_NEWNET = 0x40000000
+
+
+def open_tap_in(namespace, name):
+    """Create TAP `name` inside `namespace` and return its fd. The device is
+    made in the netns the calling thread is in, so enter it and come back."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(f"/var/run/netns/{namespace}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        try:
+            fd = os.open("/dev/net/tun", os.O_RDWR)
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(home)
+        os.close(target)
+    return fd
+
+
+def read_reply(fd, timeout=3):
+    """The next frame the tool sent into the TAP, dissected (skipping the
+    kernel's own chatter); None after `timeout` seconds."""
+    from scapy.layers.l2 import Ether  # here alone: the rest of netlab needs no Scapy
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
+        if ready:
+            frame = Ether(os.read(fd, 65536))
+            if frame.src == DEFAULT_MAC:
+                return frame
+    return None
 
 
 # -- argparse types shared by the figures scripts

@@ -3,12 +3,10 @@
 checked after a bytes() round trip."""
 
 import ipaddress
-import os
-import random
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -18,54 +16,8 @@ from scapy.utils import checksum
 
 import arp_icmp_vlan0
 from arp_icmp_vlan0 import Framing, Scope, plain_echo_replier, reply_to, wants_address
-from frames import (MAC, PEER_IP, PEER_MAC, TOOL_IP, VALID_REQUESTS, arp_request,
-                    echo_request, wire)
-
-FRAMING = Framing()
-
-
-def core_reply(frame, framing=FRAMING, targets=(), **scope):
-    """The core's answer to `frame`'s bytes, with the tool's defaults unless
-    told otherwise; the plain echo path, where it answers, agrees."""
-    scope = Scope(mac=MAC, targets=targets, **scope)
-    result = reply_to(bytes(frame), scope, framing)
-    assert_plain_agrees(bytes(frame), scope, framing, result)
-    return result
-
-
-def assert_plain_agrees(frame, scope, framing, result):
-    """plain_echo_replier's reply is None or reply_to's, byte for byte."""
-    plain = plain_echo_replier(scope, framing)
-    reply = plain and plain(frame)
-    assert reply is None or (result is not None and reply == result.reply), frame.hex()
-    return reply
-
-
-def answer(frame, framing=FRAMING, targets=(), **scope):
-    """(kind, reply dissected by Scapy), asserting there is a reply."""
-    result = core_reply(frame, framing, targets, **scope)
-    assert result is not None, f"no reply to {frame!r}"
-    assert isinstance(result.reply, bytes)
-    return result.kind, wire(result.reply)
-
-
-def echo_data(reply):
-    """An echo message's data, to the IP total length: Ethernet padding is not
-    data (Scapy keeps it in the payload as a Padding layer)."""
-    ip = reply[IP]
-    data = bytes(ip)[ip.ihl * 4 + 8:ip.len]
-    assert not any(bytes(ip)[ip.len:]), "padding must be zeros"
-    return data
-
-
-def assert_one_tag(reply, framing, inner_type):
-    """Read off the wire bytes: TPID, then TCI = PCP(3) DEI(1) VID(12)."""
-    raw = bytes(reply)
-    tpid, tci, inner = struct.unpack_from("!HHH", raw, 12)
-    assert tpid == 0x8100
-    assert (tci >> 13, tci >> 12 & 1, tci & 0xFFF) == (framing.prio, 0, framing.vlans[0])
-    assert inner == inner_type, "more than one tag" if inner == 0x8100 else inner
-    assert reply[Dot1Q].vlan == framing.vlans[0]
+from checks import FRAMING, answer, assert_one_tag, assert_plain_agrees, core_reply, echo_data
+from frames import MAC, PEER_IP, PEER_MAC, TOOL_IP, arp_request, echo_request, wire
 
 
 # ---------------------------------------------------------------- ARP
@@ -328,32 +280,12 @@ def test_wants_address(addr, targets, expected):
     assert wants_address(ipaddress.ip_address(addr).packed, nets) is expected
 
 
-# ---------------------------------------------------------------- robustness
-
-@pytest.mark.parametrize("request_frame", VALID_REQUESTS,
-                         ids=["arp", "echo", "echo-empty", "echo-padded"])
-def test_every_truncation_raises_nothing(request_frame):
-    raw = bytes(request_frame)
-    whole = 14 + (28 if request_frame.haslayer(ARP) else request_frame[IP].len)
-    for length in range(len(raw) + 1):
-        result = core_reply(wire(raw[:length]))
-        assert (result is not None) == (length >= whole), length
-
-
-def test_random_and_bit_flipped_frames_raise_nothing():
-    rng = random.Random(20261125)
-    for _ in range(3000):
-        core_reply(wire(rng.randbytes(rng.randrange(0, 200))))
-    for request_frame in VALID_REQUESTS:
-        raw = bytes(request_frame)
-        for _ in range(500):
-            flipped = bytearray(raw)
-            flipped[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
-            core_reply(wire(bytes(flipped)))
-
+# ---------------------------------------------------------------- checksums
+#
+# Random bytes, truncations and bit flips of every request: the property
+# tests of tests/test_safety.py.
 
 @given(st.binary(max_size=200))
-@settings(max_examples=int(os.environ.get("ARP_ICMP_VLAN0_FUZZ_EXAMPLES", "400")))
 def test_the_checksum_is_scapys(data):
     assert arp_icmp_vlan0.checksum(data) == checksum(data)
 

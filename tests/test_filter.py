@@ -14,7 +14,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from arp_icmp_vlan0 import (DEFAULT_MAC, REQUEST_FILTER,
                             REQUEST_FILTER_EXPRESSION, Framing, Scope, reply_to)
 from conftest import need_root_and
-from test_core import VALID_REQUESTS, arp_request, echo_request, wire
+from frames import VALID_REQUESTS, arp_request, echo_request, wire
 
 PACKET_HOST, PACKET_OUTGOING = 0, 4
 SKF_AD_PKTTYPE = -0x1000 + 4

@@ -4,7 +4,6 @@ iputils ping and arping in the "guest" namespace, the tool on the host end of
 a veth, tcpdump -n -e in the guest confirming the tags."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,61 +11,16 @@ import sys
 import pytest
 
 from conftest import need_root_and
-from netlab import GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab, run
+from netlab import (BENCHMARK, GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, assert_whole_replies,
+                    from_tool, ping, run, summary, tagged_lines)
 from arp_icmp_vlan0 import DEFAULT_MAC
 
-BENCHMARK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark.py")
-STATS = re.compile(r"(\d+) frames seen, (\d+) replies sent \((.*)\), (\d+) ignored")
-
-
-@pytest.fixture
-def lab():
-    need_root_and("ip", "ping", "arping", "tcpdump")
-    arping_version = run("arping", "-V", check=False)
-    if "iputils" not in arping_version.stdout + arping_version.stderr:
-        pytest.fail("arping is not iputils-arping (Debian: apt install iputils-arping)")
-    with Lab() as made:
-        yield made
-
-
-def stats(tool_output):
-    """(seen, replied, arp, echo, ignored) from the statistics block, and
-    the IPv6 counts in the same line in `kinds`."""
-    match = STATS.search(tool_output)
-    assert match, f"no statistics in:\n{tool_output}"
-    seen, replied, kinds, ignored = match.groups()
-    per_kind = dict(reversed(part.split(" ", 1)) for part in kinds.split(", "))
-    assert sum(map(int, per_kind.values())) == int(replied)
-    return (int(seen), int(replied), int(per_kind["arp"]), int(per_kind["icmp echo"]),
-            int(ignored))
-
-
-def kinds(tool_output):
-    """{kind: replies sent} from the statistics block."""
-    kinds_text = STATS.search(tool_output).group(3)
-    return {k: int(n) for n, k in (part.split(" ", 1) for part in kinds_text.split(", "))}
-
-
-def ping(lab, *args, count=3):
-    return lab.in_guest("ping", "-n", "-c", str(count), "-i", "0.2", "-W", "2",
-                        *args, check=False)
-
-
-def assert_whole_replies(result, count, size=64):
-    # iputils counts a truncated reply as received: check every size too.
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{count} received" in result.stdout
-    assert result.stdout.count(f"{size} bytes from {TOOL_IP}") == count
-
-
-def tagged_lines(capture_output, tag="vlan 0, p 0"):
-    return [line for line in capture_output.splitlines()
-            if line.split()[1:2] == [DEFAULT_MAC] and tag in line]
+pytestmark = pytest.mark.lab("ip", "ping", "arping", "tcpdump")
 
 
 def test_ping_and_arp_replies_are_tagged_vlan0_once_each(lab):
     capture = lab.start_capture()
-    tool = lab.start_tool()
+    tool = lab.start_tool(summary=True)
     assert_whole_replies(ping(lab, TOOL_IP), 3)
     assert tool.stop() == 0
     capture.stop()
@@ -80,34 +34,37 @@ def test_ping_and_arp_replies_are_tagged_vlan0_once_each(lab):
     assert len(arp_requests) == len(arp_replies) >= 1
     for line in arp_replies + echo_replies:
         assert "ethertype 802.1Q (0x8100)" in line and "vlan 0, p 0," in line
-    assert stats(tool.output)[1:4] == (len(arp_replies) + 3, len(arp_replies), 3)
+    total = summary(tool)["total"]
+    assert (total["replies_sent"], total["replies"]["arp"], total["replies"]["icmp echo"]) == (
+        len(arp_replies) + 3, len(arp_replies), 3)
 
 
 def test_arping_gets_tagged_answers(lab):
-    tool = lab.start_tool()
+    tool = lab.start_tool(summary=True)
     result = lab.in_guest("arping", "-c", "3", "-w", "5", "-I", GUEST_IF, TOOL_IP,
                           check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Received 3 response(s)" in result.stdout
     assert result.stdout.count(f"from {TOOL_IP} [{DEFAULT_MAC.upper()}]") == 3
     tool.stop()
-    assert stats(tool.output)[2] == 3
+    assert summary(tool)["total"]["replies"]["arp"] == 3
 
 
 def test_duplicate_address_detection_finds_no_duplicate(lab):
-    tool = lab.start_tool()
+    tool = lab.start_tool(summary=True)
     result = lab.in_guest("arping", "-D", "-c", "2", "-w", "3", "-I", GUEST_IF,
                           GUEST_IP, check=False)
     tool.stop()
     assert result.returncode == 0, result.stdout  # 0: no reply, address free
     assert "Received 0 response(s)" in result.stdout
-    seen, replied, _, _, ignored = stats(tool.output)
-    assert replied == 0 and ignored == seen >= 2  # the probes did reach it
+    total = summary(tool)["total"]
+    assert total["replies_sent"] == 0
+    assert total["ignored"] == total["frames_seen"] >= 2  # the probes did reach it
 
 
 def test_udp_and_tcp_get_nothing_and_are_dropped_in_the_kernel(lab):
     capture = lab.start_capture()
-    tool = lab.start_tool()
+    tool = lab.start_tool(summary=True)
     assert_whole_replies(ping(lab, TOOL_IP, count=1), 1)
     lab.in_guest(sys.executable, "-c", f"""
 import socket
@@ -125,10 +82,10 @@ except socket.timeout:
     assert f"{GUEST_IP}.9" not in output  # nothing answered the datagram
     assert re.search(rf"{GUEST_IP}\.\d+ > {TOOL_IP}\.80: Flags \[S\]", output)
     assert re.search(rf"{GUEST_IP}\.\d+ > {TOOL_IP}\.9: UDP", output)
-    from_tool = [line for line in output.splitlines() if line.split()[1:2] == [DEFAULT_MAC]]
-    assert len(from_tool) == 2, from_tool  # the ARP and the echo reply
-    seen, replied, _, _, ignored = stats(tool.output)
-    assert (seen, replied, ignored) == (2, 2, 0)  # UDP/TCP never reached Python
+    replies = from_tool(output)
+    assert len(replies) == 2, replies  # the ARP and the echo reply
+    total = summary(tool)["total"]  # UDP and TCP never reached Python:
+    assert (total["frames_seen"], total["replies_sent"], total["ignored"]) == (2, 2, 0)
 
 
 def test_vlan_and_priority_options_show_in_tcpdump(lab):
@@ -145,10 +102,10 @@ def test_vlan_and_priority_options_show_in_tcpdump(lab):
 @pytest.mark.parametrize("how", ["count", "timeout", "sigterm"])
 def test_ends_with_status_0_and_statistics(lab, how):
     if how == "count":
-        tool = lab.start_tool("-c", "2")
+        tool = lab.start_tool("-c", "2", summary=True)
         ping(lab, TOOL_IP, count=3)
         status = tool.wait()
-        assert stats(tool.output)[1] == 2
+        assert summary(tool)["total"]["replies_sent"] == 2
     elif how == "timeout":
         tool = lab.start_tool("--timeout", "1")
         status = tool.wait(timeout=10)
@@ -160,14 +117,14 @@ def test_ends_with_status_0_and_statistics(lab, how):
 
 
 def test_quiet_prints_only_start_and_statistics(lab):
-    tool = lab.start_tool("-q")
+    tool = lab.start_tool("-q", summary=True)
     assert_whole_replies(ping(lab, TOOL_IP, count=2), 2)
     tool.stop()
     lines = tool.output.strip().splitlines()
     verdict = "accepts ARP replies tagged vlan 0, p 0: "
     assert "Hit Ctrl-C" in lines[0] and verdict in lines[1], lines
     assert "statistics" in lines[2] and verdict in lines[4] and len(lines) == 5, lines
-    assert stats(tool.output)[1] == 3
+    assert summary(tool)["total"]["replies_sent"] == 3
 
 
 def test_pcap_file_holds_requests_and_tagged_replies(lab, tmp_path):
@@ -184,13 +141,15 @@ def test_pcap_file_holds_requests_and_tagged_replies(lab, tmp_path):
 
 
 def test_ip_option_limits_the_answered_addresses(lab):
-    tool = lab.start_tool("--ip", TOOL_IP)
+    tool = lab.start_tool("--ip", TOOL_IP, summary=True)
     assert_whole_replies(ping(lab, TOOL_IP, count=1), 1)
     other = ping(lab, "198.51.100.3", count=1)
     tool.stop()
     assert other.returncode != 0
-    seen, replied, arp, echo, ignored = stats(tool.output)
-    assert (replied, arp, echo) == (2, 1, 1) and ignored >= 1
+    total = summary(tool)["total"]
+    assert (total["replies_sent"], total["replies"]["arp"], total["replies"]["icmp echo"]) == (
+        2, 1, 1)
+    assert total["ignored"] >= 1
 
 
 def test_interface_that_is_down_is_refused(lab):
@@ -216,20 +175,22 @@ def test_self_test_passes():
 def test_burst_of_1000_echo_requests_answered_exactly_once(lab, mode):
     # The benchmark's load generator, run in the guest: 1,000 back-to-back
     # requests, then a count of the replies per sequence number.
-    tool = lab.start_tool("-q", *mode)
+    tool = lab.start_tool("-q", *mode, summary=True)
     result = lab.in_guest(sys.executable, BENCHMARK, "--generate", "burst",
                           "--peer-mac", DEFAULT_MAC, timeout=60)
     counts = json.loads(result.stdout.strip().splitlines()[-1])
     tool.stop()
     assert counts == {"sent": 1000, "answered": 1000, "exactly_once": 1000}
-    assert stats(tool.output)[:4] == (1000, 1000, 0, 1000)
+    total = summary(tool)["total"]
+    assert (total["frames_seen"], total["replies_sent"], total["replies"]["arp"],
+            total["replies"]["icmp echo"]) == (1000, 1000, 0, 1000)
 
 
 def test_busy_poll_answers_and_ends_on_timeout(lab):
-    tool = lab.start_tool("--busy-poll", "--timeout", "3")
+    tool = lab.start_tool("--busy-poll", "--timeout", "3", summary=True)
     assert_whole_replies(ping(lab, TOOL_IP, count=2), 2)
     assert tool.wait(timeout=10) == 0
-    assert stats(tool.output)[1] == 3
+    assert summary(tool)["total"]["replies_sent"] == 3
 
 
 @pytest.mark.parametrize("owner, duplicate", [
@@ -241,11 +202,11 @@ def test_an_address_given_singly_is_defended_against_arp_probes(lab, owner, dupl
     if owner == "kernel":
         lab.in_host("ip", "addr", "add", f"{TOOL_IP}/24", "dev", HOST_IF)
     else:
-        tool = lab.start_tool(*owner)
+        tool = lab.start_tool(*owner, summary=True)
     result = lab.in_guest("arping", "-D", "-c", "2", "-w", "3", "-I", GUEST_IF, TOOL_IP,
                           check=False)
     assert result.returncode == (1 if duplicate else 0), result.stdout
     assert f"Received {1 if duplicate else 0} response(s)" in result.stdout
     if owner != "kernel":
         tool.stop()
-        assert stats(tool.output)[2] == (1 if duplicate else 0)
+        assert summary(tool)["total"]["replies"]["arp"] == (1 if duplicate else 0)

@@ -8,39 +8,24 @@ import time
 import pytest
 
 from arp_icmp_vlan0 import DEFAULT_MAC, tool_link_local
-from conftest import need_root_and
-from netlab import GUEST_IF, Lab
-from test_netns import kinds, tagged_lines
+from netlab import GUEST6, GUEST_IF, TOOL6, assert_whole_replies, ping, summary, tagged_lines
 
-GUEST6, TOOL6 = "2001:db8::1", "2001:db8::2"
-
-
-@pytest.fixture
-def lab():
-    need_root_and("ip", "ping", "tcpdump")
-    with Lab(ipv6=True) as made:
-        yield made
+pytestmark = pytest.mark.lab("ip", "ping", "tcpdump", ipv6=True)
 
 
 def add_guest_address(lab, *flags):
     lab.in_guest("ip", "-6", "addr", "add", f"{GUEST6}/64", "dev", GUEST_IF, *flags)
 
 
-def ping6(lab, address, count=3):
-    return lab.in_guest("ping", "-6", "-n", "-c", str(count), "-i", "0.2", "-W", "2",
-                        address, check=False)
-
-
 def test_ping6_resolves_by_ndp_and_gets_tagged_replies(lab):
     add_guest_address(lab, "nodad")
     capture = lab.start_capture("ip6")
-    tool = lab.start_tool()
-    result = ping6(lab, TOOL6)
+    tool = lab.start_tool(summary=True)
+    result = ping(lab, "-6", TOOL6)
     neighbour = lab.in_guest("ip", "-6", "neigh", "show", TOOL6).stdout
     tool.stop()
     capture.stop()
-    assert result.returncode == 0 and "3 received" in result.stdout, result.stdout
-    assert result.stdout.count(f"64 bytes from {TOOL6}") == 3
+    assert_whole_replies(result, 3, address=TOOL6)
     assert re.search(rf"lladdr {DEFAULT_MAC} (REACHABLE|STALE|DELAY)", neighbour), neighbour
     tagged = tagged_lines(capture.output)
     advertisements = [line for line in tagged if f"neighbor advertisement, tgt is {TOOL6}" in line]
@@ -51,12 +36,12 @@ def test_ping6_resolves_by_ndp_and_gets_tagged_replies(lab):
     assert len(echo_replies) == 3
     assert all("ethertype 802.1Q (0x8100)" in line and "vlan 0, p 0," in line
                for line in advertisements + echo_replies)
-    counts = kinds(tool.output)
+    counts = summary(tool)["total"]["replies"]
     assert (counts["ndp"], counts["icmp6 echo"]) == (len(advertisements), 3)
 
 
 def test_guest_dad_completes_without_dadfailed(lab):
-    tool = lab.start_tool()
+    tool = lab.start_tool(summary=True)
     add_guest_address(lab)  # with DAD: the guest solicits its own address
     deadline = time.monotonic() + 10
     while "tentative" in (state := lab.in_guest("ip", "-6", "addr", "show", "dev",
@@ -66,31 +51,32 @@ def test_guest_dad_completes_without_dadfailed(lab):
     tool.stop()
     assert "dadfailed" not in state
     assert GUEST6 in state
-    assert kinds(tool.output)["ndp"] == 0
-    assert re.search(r"(\d+) ignored", tool.output).group(1) != "0"  # DAD reached it
+    total = summary(tool)["total"]
+    assert total["replies"]["ndp"] == 0
+    assert total["ignored"] > 0  # DAD reached it
 
 
 @pytest.mark.parametrize("asked", [False, True], ids=["default", "answer-multicast-ping"])
 def test_multicast_ping_answered_only_when_asked(lab, asked):
     add_guest_address(lab, "nodad")
-    tool = lab.start_tool(*(["--answer-multicast-ping"] if asked else []))
-    result = ping6(lab, f"ff02::1%{GUEST_IF}", count=2)
+    tool = lab.start_tool(*(["--answer-multicast-ping"] if asked else []), summary=True)
+    result = ping(lab, "-6", f"ff02::1%{GUEST_IF}", count=2)
     tool.stop()
     from_tool = f"from {tool_link_local(DEFAULT_MAC)}%{GUEST_IF}"
     assert (from_tool in result.stdout) is asked, result.stdout
-    assert kinds(tool.output)["icmp6 echo"] == (2 if asked else 0)
+    assert summary(tool)["total"]["replies"]["icmp6 echo"] == (2 if asked else 0)
 
 
 def test_family_options(lab):
     add_guest_address(lab, "nodad")
-    tool = lab.start_tool("-6")
-    assert ping6(lab, TOOL6, count=1).returncode == 0
+    tool = lab.start_tool("-6", summary=True)
+    assert ping(lab, "-6", TOOL6, count=1).returncode == 0
     tool.stop()
-    assert "arp" not in kinds(tool.output)
-    tool = lab.start_tool("-4")  # the guest still knows the MAC: echo alone
-    assert ping6(lab, TOOL6, count=1).returncode != 0
+    assert "arp" not in summary(tool)["total"]["replies"]
+    tool = lab.start_tool("-4", summary=True)  # the guest still knows the MAC: echo alone
+    assert ping(lab, "-6", TOOL6, count=1).returncode != 0
     tool.stop()
-    assert "icmp6 echo" not in kinds(tool.output)
+    assert "icmp6 echo" not in summary(tool)["total"]["replies"]
 
 
 @pytest.mark.parametrize("owner, duplicate", [
@@ -103,7 +89,7 @@ def test_an_address_given_singly_is_defended_against_dad(lab, owner, duplicate):
     if owner == "kernel":
         lab.in_host("ip", "-6", "addr", "add", f"{TOOL6}/64", "dev", "veth-host", "nodad")
     else:
-        tool = lab.start_tool(*owner)
+        tool = lab.start_tool(*owner, summary=True)
     lab.in_guest("ip", "-6", "addr", "add", f"{TOOL6}/64", "dev", GUEST_IF)
     deadline = time.monotonic() + 10
     while "tentative" in (state := lab.in_guest("ip", "-6", "addr", "show", "dev",
@@ -113,4 +99,4 @@ def test_an_address_given_singly_is_defended_against_dad(lab, owner, duplicate):
     assert ("dadfailed" in state) is duplicate, state
     if owner != "kernel":
         tool.stop()
-        assert kinds(tool.output)["ndp"] == (1 if duplicate else 0)
+        assert summary(tool)["total"]["replies"]["ndp"] == (1 if duplicate else 0)

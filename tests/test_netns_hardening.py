@@ -14,17 +14,17 @@ import pytest
 from scapy.utils import rdpcap
 
 from conftest import need, need_root_and
-from netlab import GUEST_IF, HOST_IF, TOOL, TOOL_IP, Lab, run
-from test_netns import assert_whole_replies, ping
+from netlab import (GUEST_IF, HOST_IF, TESTS, TOOL, TOOL6, TOOL_IP, assert_whole_replies, ping,
+                    run, summary)
 
-GUEST6, TOOL6 = "2001:db8::1", "2001:db8::2"
+pytestmark = pytest.mark.lab("ip", "ping", "tcpdump", prefix="avzt-hard", guest6=True)
 
 # Sends frames.dnssl_solicitation() three times on the guest's veth: its DNS
 # Search List option made Scapy 2.5.0's summary, the per-reply line, raise
 # ("Bad format string"), which ended the tool with a traceback.
 DNSSL_SOLICITATIONS = f"""
 import socket, sys
-sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+sys.path.insert(0, {TESTS!r})
 from frames import dnssl_solicitation
 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 sock.bind((sys.argv[1], 0))
@@ -42,14 +42,6 @@ def debian_scapy_python():
     version = subprocess.run([python, "-c", "import scapy; print(scapy.__version__)"],
                              capture_output=True, text=True)
     return python if version.returncode == 0 else None
-
-
-@pytest.fixture
-def lab():
-    need_root_and("ip", "ping", "tcpdump")
-    with Lab(prefix="avzt-hard", ipv6=True) as made:
-        made.in_guest("ip", "-6", "addr", "add", f"{GUEST6}/64", "dev", GUEST_IF, "nodad")
-        yield made
 
 
 @pytest.mark.parametrize("which", ["oldest", "newest"])
@@ -147,14 +139,15 @@ def test_on_a_bridge_the_real_owner_wins_the_guests_neighbour_entry(lab):
     at the tool (TCP to it then failed while ping "worked"). A proxy's NA
     has Override clear (RFC 4861 7.2.4), so the owner's answer wins."""
     owner_mac = bridge_with_an_owner(lab)
-    tool = lab.start_tool("-6", "-q", "--untagged", "--any-address", interface="br0")
+    tool = lab.start_tool("-6", "-q", "--untagged", "--any-address", interface="br0",
+                          summary=True)
     for _ in range(5):
         lab.in_guest("ip", "-6", "neigh", "flush", "dev", GUEST_IF)
         lab.in_guest("ping", "-6", "-n", "-c", "1", "-W", "2", TOOL6, check=False)
         entry = lab.in_guest("ip", "-6", "neigh", "show", TOOL6).stdout
         assert owner_mac in entry, entry
     tool.stop()
-    assert "0 ndp" not in tool.output  # it did answer, as a proxy
+    assert summary(tool)["total"]["replies"]["ndp"] > 0  # it did answer, as a proxy
 
 
 def test_the_recording_is_in_causal_order(lab, tmp_path):

@@ -12,19 +12,11 @@ import time
 import pytest
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from conftest import need, need_root_and
-from netlab import GUEST_IF, HOST_IF, Lab, run
-from test_tap import open_tap_in, read_reply
+from netlab import GUEST_IF, HOST_IF, open_tap_in, ping, read_reply, run, summary
+
+pytestmark = pytest.mark.lab("ip", "ping", tun=True, prefix="avzt-pat")
 
 VM_MAC = "52:54:00:12:34:56"
-
-
-@pytest.fixture
-def lab():
-    need_root_and("ip", "ping")
-    need(os.path.exists("/dev/net/tun"), "needs /dev/net/tun")
-    with Lab(prefix="avzt-pat") as made:
-        yield made
 
 
 def add_pair(lab, number):
@@ -41,9 +33,8 @@ def add_pair(lab, number):
 
 
 def pings(lab, address, count=2):
-    result = lab.in_guest("ping", "-n", "-c", str(count), "-i", "0.2", "-W", "2", address,
-                          check=False)
-    return result.stdout.count(f"64 bytes from {address}")
+    """The whole replies to `count` pings of `address`."""
+    return ping(lab, address, count=count).stdout.count(f"64 bytes from {address}")
 
 
 def ask(fd, target, timeout=1.0):
@@ -87,7 +78,7 @@ def test_taps_made_after_start_are_served_within_a_second(lab):
 
 def test_a_pattern_serves_interfaces_at_start_and_later_and_lets_go_of_one(lab):
     first, second = add_pair(lab, 1), add_pair(lab, 2)
-    tool = lab.start_tool("-q", interface="vh*")
+    tool = lab.start_tool("-q", interface="vh*", summary=True)
     assert "on vh1, vh2 (and every interface matching 'vh*' that comes up)" in tool.output
     assert pings(lab, first) == 2 and pings(lab, second) == 2
     third = add_pair(lab, 3)
@@ -98,8 +89,10 @@ def test_a_pattern_serves_interfaces_at_start_and_later_and_lets_go_of_one(lab):
     assert pings(lab, second) == 2 and pings(lab, third) == 2
     assert HOST_IF not in tool.output  # veth-host does not match
     assert tool.stop() == 0
+    interfaces = summary(tool)["interfaces"]
     for name, replies in (("vh1", 3), ("vh2", 5), ("vh3", 5)):  # ARP, then the pings
-        assert f"{name}: {replies} frames seen, {replies} replies sent" in tool.output
+        counts = interfaces[name]
+        assert (counts["frames_seen"], counts["replies_sent"]) == (replies, replies), counts
 
 
 def test_an_interface_that_goes_down_is_let_go_and_served_again_when_up(lab):

@@ -10,20 +10,12 @@ import time
 
 import pytest
 
-from conftest import need_root_and
-from netlab import GUEST_IF, GUEST_IP, TOOL_IP, Lab
+from netlab import GUEST6, GUEST_IF, GUEST_IP, TOOL6, TOOL_IP, ping
 
-GUEST6, TOOL6 = "2001:db8::1", "2001:db8::2"
+pytestmark = pytest.mark.lab("ip", "ping", "nft", guest6=True)
+
 TARGET = {4: TOOL_IP, 6: TOOL6}
 RESOLVER = {4: "ARP replies", 6: "Neighbor Advertisements"}
-
-
-@pytest.fixture
-def lab():
-    need_root_and("ip", "ping", "nft")
-    with Lab(ipv6=True) as made:
-        made.in_guest("ip", "-6", "addr", "add", f"{GUEST6}/64", "dev", GUEST_IF, "nodad")
-        yield made
 
 
 def drop_vlan0_at_the_guest(lab):
@@ -38,11 +30,6 @@ def drop_vlan0_at_the_guest(lab):
         "counter packets ")[1].split()[0])
 
 
-def ping(lab, family, count=3):
-    return lab.in_guest("ping", f"-{family}", "-n", "-c", str(count), "-i", "0.2", "-W", "2",
-                        TARGET[family], check=False)
-
-
 def run_until_verdict(lab, tmp_path, family, *options):
     """The tool with --until-verdict --timeout 30 while the guest pings;
     (exit status, seconds it ran, its output, its JSON summary, ping)."""
@@ -50,7 +37,7 @@ def run_until_verdict(lab, tmp_path, family, *options):
     tool = lab.start_tool("--until-verdict", "--timeout", "30", "--json", str(summary), "-q",
                           f"-{family}", *options)
     started = time.monotonic()
-    result = ping(lab, family)
+    result = ping(lab, f"-{family}", TARGET[family])
     status = tool.wait(timeout=40)
     return status, time.monotonic() - started, tool.output, json.loads(summary.read_text()), result
 
@@ -123,6 +110,6 @@ def test_nothing_heard_is_status_4_too_and_says_so(lab):
 def test_without_until_verdict_a_drop_still_ends_with_status_0(lab):
     drop_vlan0_at_the_guest(lab)
     tool = lab.start_tool("-4")
-    ping(lab, 4)
+    ping(lab, "-4", TOOL_IP)
     assert tool.stop() == 0
     assert "it drops ARP replies tagged vlan 0, p 0" in tool.output

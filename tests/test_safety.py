@@ -1,21 +1,27 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Safety, offline: the guard against physical interfaces, on a faked sysfs
-view (this kernel has no netdevsim), and property tests of the core."""
+view (this kernel has no netdevsim), and the property tests of the core and
+of reassembly: random bytes, truncations, bit flips, IPv6-shaped frames and
+fragment soup."""
 
-import os
+import itertools
 import random
+import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP
-from scapy.layers.l2 import Ether
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Ether
+from scapy.utils import checksum
 
 import arp_icmp_vlan0
-from arp_icmp_vlan0 import DEFAULT_MAC, Framing, Scope, main, physical_device, reply_to
-from frames import (PEER_MAC, SEEDS, arp_request, assert_well_formed, echo6, echo_request,
-                    solicitation)
-from test_core import assert_plain_agrees
+from arp_icmp_vlan0 import (DEFAULT_MAC, Framing, Reassembler, Scope, main, physical_device,
+                            reply_to)
+from checks import check_any_frame
+from frames import (MAC, PEER_MAC, SEEDS, arp_request, echo6, echo_request, ipv4_fragments,
+                    ipv6_fragments, reassemble, solicitation)
 
 SCOPE, FRAMING = Scope(), Framing()
 
@@ -113,26 +119,16 @@ def test_the_real_sysfs_view_of_this_machine():
 
 
 # ---------------------------------------------------------------- properties
+#
+# Whatever the frame, checks.check_any_frame: the core raises nothing, the
+# plain echo path agrees with it, and a reply goes only to a well-formed
+# request. Examples per test: ARP_ICMP_VLAN0_FUZZ_EXAMPLES (conftest.py).
 
-def check(frame):
-    answer = reply_to(frame, SCOPE, FRAMING)
-    assert_plain_agrees(frame, SCOPE, FRAMING, answer)
-    if answer is not None:
-        assert_well_formed(frame, answer.kind)
-
-
-EXAMPLES = int(os.environ.get("ARP_ICMP_VLAN0_FUZZ_EXAMPLES", "400"))
-PROPERTY = settings(max_examples=EXAMPLES, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
-
-
-@PROPERTY
 @given(st.binary(max_size=1600))
 def test_random_bytes_never_raise_nor_get_a_reply_unless_well_formed(frame):
-    check(frame)
+    check_any_frame(frame)
 
 
-@PROPERTY
 @given(st.sampled_from(SEEDS), st.integers(0, 200), st.lists(st.integers(0, 10_000),
                                                              max_size=4))
 def test_truncated_and_bit_flipped_requests(seed, cut, flips):
@@ -140,15 +136,101 @@ def test_truncated_and_bit_flipped_requests(seed, cut, flips):
     for flip in flips:
         if frame:
             frame[flip % len(frame)] ^= 1 << (flip % 8)
-    check(bytes(frame))
+    check_any_frame(bytes(frame))
+
+
+@st.composite
+def ipv6_shaped(draw):
+    """Random bytes after an IPv6 Ethernet header, past 40 bytes made to
+    look like IPv6: version 6, a next header of Hop-by-Hop, ICMPv6 or
+    Destination Options, a hop limit and ICMPv6 type the core looks for
+    (or any), a payload length that fits (or any)."""
+    body = bytearray(draw(st.binary(max_size=120)))
+    if len(body) > 40:
+        body[0] = 0x60
+        body[6] = draw(st.sampled_from([0, 58, 60]))
+        body[7] = draw(st.sampled_from([255, 64, body[7]]))
+        body[40] = draw(st.sampled_from([128, 135, 136, body[40]]))
+        struct.pack_into("!H", body, 4, draw(st.one_of(st.just(len(body) - 40),
+                                                       st.integers(0, 0xFFFF))))
+    return bytes(Ether(src=PEER_MAC, dst=MAC, type=0x86DD)) + bytes(body)
+
+
+@given(ipv6_shaped())
+def test_random_ipv6_shaped_frames(frame):
+    check_any_frame(frame)
+
+
+def claimed_length(seed):
+    """The bytes of `seed` its headers claim: ARP's 28, or to the IPv4 total
+    length or the IPv6 payload length. Past them: Ethernet padding."""
+    packet = Ether(seed)
+    if packet.haslayer(ARP):
+        return 14 + 28
+    if packet.haslayer(IP):
+        return 14 + packet[IP].len
+    return 14 + 40 + packet[IPv6].plen
+
+
+# Lengths past a seed's own at which it is tried followed by noise, beyond
+# its first 16: the edges of the minimum frame, of the IPv6 minimum MTU, of
+# the MTU and of the largest frames with one or two tags.
+EDGES = {59, 60, 61, 64, 1279, 1280, 1281, 1499, 1500, 1501, 1513, 1514, 1515, 1517, 1518,
+         1519, 1521, 1522, 1523, 1599, 1600}
 
 
 def test_every_length_from_0_to_1600():
+    """No frame length raises, and only a well-formed request gets a reply
+    (check_any_frame): random bytes of every length from 0 to 1600; every
+    truncation of every seed, answered from the length its headers claim on
+    and never shorter; each seed followed by noise, to 1600 bytes."""
     rng = random.Random(1600)
     for length in range(1601):
-        check(rng.randbytes(length))
-        for seed in SEEDS:  # the seed's start, then noise, at every length
-            check((seed + rng.randbytes(length))[:length])
+        check_any_frame(rng.randbytes(length))
+    for seed in SEEDS:
+        whole = claimed_length(seed)
+        for length in range(len(seed) + 1):
+            answered = check_any_frame(seed[:length]) is not None
+            assert answered == (length >= whole), (seed.hex(), length)
+        for length in sorted(set(range(len(seed) + 1, len(seed) + 17)) | EDGES):
+            if length > len(seed):
+                check_any_frame(seed + rng.randbytes(length - len(seed)))
+
+
+# Twelve IPv4 datagrams and four IPv6 ones, three fragments each: more
+# than the reassembler below may hold at once.
+DATAGRAMS = ([ipv4_fragments(ident=ident) for ident in range(12)]
+             + [ipv6_fragments(ident=ident) for ident in range(4)])
+# A bit to flip: (which of the fragments sent, byte after the Ethernet
+# header, bit); half of them in the first 48 bytes, the IP and fragment
+# headers.
+FLIP = st.tuples(st.integers(0, 2), st.one_of(st.integers(0, 47), st.integers(0, 1600)),
+                 st.integers(0, 7))
+ORDERS = list(itertools.permutations(range(3)))
+# A step: a datagram's fragments, some or all, in some order, bits flipped,
+# after a wait (past the 10 s timeout too).
+STEP = st.tuples(st.sampled_from(DATAGRAMS), st.sampled_from(ORDERS), st.integers(1, 3),
+                 st.lists(FLIP, max_size=2), st.sampled_from([0.0, 0.01, 0.1, 0.5, 1.0, 11.0]))
+
+
+@given(st.lists(STEP, max_size=30))
+def test_fragment_soup_stays_within_bounds(steps):
+    """Fragment soup: whatever the fragments, their order and their bits,
+    the reassembler holds at most its bounds, and what it puts together
+    gets a reply only if well formed."""
+    reassembler = Reassembler(max_datagrams=4, max_bytes=8000)
+    now = 0.0
+    for fragments, order, count, flips, wait in steps:
+        sent = [bytearray(fragments[n]) for n in order[:count]]
+        for which, at, bit in flips:
+            frame = sent[which % count]
+            frame[14 + at % (len(frame) - 14)] ^= 1 << bit
+        now += wait
+        for frame in sent:
+            result = reassemble(reassembler, bytes(frame), now)
+            if result is not None:
+                check_any_frame(result)
+            assert reassembler.held <= 8000 and len(reassembler.pending) <= 4
 
 
 def test_no_reply_to_our_own_frames_whatever_the_kernel_filter():
@@ -168,10 +250,31 @@ class FakeClock:
         return self.now
 
 
+def scapy_echo(n):
+    return bytes(Ether(src=PEER_MAC, dst=DEFAULT_MAC) / IP(src="198.51.100.1", dst="198.51.100.2")
+                 / ICMP(seq=n))
+
+
+ECHO = scapy_echo(0)
+
+
+def echo_frame(n):
+    """scapy_echo(n)'s bytes, made by patching ECHO's sequence number and
+    ICMP checksum: building 5,000 frames with Scapy takes 3 s."""
+    icmp = bytearray(ECHO[34:])
+    icmp[2:4], icmp[6:8] = b"\x00\x00", n.to_bytes(2, "big")
+    icmp[2:4] = checksum(bytes(icmp)).to_bytes(2, "big")
+    return ECHO[:34] + bytes(icmp)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 4999, 65535])
+def test_echo_frame_is_what_scapy_builds(n):
+    assert echo_frame(n) == scapy_echo(n)
+
+
 def exchange(n, answered=True):
     from arp_icmp_vlan0 import Answer, Exchange
-    frame = bytes(Ether(src=PEER_MAC, dst=DEFAULT_MAC) / IP(src="198.51.100.1",
-                                                              dst="198.51.100.2") / ICMP(seq=n))
+    frame = echo_frame(n)
     link = type("Link", (), {"name": "tap0"})()
     answer = Answer("icmp echo", None, frame) if answered else None
     return Exchange(link, frame, 1e9 + n, frame, 0x0800, answer, (frame,), 1e9 + n)

@@ -21,8 +21,9 @@ import pytest
 from conftest import need
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = {"matrix.py": "vm/matrix.py", "scale.py": "scale.py", "soak.py": "soak.py",
-           "clients.py": "clients.py", "fuzz.py": "fuzz.py"}
+SCRIPTS = {"matrix.py": "vm/matrix.py", "scale.py": "figures/scale.py",
+           "soak.py": "figures/soak.py", "clients.py": "figures/clients.py",
+           "fuzz.py": "figures/fuzz.py"}
 # Run as a script, with pytest and hypothesis made unimportable.
 WITHOUT_PYTEST = ("import runpy, sys; sys.modules.update(pytest=None, hypothesis=None); "
                   "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")

@@ -3,12 +3,7 @@
 descriptor as the "VM" side, writes crafted requests into it and reads the
 tagged replies back."""
 
-import ctypes
-import fcntl
 import os
-import select
-import struct
-import time
 
 import pytest
 from scapy.layers.inet import ICMP, IP
@@ -18,62 +13,26 @@ from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from arp_icmp_vlan0 import DEFAULT_MAC
-from conftest import need, need_root_and
-from test_core import echo_data
-from netlab import Lab
+from checks import echo_data
+from netlab import open_tap_in, read_reply, summary
 
-TUNSETIFF = 0x400454CA
-IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
-CLONE_NEWNET = 0x40000000
+pytestmark = pytest.mark.lab("ip", tun=True, prefix="avzt-tap")
+
 VM_MAC = "52:54:00:12:34:56"
 VM_IP, TOOL_IP = "203.0.113.1", "203.0.113.2"
 
 
-def open_tap_in(namespace, name):
-    """Create TAP `name` inside `namespace` and return its fd. The device is
-    made in the netns the calling thread is in, so enter it and come back."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
-    target = os.open(f"/var/run/netns/{namespace}", os.O_RDONLY)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns")
-        try:
-            fd = os.open("/dev/net/tun", os.O_RDWR)
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
-        finally:
-            if libc.setns(home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back")
-    finally:
-        os.close(home)
-        os.close(target)
-    return fd
-
-
-def read_reply(fd, timeout=3):
-    """The next frame the tool sent us (skipping the kernel's own chatter)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
-        if ready:
-            frame = Ether(os.read(fd, 65536))
-            if frame.src == DEFAULT_MAC:
-                return frame
-    return None
-
-
 @pytest.fixture
-def tap():
-    need_root_and("ip")
-    need(os.path.exists("/dev/net/tun"), "needs /dev/net/tun")
-    with Lab(prefix="avzt-tap") as lab:
-        fd = open_tap_in(lab.host, "tap0")
-        try:
-            lab.in_host("ip", "link", "set", "tap0", "up")
-            tool = lab.start_tool(interface="tap0")
-            yield fd, tool
-        finally:
-            os.close(fd)
+def tap(lab):
+    """TAP tap0 in the lab's host namespace, up, the tool serving it; the
+    test holds (its file descriptor, the tool)."""
+    fd = open_tap_in(lab.host, "tap0")
+    try:
+        lab.in_host("ip", "link", "set", "tap0", "up")
+        tool = lab.start_tool(interface="tap0", summary=True)
+        yield fd, tool
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("tagged", [False, True], ids=["untagged", "tagged-request"])
@@ -127,8 +86,9 @@ def test_one_reply_per_request_and_nothing_for_the_rest(tap):
     assert sorted(r[ICMP].seq for r in replies) == list(range(5))
     tool.stop()
     # The ARP reply and the echo reply never reach Python; the probe does.
-    assert ("6 frames seen, 5 replies sent (0 arp, 5 icmp echo, 0 ndp, "
-            "0 icmp6 echo), 1 ignored") in tool.output
+    total = summary(tool)["total"]
+    assert (total["frames_seen"], total["replies_sent"], total["ignored"]) == (6, 5, 1)
+    assert total["replies"] == {"arp": 0, "icmp echo": 5, "ndp": 0, "icmp6 echo": 0}
 
 
 def test_ipv6_behind_hop_by_hop_passes_the_kernel_filter(tap):
@@ -147,4 +107,5 @@ def test_ipv6_behind_hop_by_hop_passes_the_kernel_filter(tap):
                        IPv6ExtHdrDestOpt() / ICMPv6EchoRequest()))
     assert read_reply(fd, timeout=1) is None
     tool.stop()
-    assert "1 frames seen, 1 replies sent" in tool.output
+    total = summary(tool)["total"]
+    assert (total["frames_seen"], total["replies_sent"]) == (1, 1)

@@ -13,8 +13,8 @@ from scapy.utils import mac2str
 from arp_icmp_vlan0 import (ASKS_FOR_DROPS, EXIT_DROPS, EXIT_NO_VERDICT,
                             EXIT_OK, GUESTS_KEPT, RETRY_WINDOW, Framing, Scope, Verdicts,
                             reply_to)
-from test_core import MAC, PEER_IP, PEER_MAC, TOOL_IP
-from test_core6 import PEER6, SOLICITED_NODE, SOLICITED_NODE_MAC, TOOL6
+from frames import (MAC, PEER6, PEER_IP, PEER_MAC, SOLICITED_NODE, SOLICITED_NODE_MAC, TOOL6,
+                    TOOL_IP)
 
 OTHER_MAC, OTHER_IP = "52:54:00:ab:cd:ef", "198.51.100.7"
 SCOPE, FRAMING = Scope(mac=MAC, targets=()), Framing()

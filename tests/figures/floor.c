@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * The user-space floor of tests/benchmark.py: the least a packet-socket
+ * The user-space floor of tests/figures/benchmark.py: the least a packet-socket
  * responder can do. Blocking recvfrom() on one interface, and for an ARP
  * request for ADDRESS or an ICMP echo request to its MAC: swap the
  * addresses, patch the ICMP checksum (RFC 1624), insert a VLAN 0 tag, send.
  * No validation, no options, no IPv6: it is a yardstick, not a tool.
  *
- * USAGE: floor INTERFACE ADDRESS      (built by tests/benchmark.py with cc)
+ * USAGE: floor INTERFACE ADDRESS      (built by tests/figures/benchmark.py with cc)
  */
 #include <arpa/inet.h>
 #include <linux/if_packet.h>

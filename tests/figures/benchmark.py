@@ -2,19 +2,19 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Side-by-side benchmark of ARP and ICMP echo responders on one veth pair.
 
-USAGE: sudo python3 tests/benchmark.py [--quick] [--peers a,b,...] [--json FILE]
-                                       [--tool PATH]
-       sudo python3 tests/benchmark.py --two-guests [--flood-rate N]
-                                       [--flood-seconds S] [--peers a,b,...]
-                                       [--json FILE] [--tool PATH]
+USAGE: sudo python3 tests/figures/benchmark.py [--quick] [--peers a,b,...] [--json FILE]
+                                               [--tool PATH]
+       sudo python3 tests/figures/benchmark.py --two-guests [--flood-rate N]
+                                               [--flood-seconds S] [--peers a,b,...]
+                                               [--json FILE] [--tool PATH]
 
 Builds its own pair of network namespaces ("guest" and "host", joined by a
 veth, documentation addresses only, removed on every exit path) and measures,
 in one run and on the same veth pair, these peers in the host namespace:
 
   kernel        the Linux stack itself, the address configured (the limit)
-  c-floor       tests/floor.c: blocking recvfrom, swap, send (the user-space
-                floor), compiled with cc; skipped, with a line, without cc
+  c-floor       floor.c, beside this file: blocking recvfrom, swap, send (the
+                user-space floor), compiled with cc; skipped, with a line, without cc
   python-floor  the same minimal loop in bare Python (the interpreter's floor)
   tool-q        arp_icmp_vlan0.py -q
   tool-busy-poll  arp_icmp_vlan0.py -q --busy-poll (a core kept busy)
@@ -75,8 +75,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
+TESTS = os.path.dirname(HERE)
+sys.path.insert(0, os.path.dirname(TESTS))  # the tool
+sys.path.insert(0, TESTS)  # netlab
 
 from netlab import (GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab,  # noqa: E402
                     above_zero, command_line, text_table)
@@ -113,7 +114,7 @@ def load_tool(path):
 
 
 def python_floor(iface):
-    """tests/floor.c in Python: blocking recvfrom, swap, patch, send."""
+    """floor.c in Python: blocking recvfrom, swap, patch, send."""
     mac, address = bytes.fromhex(TOOL_MAC.replace(":", "")), socket.inet_aton(TOOL_IP)
     tag = b"\x81\x00\x00\x00"
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
@@ -499,7 +500,7 @@ def load_figures(lab, peer, step):
 
 
 def build_floor(directory):
-    """tests/floor.c compiled into `directory`, or None without a compiler."""
+    """floor.c (beside this file) compiled into `directory`, or None without a compiler."""
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
@@ -558,7 +559,7 @@ def run(names, step, rounds, per_round, rtt_only, tool):
     with tempfile.TemporaryDirectory() as scratch, Lab(prefix="avzb") as lab:
         floor_binary = build_floor(scratch)
         if floor_binary is None and "c-floor" in names:
-            print("c-floor: skipped (no cc to compile tests/floor.c)", flush=True)
+            print("c-floor: skipped (no cc to compile tests/figures/floor.c)", flush=True)
             names = [n for n in names if n != "c-floor"]
         lab.in_guest("ip", "link", "set", "dev", GUEST_IF, "address", GUEST_MAC)
         # No IPv6 chatter from the host side into the guest's receive counter.
@@ -739,7 +740,7 @@ def main():
         return print(json.dumps(per_call_costs(HOST_IF, tool)))
     if os.geteuid() != 0:
         sys.exit("benchmark.py: error: needs root (network namespaces): "
-                 "sudo python3 tests/benchmark.py")
+                 "sudo python3 tests/figures/benchmark.py")
     if not os.path.isfile(tool):
         sys.exit(f"benchmark.py: error: --tool {args.tool}: no such file")
     known = TWO_GUEST_PEERS if args.two_guests else PEERS

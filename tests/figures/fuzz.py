@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """A long fuzz run of the pure core, beyond what CI's property tests do.
 
-USAGE: python3 tests/fuzz.py [--frames N] [--seed S]
+USAGE: python3 tests/figures/fuzz.py [--frames N] [--seed S]
 
 Feeds N frames (default 1,000,000) to the reassembler and the core: valid
 requests of every kind (tagged, fragmented), truncated, extended, bit-flipped,
@@ -22,9 +22,9 @@ import random
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)  # for frames, also when run by runpy.run_path
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(TESTS))  # the tool
+sys.path.insert(0, TESTS)  # frames and netlab, also when run by runpy.run_path
 
 from scapy.error import log_runtime  # noqa: E402
 from scapy.layers.l2 import Dot1Q, Ether  # noqa: E402

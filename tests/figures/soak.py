@@ -3,7 +3,7 @@
 """Soak: a million echo requests through the tool; its memory before, during
 and after.
 
-USAGE: sudo python3 tests/soak.py [--requests N] [--rate PPS]
+USAGE: sudo python3 tests/figures/soak.py [--requests N] [--rate PPS]
 
 Builds its own namespaces (removed on every exit path), starts the tool with
 -q on the host end of a veth, and has the benchmark's load generator send N
@@ -19,10 +19,9 @@ import re
 import shutil
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # netlab
 
-from netlab import GUEST_IF, HOST_IF, Lab, at_least  # noqa: E402
+from netlab import BENCHMARK, GUEST_IF, HOST_IF, Lab, at_least  # noqa: E402
 
 GUEST_MAC = "02:00:00:00:00:01"
 TOOL_MAC = "02:76:6c:61:6e:30"
@@ -50,7 +49,8 @@ def main():
         sys.exit(f"soak.py: error: needs {', '.join(missing)} "
                  f"(apt install {' '.join(PACKAGES[tool] for tool in missing)})")
     if os.geteuid() != 0:
-        sys.exit("soak.py: error: needs root (network namespaces): sudo python3 tests/soak.py")
+        sys.exit("soak.py: error: needs root (network namespaces): "
+                 "sudo python3 tests/figures/soak.py")
     with Lab(prefix="avzs") as lab:
         lab.in_guest("ip", "link", "set", "dev", GUEST_IF, "address", GUEST_MAC)
         lab.in_host("sysctl", "-qw", f"net.ipv6.conf.{HOST_IF}.disable_ipv6=1")
@@ -59,7 +59,7 @@ def main():
         print(f"start: RSS {rss_mib(pid):.1f} MiB", flush=True)
         chunk, sent, received = args.requests // 10, 0, 0
         for _ in range(10):
-            result = lab.in_guest(sys.executable, os.path.join(HERE, "benchmark.py"),
+            result = lab.in_guest(sys.executable, BENCHMARK,
                                   "--generate", "flood", "--peer-mac", TOOL_MAC,
                                   "--count", str(chunk), "--rate", str(args.rate),
                                   timeout=600)

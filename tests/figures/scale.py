@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Many guests, one tool: how far one process serving 'vh*' goes.
 
-USAGE: sudo python3 tests/scale.py [--guests 16,64,256] [--pings 10] [--json FILE]
+USAGE: sudo python3 tests/figures/scale.py [--guests 16,64,256] [--pings 10] [--json FILE]
 
 For each count N: one host namespace and N guest namespaces, each guest on
 its own veth pair (vh0..vhN-1 in the host, the same documentation address
@@ -11,11 +11,13 @@ Then every guest pings 198.51.100.2 at once (ping -i 0.2) and the script
 reports: how many guests got every reply, round trips (avg, p99) over all
 pings, the tool's CPU time per reply and peak RSS, and how long the tool
 took to serve a new interface: from 'ip link set up' to the first ARP reply
-to a guest asking every 5 ms (tests/benchmark.py's generator). Everything is removed on every exit path. Not
-part of the pytest run: it takes minutes.
+to a guest asking every 5 ms (tests/figures/benchmark.py's generator).
+Everything is removed on every exit path. Not part of the pytest run: it
+takes minutes.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -23,65 +25,63 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # netlab
 
-from netlab import TOOL, Process, at_least, json_path, report, run  # noqa: E402
-from arp_icmp_vlan0 import _delete_namespace, _live_namespaces  # noqa: E402
+from netlab import BENCHMARK, TOOL, VethPair, at_least, json_path, report, run  # noqa: E402
 
 GUEST_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
 
-BENCHMARK = os.path.join(HERE, "benchmark.py")
 # What the script runs -> the Debian package that has it.
 PACKAGES = {"ip": "iproute2", "ping": "iputils-ping"}
 
 
 class Testbed:
-    """A host namespace and N guests, each on its own veth pair."""
+    """A host namespace and N guests, each on its own veth pair: vhN in the
+    host namespace, eth0 in guest N's. Each pair is a VethPair (the tool's,
+    as netlab's Lab), deleted on every exit path; as a VethPair joins two
+    namespaces of its own, pair N's host end is moved into pair 0's host
+    namespace, the one the tool serves, and pair N's own stays empty."""
 
     def __init__(self, guests):
-        suffix = os.urandom(3).hex()
-        self.host = f"avzs-h-{suffix}"
-        self.guests = [f"avzs-g{n}-{suffix}" for n in range(guests)]
-        self.processes = []
+        self.count, self.pairs = guests, []
+        self.stack = contextlib.ExitStack()
 
     def __enter__(self):
         try:
-            for ns in [self.host] + self.guests:
-                run("ip", "netns", "add", ns)
-                _live_namespaces.add(ns)
-            for number in range(len(self.guests)):
-                self.add_guest(number, up=True)
-            run("ip", "-n", self.host, "link", "set", "lo", "up")
+            for _ in range(self.count):
+                self.add_guest(up=True)
         except BaseException:
-            self.__exit__()
+            self.__exit__(*sys.exc_info())
             raise
         return self
 
-    def add_guest(self, number, up):
-        guest = self.guests[number]
-        run("ip", "link", "add", f"vh{number}", "netns", self.host, "type", "veth", "peer",
-            "name", "eth0", "netns", guest)
-        with tempfile.NamedTemporaryFile("w", suffix=".ip") as batch:
-            batch.write(f"addr add {GUEST_IP}/24 dev eth0\nlink set eth0 up\nlink set lo up\n")
-            batch.flush()
-            run("ip", "-n", guest, "-batch", batch.name)
-        if up:
-            run("ip", "-n", self.host, "link", "set", f"vh{number}", "up")
-
     def __exit__(self, *exc):
-        for process in self.processes:
-            process.stop()
-        for ns in [self.host] + self.guests:
-            _delete_namespace(ns)
+        self.stack.close()  # the pairs, the last one made first, their processes stopped
+
+    @property
+    def host(self):
+        return self.pairs[0].host
+
+    @property
+    def guests(self):
+        return [pair.guest for pair in self.pairs]
+
+    def add_guest(self, up):
+        """Guest number len(pairs), on vhN; vhN left down unless `up`."""
+        number = len(self.pairs)
+        pair = self.stack.enter_context(VethPair("avzs", f"vh{number}", "eth0"))
+        self.pairs.append(pair)
+        run("ip", "-n", pair.guest, "addr", "add", f"{GUEST_IP}/24", "dev", "eth0")
+        if number:  # into the tool's namespace, which takes it down
+            run("ip", "-n", pair.host, "link", "set", f"vh{number}", "netns", self.host)
+        run("ip", "-n", self.host, "link", "set", f"vh{number}", "up" if up else "down")
+        return pair
 
     def start(self, ns, *cmd):
-        process = Process(["ip", "netns", "exec", ns, *cmd])
-        self.processes.append(process)
-        return process
+        """`cmd` in namespace `ns`, stopped with the testbed."""
+        return self.pairs[0].start(ns, *cmd)
 
 
 def tool_usage(pid):
@@ -107,12 +107,9 @@ def measure(count, pings):
         times = [float(t) for out in outputs for t in re.findall(r"time=([\d.]+) ms", out)]
         complete = sum(out.count(f"64 bytes from {TOOL_IP}") == pings for out in outputs)
         # A new guest: from its interface coming up to the tool's first reply.
-        bed.guests.append(f"avzs-g{count}-{bed.host.rsplit('-', 1)[1]}")
-        run("ip", "netns", "add", bed.guests[-1])
-        _live_namespaces.add(bed.guests[-1])
-        bed.add_guest(count, up=False)
+        new = bed.add_guest(up=False)
         # The benchmark's generator asks every 5 ms and prints when the reply came.
-        asker = bed.start(bed.guests[-1], sys.executable, BENCHMARK, "--generate",
+        asker = bed.start(new.guest, sys.executable, BENCHMARK, "--generate",
                           "first-reply", "--interface", "eth0")
         asker.wait_for("ready")
         up_at = time.monotonic()
@@ -161,7 +158,8 @@ def main():
         sys.exit(f"scale.py: error: needs {', '.join(missing)} "
                  f"(apt install {' '.join(PACKAGES[tool] for tool in missing)})")
     if os.geteuid() != 0:
-        sys.exit("scale.py: error: needs root (network namespaces): sudo python3 tests/scale.py")
+        sys.exit("scale.py: error: needs root (network namespaces): "
+                 "sudo python3 tests/figures/scale.py")
     results = []
     for count in args.guests:
         print(f"{count} guests ...", flush=True)

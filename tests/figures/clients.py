@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Which common client tools see VLAN-0-tagged replies.
 
-USAGE: sudo python3 tests/clients.py [--json FILE]
+USAGE: sudo python3 tests/figures/clients.py [--json FILE]
 
 Runs each client in a guest namespace (a veth pair from the tests' Lab,
 documentation addresses) against three peers on the host end: the tool with
@@ -11,7 +11,7 @@ the address configured (the control). A client "sees" the peer when it
 reports every answer it asked for. Prints a table with the clients'
 versions; a client missing on this machine is listed as not run, with what
 to install. Debian's own arping package conflicts with iputils-arping, so it
-is fetched with apt-get download into tests/.cache and run from there.
+is fetched with apt-get download into tests/figures/.cache and run from there.
 Takes a minute or two; not part of the pytest run.
 """
 
@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))  # tests/: netlab, which adds the tool's folder
 
 from netlab import GUEST_IF, HOST_IF, TOOL_IP, Lab, json_path, report  # noqa: E402
 
@@ -170,7 +170,7 @@ def main():
         sys.exit("clients.py: error: needs ip (apt install iproute2)")
     if os.geteuid() != 0:
         sys.exit("clients.py: error: needs root (network namespaces): "
-                 "sudo python3 tests/clients.py")
+                 "sudo python3 tests/figures/clients.py")
     results = []
     with Lab(prefix="avzc", ipv6=True) as lab:
         lab.in_guest("ip", "-6", "addr", "add", f"{GUEST6}/64", "dev", GUEST_IF, "nodad")

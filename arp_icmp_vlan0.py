@@ -101,7 +101,7 @@ except ImportError as exc:  # reported by main() as one line, not a traceback
 
 # ---------------------------------------------------------------- wire constants and kinds
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"
 
 # Locally administered, unicast; its bytes spell "vlan0" in ASCII.
 DEFAULT_MAC = "02:76:6c:61:6e:30"

@@ -35,7 +35,7 @@ from arp_icmp_vlan0 import run_command as run  # noqa: E402
 __all__ = ["BENCHMARK", "DEFAULT_MAC", "GUEST6", "GUEST_IF", "GUEST_IP", "HOST_IF", "Lab",
            "Process", "REPO", "TESTS", "TOOL", "TOOL6", "TOOL_IP", "VethPair", "above_zero",
            "assert_whole_replies", "at_least", "command_line", "from_tool", "json_path",
-           "names_from", "open_tap_in", "ping", "read_reply", "report", "run", "summary",
+           "names_from", "open_tap_in", "ping", "read_reply", "report", "require", "run", "summary",
            "tagged_lines", "text_table"]
 
 GUEST_IP = "198.51.100.1"
@@ -243,3 +243,18 @@ def names_from(choices, what, split=lambda text: text.split(",")):
             raise argparse.ArgumentTypeError(f"a {what} named twice: {text!r}")
         return names
     return parse
+
+
+def require(packages, why="network namespaces"):
+    """A figures script's start: the tools it needs (tool -> the Debian
+    package that has it), then root; one line and exit status 1 for what is
+    missing. The tools come first: a machine without them learns it without
+    sudo."""
+    script = os.path.basename(sys.argv[0])
+    missing = [tool for tool in packages if not shutil.which(tool)]
+    if missing:
+        sys.exit(f"{script}: error: needs {', '.join(missing)} "
+                 f"(apt install {' '.join(packages[tool] for tool in missing)})")
+    if os.geteuid() != 0:
+        path = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
+        sys.exit(f"{script}: error: needs root ({why}): sudo python3 {path}")

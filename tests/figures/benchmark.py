@@ -80,7 +80,7 @@ sys.path.insert(0, os.path.dirname(TESTS))  # the tool
 sys.path.insert(0, TESTS)  # netlab
 
 from netlab import (GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab,  # noqa: E402
-                    above_zero, command_line, text_table)
+                    above_zero, command_line, require, text_table)
 from netlab import run as run_command  # noqa: E402 (run: this file's main mode)
 
 LADDER = (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 75_000, 100_000)
@@ -738,9 +738,7 @@ def main():
         return serve(args.serve, tool)
     if args.per_call:
         return print(json.dumps(per_call_costs(HOST_IF, tool)))
-    if os.geteuid() != 0:
-        sys.exit("benchmark.py: error: needs root (network namespaces): "
-                 "sudo python3 tests/figures/benchmark.py")
+    require({})
     if not os.path.isfile(tool):
         sys.exit(f"benchmark.py: error: --tool {args.tool}: no such file")
     known = TWO_GUEST_PEERS if args.two_guests else PEERS

@@ -27,7 +27,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # tests/: netlab, which adds the tool's folder
 
-from netlab import GUEST_IF, HOST_IF, TOOL_IP, Lab, json_path, report  # noqa: E402
+from netlab import GUEST_IF, HOST_IF, TOOL_IP, Lab, json_path, report, require  # noqa: E402
 
 GUEST6, TOOL6 = "2001:db8::1", "2001:db8::2"
 CACHE = os.path.join(HERE, ".cache")
@@ -164,13 +164,7 @@ def main():
     parser.add_argument("--json", type=json_path, metavar="FILE", default="clients.json",
                         help="where to write the results (default clients.json)")
     args = parser.parse_args()
-    # Before the root check: a machine without ip learns it without sudo. The
-    # clients themselves may be missing: they are listed as not run.
-    if not shutil.which("ip"):
-        sys.exit("clients.py: error: needs ip (apt install iproute2)")
-    if os.geteuid() != 0:
-        sys.exit("clients.py: error: needs root (network namespaces): "
-                 "sudo python3 tests/figures/clients.py")
+    require({"ip": "iproute2"})  # the clients may be missing: they are listed as not run
     results = []
     with Lab(prefix="avzc", ipv6=True) as lab:
         lab.in_guest("ip", "-6", "addr", "add", f"{GUEST6}/64", "dev", GUEST_IF, "nodad")

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # netlab
 
-from netlab import BENCHMARK, TOOL, VethPair, at_least, json_path, report, run  # noqa: E402
+from netlab import BENCHMARK, TOOL, VethPair, at_least, json_path, report, require, run  # noqa: E402
 
 GUEST_IP, TOOL_IP = "198.51.100.1", "198.51.100.2"
 
@@ -152,14 +151,7 @@ def main():
     parser.add_argument("--json", type=json_path, metavar="FILE", default="scale.json",
                         help="where to write the results (default scale.json)")
     args = parser.parse_args()
-    # Before the root check: a machine without them learns it without sudo.
-    missing = [tool for tool in PACKAGES if not shutil.which(tool)]
-    if missing:
-        sys.exit(f"scale.py: error: needs {', '.join(missing)} "
-                 f"(apt install {' '.join(PACKAGES[tool] for tool in missing)})")
-    if os.geteuid() != 0:
-        sys.exit("scale.py: error: needs root (network namespaces): "
-                 "sudo python3 tests/figures/scale.py")
+    require(PACKAGES)
     results = []
     for count in args.guests:
         print(f"{count} guests ...", flush=True)

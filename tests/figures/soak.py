@@ -16,12 +16,11 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # netlab
 
-from netlab import BENCHMARK, GUEST_IF, HOST_IF, Lab, at_least  # noqa: E402
+from netlab import BENCHMARK, GUEST_IF, HOST_IF, Lab, at_least, require  # noqa: E402
 
 GUEST_MAC = "02:00:00:00:00:01"
 TOOL_MAC = "02:76:6c:61:6e:30"
@@ -43,14 +42,7 @@ def main():
     parser.add_argument("--rate", type=at_least(1), metavar="PPS", default=40_000,
                         help="requests a second (default 40,000)")
     args = parser.parse_args()
-    # Before the root check: a machine without them learns it without sudo.
-    missing = [tool for tool in PACKAGES if not shutil.which(tool)]
-    if missing:
-        sys.exit(f"soak.py: error: needs {', '.join(missing)} "
-                 f"(apt install {' '.join(PACKAGES[tool] for tool in missing)})")
-    if os.geteuid() != 0:
-        sys.exit("soak.py: error: needs root (network namespaces): "
-                 "sudo python3 tests/figures/soak.py")
+    require(PACKAGES)
     with Lab(prefix="avzs") as lab:
         lab.in_guest("ip", "link", "set", "dev", GUEST_IF, "address", GUEST_MAC)
         lab.in_host("sysctl", "-qw", f"net.ipv6.conf.{HOST_IF}.disable_ipv6=1")

@@ -32,7 +32,7 @@ sys.path.insert(0, HERE)
 
 from guest import (NIC_DRIVERS, PACKAGES, RELEASES, kernel, kernel_of, make_tap,  # noqa: E402
                    missing_tools, result_of, run_guest, start_tool)
-from netlab import at_least, command_line, json_path, names_from, run, text_table  # noqa: E402
+from netlab import at_least, command_line, json_path, names_from, require, run, text_table  # noqa: E402
 
 MODES = ("normal", "promisc", "8021q")
 # Every model with a Linux driver, and virtio-net with its VLAN filter off.
@@ -109,8 +109,7 @@ def main():
     if missing:
         sys.exit(f"matrix.py: error: needs {', '.join(missing)} "
                  f"(apt install {' '.join(PACKAGES[tool] for tool in missing)})")
-    if os.geteuid() != 0:
-        sys.exit("matrix.py: error: needs root: sudo python3 tests/vm/matrix.py")
+    require({}, "qemu guests on TAPs")
     releases, nics = args.kernels, args.nics
     qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
                           text=True).stdout.splitlines()[0]

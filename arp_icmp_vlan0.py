@@ -1081,8 +1081,9 @@ class Verdicts:
                 "replies arrived (neither a frame to the tool's MAC nor asks repeated)")
 
     def settled(self):
-        """Every guest heard has a verdict."""
-        return bool(self.guests) and all(g.verdict for g in self.guests.values())
+        """Every guest heard has a verdict (asked after every frame with
+        --until-verdict: the set of undecided guests makes it one look)."""
+        return bool(self.guests) and not self.undecided
 
     def status(self):
         """The --until-verdict exit status."""

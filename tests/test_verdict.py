@@ -282,3 +282,14 @@ def test_a_guest_with_many_addresses_names_a_few_in_its_line():
     assert len(guest.addresses) == 8 and guest.addresses_not_kept == 12
     assert "(198.51.100.10, 198.51.100.11, 198.51.100.12 and 17 more)" in guest.summary(
         FRAMING, MAC)
+
+
+def test_settled_follows_every_guests_verdict_through_eviction():
+    verdicts, _ = play([(0.0, who_has()), (0.5, ping())])
+    assert verdicts.settled()
+    other = who_has(mac=OTHER_MAC, ip=OTHER_IP)
+    play([(1.0, other)], verdicts)
+    assert not verdicts.settled()  # a second guest, no verdict yet
+    play([(1.5, ping(mac=OTHER_MAC, ip=OTHER_IP))], verdicts)
+    assert verdicts.settled()
+    assert all(g.verdict for g in verdicts.guests.values())

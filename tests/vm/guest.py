@@ -7,7 +7,9 @@ and a small initramfs: a static busybox and an /init that loads the NIC
 drivers, configures the address, pings the tool, prints its kernel release
 and a result line on the serial console and powers off. What the guest does
 is chosen on the kernel command line (avz.mode=normal, promisc or 8021q;
-avz.family=4 or 6), so one initramfs serves every case. The release is an
+avz.family=4 or 6; avz.do=ping, silent (configured, then quiet: for the
+tool's probe) or dhcp (busybox udhcpc for the address, then the ping)), so
+one initramfs serves every case. The release is an
 argument, or ARP_ICMP_VLAN0_VM_KERNEL (default bookworm).
 
 The packages come through a private apt configuration per release (its own
@@ -62,11 +64,13 @@ INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-mode=normal family=4
+mode=normal family=4 do=ping wait=20
 for word in $(cat /proc/cmdline); do
     case "$word" in
         avz.mode=*) mode=${word#avz.mode=};;
         avz.family=*) family=${word#avz.family=};;
+        avz.do=*) do=${word#avz.do=};;
+        avz.wait=*) wait=${word#avz.wait=};;
     esac
 done
 for module in $(cat /modules.order); do
@@ -81,10 +85,10 @@ ip link set eth0 up
 [ "$mode" = promisc ] && ip link set eth0 promisc on
 if [ "$family" = 6 ]; then
     echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad
-    ip -6 addr add 2001:db8::1/64 dev eth0
+    [ "$do" = dhcp ] || ip -6 addr add 2001:db8::1/64 dev eth0
     target=2001:db8::2 ping=ping6
 else
-    ip addr add 198.51.100.1/24 dev eth0
+    [ "$do" = dhcp ] || ip addr add 198.51.100.1/24 dev eth0
     target=198.51.100.2 ping=ping
 fi
 i=0
@@ -93,13 +97,33 @@ while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]
 done
 driver=$(basename "$(readlink /sys/class/net/eth0/device/driver)")
 echo "AVZ-KERNEL $(uname -r)"
-echo "AVZ-DRIVER $driver mode=$mode family=$family"
+echo "AVZ-DRIVER $driver mode=$mode family=$family do=$do"
+case "$do" in
+silent)  # configured, then quiet: only the tool's probe can tell
+    sleep "$wait"
+    echo "AVZ-RESULT silent"
+    poweroff -f;;
+dhcp)  # a stock guest: its address from DHCP (and SLAAC), then a ping
+    udhcpc -i eth0 -f -q -n -t 6 -T 2 -s /udhcpc.script > /tmp/dhcp.out 2>&1
+    cat /tmp/dhcp.out
+    grep -q '^AVZ-LEASE ' /tmp/dhcp.out || { echo "AVZ-LEASE none"; sleep 3; poweroff -f; }
+    sleep "$wait";;
+esac
 $ping -c 3 -W 2 $target > /tmp/ping.out 2>&1
 cat /tmp/ping.out
 received=$(grep -c 'bytes from' /tmp/ping.out)
 whole=$(grep -c '^64 bytes from' /tmp/ping.out)
 echo "AVZ-RESULT received=$received/3 whole=$whole"
 poweroff -f
+"""
+# busybox udhcpc's event script: configures what the lease says.
+UDHCPC_SCRIPT = r"""#!/bin/busybox sh
+case "$1" in
+    deconfig) ip addr flush dev "$interface";;
+    bound|renew)
+        ip addr add "$ip/$mask" dev "$interface"
+        echo "AVZ-LEASE $ip/$mask router $router server $serverid";;
+esac
 """
 
 
@@ -240,7 +264,7 @@ def _cpio(entries):
 
 def initramfs(modules_dir):
     """The initramfs, built once per kernel into the cache."""
-    recipe = hashlib.sha256((INIT + repr(NIC_DRIVERS) + repr(EXTRA_MODULES)).encode())
+    recipe = hashlib.sha256((INIT + UDHCPC_SCRIPT + repr(NIC_DRIVERS) + repr(EXTRA_MODULES)).encode())
     path = os.path.join(CACHE, "initramfs", f"{os.path.basename(modules_dir)}-"
                                            f"{recipe.hexdigest()[:8]}")
     if os.path.exists(path):
@@ -254,6 +278,7 @@ def initramfs(modules_dir):
     with open(BUSYBOX, "rb") as busybox:
         entries.append(("bin/busybox", 0o100755, busybox.read(), (0, 0)))
     entries.append(("init", 0o100755, INIT.encode(), (0, 0)))
+    entries.append(("udhcpc.script", 0o100755, UDHCPC_SCRIPT.encode(), (0, 0)))
     entries.append(("modules.order", 0o100644, "\n".join(order).encode(), (0, 0)))
     for name, content in order.items():
         entries.append((f"lib/modules/{name}.ko", 0o100644, content, (0, 0)))
@@ -271,15 +296,18 @@ def missing_tools():
 
 
 def run_guest(namespace, tap, nic, mode="normal", family=4, timeout=90,
-              release=DEFAULT_RELEASE):
+              release=DEFAULT_RELEASE, do="ping", wait=20):
     """Boot a guest whose NIC `nic` sits on `tap` in `namespace`; return its
-    serial console output once it powered off."""
+    serial console output once it powered off. `do`: ping (configure the
+    address, ping the tool), silent (configure the address, send nothing
+    for `wait` seconds) or dhcp (get the address from DHCP, wait, ping)."""
     guest_kernel = kernel(release)
     accel = os.environ.get("ARP_ICMP_VLAN0_VM_ACCEL", "tcg")
     cmd = ["ip", "netns", "exec", namespace, "qemu-system-x86_64", "-accel", accel,
            "-m", "256", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
            "-kernel", guest_kernel.vmlinuz, "-initrd", initramfs(guest_kernel.modules),
-           "-append", f"console=ttyS0 panic=-1 quiet avz.mode={mode} avz.family={family}",
+           "-append", f"console=ttyS0 panic=-1 quiet avz.mode={mode} avz.family={family} "
+                      f"avz.do={do} avz.wait={wait}",
            "-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no",
            "-device", f"{nic},netdev=net0,mac={GUEST_MAC},romfile="]
     guest = Process(cmd)

@@ -64,6 +64,7 @@ import codecs
 import ctypes
 import errno
 import fnmatch
+import heapq
 import io
 import ipaddress
 import json
@@ -91,9 +92,10 @@ try:
     from scapy.data import DLT_EN10MB, MTU, SO_ATTACH_FILTER, SOL_PACKET
     from scapy.error import log_runtime
     from scapy.interfaces import InterfaceProvider, NetworkInterface
-    from scapy.layers.inet import IP, fragment
-    from scapy.layers.inet6 import IPv6, fragment6
-    from scapy.layers.l2 import Dot1Q, Ether
+    from scapy.layers.inet import ICMP, IP, fragment
+    from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6,
+                                    fragment6)
+    from scapy.layers.l2 import ARP, Dot1Q, Ether
     from scapy.libs.structures import bpf_insn, sock_fprog
     from scapy.utils import RawPcapWriter, mac2str, str2mac
     from scapy.utils6 import in6_getnsma, in6_getnsmac, in6_mactoifaceid
@@ -170,6 +172,62 @@ REQUEST_FILTER = (
     (6, 0, 0, 0),
 )
 
+# With --probe, a second program runs where the first would drop a frame:
+# ARP replies, ICMP and ICMPv6 echo replies and Neighbor Advertisements sent
+# to the tool's MAC, and Neighbor Advertisements to all nodes (the answer to
+# an untagged DAD-form control); nothing else. It is compiled for
+# DEFAULT_MAC and kernel_filter() puts the tool's MAC in: the expression
+# loads each half of the destination once, so the two constants are all
+# there is to change (tests/test_filter.py checks other MACs with libpcap).
+PROBE_FILTER_EXPRESSION = (
+    "inbound and ((ether dst 02:76:6c:61:6e:30 and ((arp and arp[6:2] = 2)"
+    " or (icmp and icmp[icmptype] = icmp-echoreply)"
+    " or (ip6 and ip6[6] = 58 and (ip6[40] = 129 or ip6[40] = 136))))"
+    " or (ip6 dst ff02::1 and ip6[6] = 58 and ip6[40] = 136))"
+)
+PROBE_FILTER = (
+    (40, 0, 0, 4294963204),
+    (21, 37, 0, 4),
+    (32, 0, 0, 2),
+    (21, 0, 20, 1818324528),
+    (40, 0, 0, 0),
+    (21, 0, 18, 630),
+    (40, 0, 0, 12),
+    (21, 0, 2, 2054),
+    (40, 0, 0, 20),
+    (21, 28, 29, 2),
+    (21, 0, 7, 2048),
+    (48, 0, 0, 23),
+    (21, 0, 26, 1),
+    (40, 0, 0, 20),
+    (69, 24, 0, 8191),
+    (177, 0, 0, 14),
+    (80, 0, 0, 14),
+    (21, 20, 21, 0),
+    (21, 0, 20, 34525),
+    (48, 0, 0, 20),
+    (21, 0, 5, 58),
+    (48, 0, 0, 54),
+    (21, 15, 0, 129),
+    (21, 14, 2, 136),
+    (40, 0, 0, 12),
+    (21, 0, 13, 34525),
+    (32, 0, 0, 38),
+    (21, 0, 11, 4278321152),
+    (32, 0, 0, 42),
+    (21, 0, 9, 0),
+    (32, 0, 0, 46),
+    (21, 0, 7, 0),
+    (32, 0, 0, 50),
+    (21, 0, 5, 1),
+    (48, 0, 0, 20),
+    (21, 0, 3, 58),
+    (48, 0, 0, 54),
+    (21, 0, 1, 136),
+    (6, 0, 0, 262144),
+    (6, 0, 0, 0),
+)
+
 EXAMPLES = """\
 examples:
   sudo ./arp_icmp_vlan0.py tap0
@@ -180,6 +238,8 @@ examples:
         every libvirt TAP, those that exist and those that come later
   sudo ./arp_icmp_vlan0.py --until-verdict --timeout 30 --json run.json tap0
         end once the guest has shown whether it accepts the tagged replies
+  sudo ./arp_icmp_vlan0.py --probe 198.51.100.1 --until-verdict --timeout 30 tap0
+        ask a silent guest: does it answer tagged ARP requests and pings?
   sudo ./arp_icmp_vlan0.py --vlan 7 --prio 5 -w replies.pcap tap0 tap1
         tag vlan 7, p 5 on two TAPs and record requests and replies
   sudo ./arp_icmp_vlan0.py --vlan 100 --vlan 0 --tpid 0x88a8 tap0
@@ -192,10 +252,12 @@ examples:
 
 exit status:
   0  normal end; with --until-verdict: every guest heard accepts the replies
+     (and, with --probe, answers the tagged requests)
   1  error (unknown, down or physical interface, no permission...)
   2  usage error
-  3  --until-verdict: a guest drops the tagged replies
-  4  --until-verdict: no verdict for every guest before the end (--timeout)
+  3  --until-verdict: a guest drops the tagged replies (or, probed, the requests)
+  4  --until-verdict: no verdict for every guest before the end (--timeout), or
+     nobody answered a probe, tagged or untagged
   5  the -w recording is incomplete (a write error stopped it); 3 and 4 win
 """
 
@@ -305,6 +367,7 @@ class Scope:
     targets: tuple = ()            # IPv4/IPv6Network; empty: any unicast address
     families: frozenset = frozenset({4, 6})
     multicast_ping6: bool = False  # answer ICMPv6 echo sent to a multicast group
+    own: tuple = ()                # packed: the host parts of --ip prefixes (ADDR/LEN)
 
     @cached_property
     def mac_bytes(self):
@@ -312,10 +375,19 @@ class Scope:
 
     @cached_property
     def owned(self):
-        """The addresses given singly (a /32 or /128): the tool defends them
-        as their owner would, answering ARP probes and DAD for them."""
+        """The tool's own addresses, given singly (a /32 or /128) or as the
+        host part of a prefix: it defends them as their owner would,
+        answering ARP probes and DAD for them."""
         return frozenset(net.network_address.packed for net in self.targets
-                         if net.num_addresses == 1)
+                         if net.num_addresses == 1) | frozenset(self.own)
+
+    def own_address(self, family):
+        """The tool's own address of `family` (packed), or None: the source
+        of its IPv4 probes, and with --dhcp the server's address."""
+        given = list(self.own) + [net.network_address.packed for net in self.targets
+                                  if net.num_addresses == 1]
+        return next((packed for packed in given if len(packed) == (4 if family == 4 else 16)),
+                    None)
 
     @cached_property
     def link_local(self):
@@ -1070,6 +1142,14 @@ class Verdicts:
         self.undecided.pop(key, None)
         return guest
 
+    def probe_answered(self, interface, mac, family, now):
+        """The guest answered a tagged probe, which told it the tool's MAC:
+        its next frame to that MAC says nothing more about the replies."""
+        guest = self.guests.get((interface, mac, family))
+        if guest is not None and guest.awaiting is not None:
+            guest.awaiting = None
+            guest.evidence.append({"time": now, "event": "answered a tagged probe"})
+
     def why_no_verdict(self):
         """Why status() is EXIT_NO_VERDICT, in one line."""
         if not self.guests:
@@ -1080,17 +1160,449 @@ class Verdicts:
         return (f"no verdict for {_some(waiting, 0)}: nothing yet showed whether the "
                 "replies arrived (neither a frame to the tool's MAC nor asks repeated)")
 
-    def settled(self):
-        """Every guest heard has a verdict (asked after every frame with
-        --until-verdict: the set of undecided guests makes it one look)."""
-        return bool(self.guests) and not self.undecided
+    def settled(self, prober=None):
+        """Every guest heard, and every address probed, has a verdict (asked
+        after every frame with --until-verdict: the sets of undecided ones
+        make it one look)."""
+        if prober is None:
+            return bool(self.guests) and not self.undecided
+        return bool(self.guests or prober.probes) and not self.undecided and prober.settled()
 
-    def status(self):
-        """The --until-verdict exit status."""
+    def status(self, prober=None):
+        """The --until-verdict exit status: a drop in either direction wins;
+        then a guest or probe with no verdict (an address nobody answers at
+        is one)."""
         verdicts = [g.verdict for g in self.guests.values()]
-        if "drops" in verdicts:
+        probed = [p.verdict for p in prober.probes.values()] if prober else []
+        if "drops" in verdicts or "drops" in probed:
             return EXIT_DROPS
-        return EXIT_NO_VERDICT if not verdicts or None in verdicts else EXIT_OK
+        if (not verdicts and not probed or None in verdicts
+                or any(verdict != "answers" for verdict in probed)):
+            return EXIT_NO_VERDICT
+        return EXIT_OK
+
+
+# ---------------------------------------------------------------- the probe
+#
+# With --probe the tool asks a guest itself, as the other hosts behind a
+# priority-tagging switch do: an ARP request (IPv4) or a Neighbor
+# Solicitation (IPv6) for the address, tagged as the replies are; once the
+# guest's MAC is known, echo requests to it, tagged. If the tagged requests
+# go unanswered, an untagged control tells "drops tagged frames" (the
+# control is answered) from "no answer" (down, filtered or nobody there),
+# which is never counted as a drop. The controls teach the guest nothing
+# (an ARP request from 0.0.0.0, RFC 5227; a DAD-form solicitation from ::),
+# so that they cannot stand in for a reply in the other verdict. The probes
+# are built with Scapy's layers: a few frames a second at most.
+
+PROBE_INTERVAL = 1.0  # seconds between two probes of one address
+PROBE_GRACE = 2.0     # after a phase's last probe, for a slow guest's answer
+PROBES_SENT = {"resolve": 3, "control": 2, "ping": 3, "ping control": 2}
+PROBES_LEARNT = 8     # guest addresses learnt, and probed, per interface
+PROBES_KEPT = 4096    # probe records in all; beyond, an address is not probed
+PROBE_RESTARTS = 2    # a probe starts again when another MAC answers, this often
+CONTROL_SEQ = 0x8000  # echo sequence numbers from here on are the controls'
+PROBE_DATA = b"arp_icmp_vlan0 probe"
+RESOLVE_WORDS = {4: "ARP requests", 6: "Neighbor Solicitations"}
+ALL_NODES_MAC = b"\x33\x33\x00\x00\x00\x01"
+
+
+def probe_refusal(packed, scope):
+    """Why the tool does not probe packed address `packed`, or None: only a
+    unicast address of a family it serves, not its own, and inside an --ip
+    prefix of that family if one was given."""
+    address = ipaddress.ip_address(packed)
+    if not _is_unicast(packed):
+        return f"{address} is not a unicast address"
+    if address.version not in scope.families:
+        return f"{address} is IPv{address.version}, which the tool does not serve here"
+    if packed in scope.owned or packed == scope.link_local:
+        return f"{address} is the tool's own address"
+    prefixes = [net for net in scope.targets
+                if net.version == address.version and net.num_addresses > 1]
+    if prefixes and not any(_is_host_of(address, net) for net in prefixes):
+        return (f"{address} is outside {', '.join(str(net) for net in prefixes)} "
+                "(--ip): the tool probes only there")
+    return None
+
+
+def probe_resolve(mac, source, target, framing):
+    """The ARP request or Neighbor Solicitation (to the solicited-node
+    group) for `target`, from the tool's `mac`; `source`: the sender address
+    (packed; for IPv4 0.0.0.0 makes it an RFC 5227 probe, for IPv6 :: a
+    DAD-form solicitation, without the source link-layer option)."""
+    if len(target) == 4:
+        body = bytes(ARP(op=ARP_REQUEST, hwsrc=str2mac(mac), psrc=_address_text(source),
+                         hwdst="00:00:00:00:00:00", pdst=_address_text(target)))
+        return framing.frame(BROADCAST_MAC_BYTES, mac, ETH_P_ARP, body)
+    group = in6_getnsma(target)
+    packet = IPv6(src=_address_text(source), dst=_address_text(group), hlim=ND_HOP_LIMIT) / \
+        ICMPv6ND_NS(tgt=_address_text(target))
+    if source != IN6_UNSPECIFIED:
+        packet /= ICMPv6NDOptSrcLLAddr(lladdr=str2mac(mac))
+    return framing.frame(_multicast_mac(group), mac, ETH_P_IPV6, bytes(packet))
+
+
+def probe_echo(mac, guest_mac, source, target, ident, seq, framing):
+    """An ICMP or ICMPv6 echo request from `source` to `target`, unicast to
+    `guest_mac`."""
+    if len(target) == 4:
+        packet = IP(src=_address_text(source), dst=_address_text(target), ttl=REPLY_TTL) / \
+            ICMP(type=ICMP_ECHO_REQUEST, id=ident, seq=seq) / PROBE_DATA
+        return framing.frame(guest_mac, mac, ETH_P_IP, bytes(packet))
+    packet = IPv6(src=_address_text(source), dst=_address_text(target), hlim=REPLY_TTL) / \
+        ICMPv6EchoRequest(id=ident, seq=seq, data=PROBE_DATA)
+    return framing.frame(guest_mac, mac, ETH_P_IPV6, bytes(packet))
+
+
+class ProbeAnswer(NamedTuple):
+    kind: str       # "resolve" (ARP reply, Neighbor Advertisement) or "echo"
+    address: bytes  # the probed address it answers for
+    mac: bytes      # the answering station's
+    to: bytes       # ARP: the target protocol address; else the IP destination
+    seq: int        # echo: the sequence number
+
+
+def parse_probe_answer(frame, tool_mac, ident):
+    """The ProbeAnswer in `frame` (bytes, as received), or None: an ARP reply
+    or an echo reply with the probes' identifier sent to `tool_mac`, or a
+    Neighbor Advertisement sent to it or to all nodes."""
+    if len(frame) < ETH_HLEN or frame[6] & 1 or frame[6:12] == tool_mac:
+        return None
+    ethertype, offset = ethertype_and_offset(frame)
+    to_us = frame[:6] == tool_mac
+    if ethertype == ETH_P_ARP:
+        arp = frame[offset:offset + 28]
+        if (len(arp) < 28 or arp[:6] != ARP_ETHERNET_IPV4 or arp[6:8] != b"\x00\x02"
+                or not to_us or arp[18:24] != tool_mac or arp[8] & 1 or not any(arp[8:14])):
+            return None
+        return ProbeAnswer("resolve", arp[14:18], arp[8:14], arp[24:28], 0)
+    if ethertype == ETH_P_IP and to_us:
+        header_len = ipv4_header_length(frame, offset)
+        if header_len is None:
+            return None
+        _, _, total, _, fragment_bits, _, protocol, _, source, destination = (
+            IPV4_HEADER.unpack_from(frame, offset))
+        message = frame[offset + header_len:offset + total]
+        if (protocol != IPPROTO_ICMP or fragment_bits & IP_FRAGMENT_BITS
+                or len(message) < ICMP_HLEN or message[:2] != bytes([ICMP_ECHO_REPLY, 0])
+                or checksum(message) != 0 or message[4:6] != ident.to_bytes(2, "big")):
+            return None
+        return ProbeAnswer("echo", source, frame[6:12], destination,
+                           int.from_bytes(message[6:8], "big"))
+    if ethertype == ETH_P_IPV6:
+        message = _icmpv6_message(frame, offset)
+        if message is None or message[1] != 0:
+            return None
+        source, destination = frame[offset + 8:offset + 24], frame[offset + 24:offset + 40]
+        if message[0] == ICMPV6_ECHO_REPLY and to_us and message[4:6] == ident.to_bytes(2, "big"):
+            return ProbeAnswer("echo", source, frame[6:12], destination,
+                               int.from_bytes(message[6:8], "big"))
+        if (message[0] == ND_NEIGHBOR_ADVERT and len(message) >= 24
+                and frame[offset + 7] == ND_HOP_LIMIT
+                and (to_us or frame[:6] == ALL_NODES_MAC)):
+            mac, options = frame[6:12], message[24:]
+            if _options(options) is None:
+                return None
+            while options:  # the Target Link-Layer Address option names the station
+                if options[0] == ND_OPT_TARGET_LLADDR and options[1] == 1:
+                    mac = options[2:8]
+                options = options[options[1] * 8:]
+            if mac[0] & 1 or not any(mac):
+                return None
+            return ProbeAnswer("resolve", message[8:24], mac, destination, 0)
+    return None
+
+
+@dataclass
+class Probe:
+    """The probing of one address on one interface; bounded."""
+    interface: str
+    address: bytes                 # packed
+    source: Optional[bytes]        # IPv4: the tool's address (None: ARP only); IPv6: link-local
+    learnt: bool                   # from the guest's own frames, not the command line
+    phase: str = "resolve"         # resolve, control, ping, ping control, done
+    sent: dict = field(default_factory=dict)  # phase -> probes sent in it
+    next_at: float = 0.0
+    mac: Optional[bytes] = None
+    verdict: Optional[str] = None  # None, "answers", "drops", "no answer", "unclear"
+    reason: str = ""
+    macs: list = field(default_factory=list)  # every MAC that answered, in order
+    restarts: int = 0              # times another MAC answered and it began again
+    evidence: deque = field(default_factory=lambda: deque(maxlen=EVIDENCE_KEPT))
+
+    @property
+    def family(self):
+        return 4 if len(self.address) == 4 else 6
+
+    def summary(self, framing):
+        """The verdict in one line."""
+        where, address = self.interface, _address_text(self.address)
+        tagged = f"tagged {framing}" if framing.vlans else "untagged"
+        asked = RESOLVE_WORDS[self.family]
+        who = f"{where}: guest {str2mac(self.mac)} ({address})" if self.mac else None
+        if self.verdict == "answers":
+            pings, note = self.reason
+            return f"{who} answers {asked}{pings} {tagged}{note}"
+        if self.verdict == "drops":
+            return f"{who} {self.reason} but answers untagged ones: it drops frames {tagged}"
+        if self.verdict == "no answer":
+            return (f"{where}: nobody answered at {address}: {self.reason} went "
+                    "unanswered (down, filtered, or nobody there): no verdict")
+        if self.verdict == "unclear":
+            macs = ", ".join(str2mac(mac) for mac in self.macs)
+            return f"{where}: {address} answered from {macs}: no verdict (one address, two stations?)"
+        count = sum(self.sent.values())
+        return f"{where}: probing {address}: no verdict yet ({count} probes sent)"
+
+    def to_json(self, framing):
+        return {"interface": self.interface, "address": _address_text(self.address),
+                "family": self.family, "mac": self.mac and str2mac(self.mac),
+                "learnt": self.learnt, "verdict": self.verdict, "line": self.summary(framing),
+                "evidence": list(self.evidence)}
+
+
+class Prober:
+    """The probes of every address on every interface: tick() says what to
+    send when, observe() takes the answers. Time is passed in (the frames'
+    stamps' clock), so this stays testable.
+
+    - answers: a tagged request was answered (and a tagged ping, if pings
+      can be sent).
+    - drops: the tagged requests (or pings) went unanswered and an untagged
+      one was answered.
+    - no answer: neither was answered; no verdict.
+    - unclear: more than one MAC answered for the address, repeatedly."""
+
+    def __init__(self, addresses, scope, framing, ident):
+        """`addresses`: packed, as --probe gave them; empty: learn them."""
+        self.addresses, self.learning = tuple(addresses), not addresses
+        self.scope, self.framing, self.ident = scope, framing, ident
+        self.control = Framing(vlans=(), pad=framing.pad)
+        self.probes = {}     # (interface, address) -> Probe, in the order made
+        self.pending = {}    # the keys of probes with no verdict yet
+        self.due_at = []     # heap of (time, key) to look at a probe
+        self.started = set()  # interfaces the command line's addresses are probed on
+        self.learnt = {}     # interface -> addresses learnt on it
+        self.not_probed = 0  # addresses not probed to stay within the bounds
+
+    # -- what to probe
+
+    def _source(self, family):
+        if family == 6:
+            return self.scope.link_local
+        return self.scope.own_address(4)
+
+    def _add(self, interface, address, now, learnt, source=None):
+        key = (interface, address)
+        if key in self.probes:
+            return None
+        if len(self.probes) >= PROBES_KEPT:
+            self.not_probed += 1
+            return None
+        family = 4 if len(address) == 4 else 6
+        probe = Probe(interface, address, self._source(family) or source, learnt, next_at=now)
+        self.probes[key] = probe
+        self.pending[key] = None
+        heapq.heappush(self.due_at, (now, key))
+        return probe
+
+    def heard_ask(self, interface, request, now):
+        """A guest's ARP request or Neighbor Solicitation that the tool
+        answered: with --probe alone, its sender's address is probed (a few
+        per interface); the address it asked for is one it deems on its
+        link, from which the tool may ping it when it has no IPv4 address."""
+        address, asked_for = request.source, request.target
+        probe = self.probes.get((interface, address))
+        if probe is not None:
+            if probe.source is None and len(address) == 4:
+                probe.source = asked_for
+            return
+        if (not self.learning or probe_refusal(address, self.scope)
+                or self.learnt.get(interface, 0) >= PROBES_LEARNT):
+            return
+        if self._add(interface, address, now, learnt=True, source=asked_for):
+            self.learnt[interface] = self.learnt.get(interface, 0) + 1
+
+    # -- sending
+
+    def serving(self, served, now):
+        """The interfaces (names) served now: the command line's addresses
+        are probed on each from the first time it is."""
+        for interface in served - self.started:
+            self.started.add(interface)
+            for address in self.addresses:
+                self._add(interface, address, now, learnt=False)
+
+    def due(self, now):
+        """Seconds until tick() has something to do."""
+        return max(0.0, self.due_at[0][0] - now) if self.due_at else LONGEST_WAIT
+
+    def tick(self, now, served):
+        """The probes due at `now` on the `served` interfaces (names): a list
+        of (interface, frame) to send, and of the Probes decided now."""
+        frames, decided = [], []
+        while self.due_at and self.due_at[0][0] <= now:
+            at, key = heapq.heappop(self.due_at)
+            probe = self.probes.get(key)
+            if probe is None or probe.verdict is not None or probe.next_at != at:
+                continue  # decided, or looked at again later
+            if probe.interface not in served:
+                probe.next_at = now + PROBE_INTERVAL  # it may come back
+            else:
+                frame = self._step(probe, now)
+                if frame is not None:
+                    frames.append((probe.interface, frame))
+                if probe.verdict is not None:
+                    decided.append(probe)
+                    continue
+            heapq.heappush(self.due_at, (probe.next_at, key))
+        return frames, decided
+
+    def _step(self, probe, now):
+        """The next probe of `probe`'s phase, or, the phase over and
+        unanswered, the next phase's first (or the verdict)."""
+        while probe.verdict is None:
+            phase, tagged = probe.phase, bool(self.framing.vlans)
+            if phase in ("ping", "ping control") and probe.source is None:
+                return self._decide(probe, "answers", (
+                    "", " (no pings: the tool has no IPv4 address to send them from; give "
+                    "--ip ADDR/LEN)"))
+            sent = probe.sent.get(phase, 0)
+            if sent < PROBES_SENT[phase]:
+                probe.sent[phase] = sent + 1
+                probe.next_at = now + (PROBE_INTERVAL if sent + 1 < PROBES_SENT[phase]
+                                       else PROBE_GRACE)
+                return self._frame(probe, phase, sent, now)
+            if phase == "resolve" and tagged:
+                probe.phase = "control"
+            elif phase == "resolve" or phase == "control":
+                counts = f"{probe.sent['resolve']} {RESOLVE_WORDS[probe.family]} " + (
+                    f"tagged {self.framing} and {probe.sent['control']} untagged" if tagged
+                    else "untagged")
+                return self._decide(probe, "no answer", counts)
+            elif phase == "ping" and tagged:
+                probe.phase = "ping control"
+            else:
+                return self._decide(probe, "answers", (
+                    "", "; its pings went unanswered, tagged and untagged (ICMP filtered?)"
+                    if tagged else "; its pings went unanswered"))
+        return None
+
+    def _frame(self, probe, phase, sent, now):
+        control = phase in ("control", "ping control")
+        framing = self.control if control else self.framing
+        mac = self.scope.mac_bytes
+        if phase in ("resolve", "control"):
+            unspecified = IPV4_ANY if probe.family == 4 else IN6_UNSPECIFIED
+            source = unspecified if control else (probe.source or unspecified)
+            frame = probe_resolve(mac, source, probe.address, framing)
+            what = "ARP request" if probe.family == 4 else "Neighbor Solicitation"
+        else:
+            seq = (CONTROL_SEQ if control else 1) + sent
+            frame = probe_echo(mac, probe.mac, probe.source, probe.address, self.ident, seq,
+                               framing)
+            what = "echo request"
+        probe.evidence.append({"time": now, "event": "probe sent", "what": what,
+                               "framing": str(framing)})
+        return frame
+
+    # -- the answers
+
+    def observe(self, interface, frame, now):
+        """Take `frame`, received on `interface`: None if it answers no
+        probe; else (the Probe it answers, whether that decided it, whether
+        it answered a tagged probe)."""
+        answer = parse_probe_answer(frame, self.scope.mac_bytes, self.ident)
+        if answer is None:
+            return None
+        probe = self.probes.get((interface, answer.address))
+        tagged = probe and self._answers_tagged(probe, answer)
+        if tagged is None:
+            return None
+        if probe.mac is not None and answer.mac != probe.mac:
+            return probe, self._another_mac(probe, answer.mac, now), False
+        if answer.mac not in probe.macs:
+            probe.macs.append(answer.mac)
+        probe.evidence.append({"time": now, "event": "probe answered",
+                               "what": "echo reply" if answer.kind == "echo" else
+                               "ARP reply" if probe.family == 4 else "Neighbor Advertisement",
+                               "tagged": tagged, "from": str2mac(answer.mac)})
+        if probe.verdict is not None:
+            return probe, False, tagged
+        if answer.kind == "resolve":
+            probe.mac = answer.mac
+            if tagged and probe.phase in ("resolve", "control"):
+                probe.phase, probe.next_at = "ping", now
+                heapq.heappush(self.due_at, (now, (interface, probe.address)))
+            elif not tagged:
+                self._decide(probe, "drops", f"does not answer {RESOLVE_WORDS[probe.family]} "
+                             f"tagged {self.framing}")
+        elif probe.phase in ("ping", "ping control"):
+            if tagged:
+                self._decide(probe, "answers", (" and pings", ""))
+            else:
+                self._decide(probe, "drops",
+                             f"answers {RESOLVE_WORDS[probe.family]} tagged {self.framing} "
+                             "but not pings")
+        return probe, probe.verdict is not None, tagged
+
+    def _answers_tagged(self, probe, answer):
+        """Whether `answer` answers one of `probe`'s tagged probes (True) or
+        its controls (False); None if it answers none of them."""
+        if answer.kind == "echo":
+            if answer.to != probe.source or not probe.sent.get("ping"):
+                return None
+            return answer.seq < CONTROL_SEQ
+        if probe.family == 6:
+            control = answer.to == IN6_ALL_NODES
+            if control and not probe.sent.get("control"):
+                return None  # an unsolicited advertisement
+            return not control
+        tagged_source = probe.source or IPV4_ANY
+        if answer.to == IPV4_ANY:
+            # A request from 0.0.0.0: a control, or, when the tool has no IPv4
+            # address, a tagged probe too; PROBE_GRACE separates them in time.
+            return tagged_source == IPV4_ANY and not probe.sent.get("control")
+        return True if answer.to == tagged_source else None
+
+    def _another_mac(self, probe, mac, now):
+        """A second station answers for the probe's address: the probe starts
+        again for it, or, after PROBE_RESTARTS, ends without a verdict."""
+        if mac not in probe.macs:
+            probe.macs.append(mac)
+        probe.evidence.append({"time": now, "event": "another MAC answered",
+                               "from": str2mac(mac), "was": str2mac(probe.mac)})
+        key = (probe.interface, probe.address)
+        probe.restarts += 1
+        if probe.restarts > PROBE_RESTARTS:
+            self._decide(probe, "unclear", "")
+            return True
+        probe.phase, probe.sent, probe.mac = "resolve", {}, None
+        probe.verdict, probe.reason, probe.next_at = None, "", now
+        self.pending[key] = None
+        heapq.heappush(self.due_at, (now, key))
+        return False
+
+    def _decide(self, probe, verdict, reason):
+        probe.verdict, probe.reason, probe.phase = verdict, reason, "done"
+        self.pending.pop((probe.interface, probe.address), None)
+        return None
+
+    # -- the end
+
+    def settled(self):
+        return not self.pending
+
+    def why_no_verdict(self):
+        """The probes with no verdict, in one line, or None."""
+        waiting = [f"{_address_text(p.address)} on {p.interface}"
+                   for p in self.probes.values() if p.verdict != "answers"
+                   and p.verdict != "drops"]
+        if not waiting:
+            return None
+        return (f"no probe verdict for {_some(waiting, 0)}: nobody answered (or not yet), "
+                "tagged or untagged")
 
 
 # ---------------------------------------------------------------- counting and output
@@ -1124,13 +1636,16 @@ class Stdout:
 @dataclass
 class Stats:
     """One interface's counts. Every frame seen ends in exactly one of:
-    a reply sent, ignored, a fragment held for reassembly, or an error."""
+    a reply sent, ignored, a fragment held for reassembly, an answer to a
+    probe, or an error."""
     replies: dict                  # kind -> replies sent, for the kinds served
     seen: int = 0
     ignored: int = 0
     fragments: int = 0             # held; the one that completes a datagram is answered
     send_errors: int = 0
     internal_errors: int = 0
+    probes_sent: int = 0           # --probe: requests the tool sent itself
+    probe_answers: int = 0         # frames seen that answer them
 
     @classmethod
     def for_families(cls, families):
@@ -1144,7 +1659,8 @@ class Stats:
     def __iadd__(self, other):
         for kind, count in other.replies.items():
             self.replies[kind] = self.replies.get(kind, 0) + count
-        for name in ("seen", "ignored", "fragments", "send_errors", "internal_errors"):
+        for name in ("seen", "ignored", "fragments", "send_errors", "internal_errors",
+                     "probes_sent", "probe_answers"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
@@ -1154,6 +1670,8 @@ class Stats:
                 f"{self.ignored} ignored")
         if self.fragments:
             line += f", {self.fragments} fragments held"
+        if self.probes_sent or self.probe_answers:
+            line += f", {self.probes_sent} probes sent, {self.probe_answers} answers to them"
         if self.send_errors or self.internal_errors:
             line += (f", {self.send_errors} send errors, "
                      f"{self.internal_errors} internal errors")
@@ -1163,7 +1681,8 @@ class Stats:
         return {"frames_seen": self.seen, "replies_sent": self.replied,
                 "replies": dict(self.replies), "ignored": self.ignored,
                 "fragments_held": self.fragments, "send_errors": self.send_errors,
-                "internal_errors": self.internal_errors}
+                "internal_errors": self.internal_errors, "probes_sent": self.probes_sent,
+                "probe_answers": self.probe_answers}
 
 
 class OutputError(Fatal):
@@ -1503,6 +2022,12 @@ class Report:
             lines.append(loop.recorder.line())
         lines += [guest.summary(loop.settings.framing, loop.settings.scope.mac)
                   for guest in loop.verdicts.guests.values()]
+        if loop.prober:
+            lines += [probe.summary(loop.settings.framing)
+                      for probe in loop.prober.probes.values()]
+            if loop.prober.not_probed:
+                lines.append(f"{loop.prober.not_probed:,} addresses not probed "
+                             f"(at most {PROBES_KEPT:,} probes in all)")
         return "\n".join(lines)
 
     def to_json(self, status):
@@ -1523,6 +2048,8 @@ class Report:
             "guests": [guest.to_json(framing, scope.mac)
                        for guest in loop.verdicts.guests.values()],
             "guests_forgotten": loop.verdicts.forgotten,
+            "probes": None if loop.prober is None else [
+                probe.to_json(framing) for probe in loop.prober.probes.values()],
             "exit_status": status,
         }
 
@@ -1563,6 +2090,8 @@ class Loop:
         self.reassembler = Reassembler()
         self.plain_echo = plain_echo_replier(scope, framing)
         self.verdicts = Verdicts(scope.mac_bytes)
+        self.prober = None if settings.probe is None else Prober(
+            settings.probe, scope, framing, ident=os.getpid() & 0xFFFF)
         self.lines = Lines(framing, self.say)
         self.complaints = Complaints()
         self.replied = 0
@@ -1663,23 +2192,66 @@ class Loop:
                 self.recorder.request(exchange.received, exchange.stamp)
                 for piece in exchange.frames:
                     self.recorder.reply(piece, exchange.sent_at)
-            guest = self.verdicts.observe(link.name, exchange.whole, answer, exchange.stamp)
-            if settings.verbose >= 0 and (answer is not None or settings.verbose > 0):
-                self.lines.exchange(exchange)
-            if guest is not None:
-                self.lines.verdict(guest.summary(settings.framing, settings.scope.mac))
+            probed = answer is None and self.prober and self.prober.observe(
+                link.name, exchange.whole, exchange.stamp)
+            if probed:  # an answer to a probe, not evidence on the replies
+                link.stats.ignored -= 1
+                link.stats.probe_answers += 1
+                probe, decided, tagged = probed
+                if tagged:
+                    self.verdicts.probe_answered(link.name, probe.mac, probe.family,
+                                                 exchange.stamp)
+                if settings.verbose > 0:
+                    self.lines.exchange(exchange)
+                if decided:
+                    self.lines.verdict(probe.summary(settings.framing))
+                self.woken = self.prober.due(exchange.stamp) == 0  # the next probe: now
+            else:
+                guest = self.verdicts.observe(link.name, exchange.whole, answer,
+                                              exchange.stamp)
+                if self.prober and answer and KINDS[answer.kind].resolves \
+                        and not answer.request.probe:
+                    self.prober.heard_ask(link.name, answer.request, exchange.stamp)
+                if settings.verbose >= 0 and (answer is not None or settings.verbose > 0):
+                    self.lines.exchange(exchange)
+                if guest is not None:
+                    self.lines.verdict(guest.summary(settings.framing, settings.scope.mac))
         except Exception as exc:
             link.stats.internal_errors += 1
             self.complaints.say("account", f"error: after the frame "
                                 f"{_hex(exchange.received)}: {exc!r}")
         if (0 < settings.count <= self.replied
-                or settings.until_verdict and self.verdicts.settled()):
+                or settings.until_verdict and self.verdicts.settled(self.prober)):
+            self.stopping = True
+
+    def probe(self):
+        """Send the probes due now; say the verdicts their silence formed."""
+        settings, links = self.settings, self.interfaces.links
+        now = time.time()
+        self.prober.serving(links.keys(), now)
+        if self.prober.due(now) > 0:
+            return
+        try:
+            frames, decided = self.prober.tick(now, links)
+        except Exception as exc:  # a bug: said, and serving goes on
+            self.complaints.say("probe", f"error: probing: {exc!r}")
+            return
+        for name, frame in frames:
+            link = links[name]
+            sent_at = self.send(link, (frame,))
+            if sent_at is not None:
+                link.stats.probes_sent += 1
+                if self.recorder:
+                    self.recorder.reply(frame, sent_at)
+        for probe in decided:
+            self.lines.verdict(probe.summary(settings.framing))
+        if settings.until_verdict and self.verdicts.settled(self.prober):
             self.stopping = True
 
     # -- receiving
 
     def run(self, timeout=None, wake_fd=None):
-        """Serve until --count, --timeout, --until-verdict, a signal, a
+        """Probe (--probe) and serve until --count, --timeout, --until-verdict, a signal, a
         closed stdout or, with --exit-on-down, a lost interface. A `wake_fd`
         says that the signals go through _stop_on_signals: they call stop(),
         write to `wake_fd` (which wakes epoll) and break a blocking receive."""
@@ -1689,10 +2261,14 @@ class Loop:
             poller.register(wake_fd, select.EPOLLIN)
         netlink = interfaces.netlink.fileno()
         while not self._done():
+            if self.prober:
+                self.probe()
             wait = LONGEST_WAIT if deadline is None else deadline - time.monotonic()
             if wait <= 0:
                 break
             wait = min(wait, LONGEST_WAIT, self.lines.due())
+            if self.prober:
+                wait = min(wait, self.prober.due(time.time()))
             alone = self._served_alone() if wake_fd is not None else None
             if alone is not None:
                 self._serve_alone(alone, wait)
@@ -1831,6 +2407,7 @@ class Interfaces:
         self.stats = {}        # name -> Stats, kept after an interface leaves
         self.lost = []         # every interface lost, in order
         self.refused = set()   # interfaces refused, said once
+        self.program = kernel_filter(settings.scope.mac_bytes, probe=settings.probe is not None)
         self.poller = select.epoll()
         self.netlink = socket.socket(socket.AF_NETLINK,
                                      socket.SOCK_RAW | socket.SOCK_NONBLOCK,
@@ -1847,7 +2424,7 @@ class Interfaces:
         InterfaceTaken or OSError."""
         claim = claim_interface(index)
         try:
-            sock = open_socket(name)
+            sock = open_socket(name, self.program)
             mtu = _mtu(name)
         except BaseException:
             claim.close()
@@ -1950,7 +2527,27 @@ class Interfaces:
         self.poller.close()
 
 
-def open_socket(iface):
+def kernel_filter(mac, probe=False):
+    """The program for the sockets' filter: REQUEST_FILTER, and with `probe`
+    PROBE_FILTER for the tool's MAC (bytes) where it would drop a frame.
+    Each program ends "accept; drop", every other drop jumping to the last
+    instruction (libpcap emits them so): without its last, the first one
+    falls through into the next, which sees the same frame."""
+    programs = [REQUEST_FILTER]
+    if probe:
+        high, low = int.from_bytes(mac[:2], "big"), int.from_bytes(mac[2:], "big")
+        default = mac2str(DEFAULT_MAC)
+        patch = {int.from_bytes(default[:2], "big"): high,
+                 int.from_bytes(default[2:], "big"): low}
+        programs.append(tuple((code, jt, jf, patch.get(k, k) if code == 21 else k)
+                              for code, jt, jf, k in PROBE_FILTER))
+    program = []
+    for piece in programs[:-1]:
+        program += piece[:-1]
+    return tuple(program) + programs[-1]
+
+
+def open_socket(iface, program=REQUEST_FILTER):
     """A packet socket bound to `iface` with the request filter attached and
     a receive buffer that holds a burst of a few thousand requests. The
     interface is put in promiscuous mode here, by its index now: Scapy's
@@ -1964,9 +2561,8 @@ def open_socket(iface):
     sock = L2Socket(iface=device, promisc=False)
     sock.ins.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack(
         "IHH8s", socket.if_nametoindex(iface), PACKET_MR_PROMISC, 0, b""))
-    insns = (bpf_insn * len(REQUEST_FILTER))(*REQUEST_FILTER)
-    sock.ins.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
-                        sock_fprog(len(REQUEST_FILTER), insns))
+    insns = (bpf_insn * len(program))(*program)
+    sock.ins.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, sock_fprog(len(program), insns))
     try:  # as root, past net.core.rmem_max
         sock.ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
     except PermissionError:
@@ -2199,7 +2795,7 @@ def _ip_target(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is {what} address, which no guest asks for (without --ip, "
             "the tool answers for any unicast address)")
-    return interface.network
+    return interface
 
 
 def _ranged_int(name, low, high):
@@ -2271,6 +2867,13 @@ def build_parser():
                         help="also answer ICMPv6 echo sent to a multicast "
                              "group (e.g. ping ff02::1), from the tool's "
                              "link-local address")
+    parser.add_argument("--probe", nargs="*", metavar="ADDR",
+                        help="also ask the guest: send ARP requests or Neighbor "
+                             "Solicitations for ADDR, then pings, tagged like the "
+                             "replies, and an untagged control if they go "
+                             "unanswered; the verdict then says whether the guest "
+                             "answers tagged requests. Without ADDR: every guest "
+                             "address the tool hears")
     tags = parser.add_argument_group(
         "reply framing", "Every reply carries the same tags; by default one 802.1Q "
         "tag, vlan 0, p 0.")
@@ -2337,21 +2940,47 @@ def build_parser():
     return parser
 
 
+def _split_probe(args, parser):
+    """--probe's words: the addresses, then the interfaces it swallowed
+    (--probe tap0: probe what is heard on tap0)."""
+    words, args.probe = args.probe, None if args.probe is None else []
+    for i, word in enumerate(words or ()):
+        try:
+            address = ipaddress.ip_address(word)
+        except ValueError:
+            if re.fullmatch(r"[0-9a-fA-F.:]*[.:][0-9a-fA-F.:]*(/\d+)?", word):
+                parser.error(f"argument --probe: invalid IPv4 or IPv6 address: {word!r}")
+            args.interfaces[:0] = words[i:]
+            return
+        args.probe.append(address)
+
+
 def parse_args(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
+    _split_probe(args, parser)
     if not args.interfaces and not args.self_test:
         parser.error("an INTERFACE is required (or --self-test)")
     if args.interfaces and args.self_test:
         parser.error("--self-test takes no INTERFACE")
     if len(set(args.interfaces)) != len(args.interfaces):
         parser.error("an INTERFACE is named twice")
-    if args.targets and not any(net.version in args.families for net in args.targets):
+    if args.targets and not any(ip.version in args.families for ip in args.targets):
         parser.error(f"no --ip address is IPv{min(args.families)}: nothing to answer")
     if args.untagged and (args.vlan or args.prio is not None or args.dei or args.tpid):
         parser.error("--untagged takes no --vlan, --prio, --dei or --tpid")
     if args.write and args.json and os.path.abspath(args.write) == os.path.abspath(args.json):
         parser.error("-w and --json name the same file")
+    if args.probe is not None and SCAPY_MISSING is None:  # else main() says it is missing
+        if args.self_test:
+            parser.error("--self-test takes no --probe")
+        scope = scope_from(args)
+        for address in args.probe:
+            refusal = probe_refusal(address.packed, scope)
+            if refusal:
+                parser.error(f"argument --probe: {refusal}")
+        if len(set(args.probe)) != len(args.probe):
+            parser.error("argument --probe: an address is named twice")
     if args.user is None:
         args.user = DEDICATED_USER if _user_exists(DEDICATED_USER) else "nobody"
     return args
@@ -2368,9 +2997,12 @@ def scope_from(args):
     """The Scope; its families are those of the --ip addresses, if any."""
     families = args.families
     if args.targets:
-        families = families & {net.version for net in args.targets}
-    return Scope(mac=args.mac, targets=tuple(args.targets), families=frozenset(families),
-                 multicast_ping6=args.answer_multicast_ping)
+        families = families & {ip.version for ip in args.targets}
+    own = tuple(ip.ip.packed for ip in args.targets
+                if ip.network.num_addresses > 1 and _is_host_of(ip.ip, ip.network))
+    return Scope(mac=args.mac, targets=tuple(ip.network for ip in args.targets),
+                 families=frozenset(families), multicast_ping6=args.answer_multicast_ping,
+                 own=own)
 
 
 @dataclass(frozen=True)
@@ -2386,22 +3018,48 @@ class Settings:
     until_verdict: bool = False
     busy_poll: bool = False
     exit_on_down: bool = False
+    probe: Optional[tuple] = None  # --probe: packed addresses; () learns them; None: off
 
     @classmethod
     def from_args(cls, args):
+        probe = None if args.probe is None else tuple(ip.packed for ip in args.probe)
         return cls(tuple(args.interfaces), scope_from(args), framing_from(args),
                    allow_physical=args.allow_physical, any_address=args.any_address,
                    verbose=args.verbose, count=args.count, until_verdict=args.until_verdict,
-                   busy_poll=args.busy_poll, exit_on_down=args.exit_on_down)
+                   busy_poll=args.busy_poll, exit_on_down=args.exit_on_down, probe=probe)
+
+
+def _target_text(net, own):
+    """An --ip target as given: an address, ADDR/LEN with the tool's own
+    address in the prefix, or the prefix."""
+    if net.num_addresses == 1:
+        return str(net.network_address)
+    mine = [packed for packed in own if ipaddress.ip_address(packed) in net]
+    return f"{ipaddress.ip_address(mine[0])}/{net.prefixlen}" if mine else str(net)
+
+
+def _describe_probe(settings):
+    """The start-up line's part on --probe."""
+    if settings.probe is None:
+        return ""
+    framing, scope = settings.framing, settings.scope
+    how = f"tagged {framing}, an untagged control if unanswered" if framing.vlans \
+        else "untagged"
+    what = (", ".join(_address_text(packed) for packed in settings.probe)
+            or f"every guest address it hears (up to {PROBES_LEARNT} an interface)")
+    silent = ""
+    if 4 in scope.families and scope.own_address(4) is None and any(
+            len(packed) == 4 for packed in settings.probe):
+        silent = " (IPv4: ARP alone, no pings: the tool has no IPv4 address; give --ip ADDR/LEN)"
+    return f"; probing {what}, {how}{silent}"
 
 
 def _describe(scope, framing):
     """The start-up line's middle: what is answered, for whom, how."""
     titles = [kind.title for kind in KINDS.values() if kind.family in scope.families]
     kinds = ", ".join(titles[:-1]) + " and " + titles[-1]
-    targets = ", ".join(
-        str(net.network_address) if net.num_addresses == 1 else str(net)
-        for net in scope.targets if net.version in scope.families)
+    targets = ", ".join(_target_text(net, scope.own) for net in scope.targets
+                        if net.version in scope.families)
     owner = scope.mac
     if 6 in scope.families:
         owner += f" (link-local {tool_link_local(scope.mac)})"
@@ -2495,8 +3153,8 @@ class Session:
             served += (f" (and every interface matching "
                        f"{', '.join(repr(p) for p in patterns)} that comes up)")
         loop.say(f"arp_icmp_vlan0: on {served} answering "
-                 f"{_describe(settings.scope, settings.framing)}; running as "
-                 f"{self.user}. Hit Ctrl-C to end.")
+                 f"{_describe(settings.scope, settings.framing)}"
+                 f"{_describe_probe(settings)}; running as {self.user}. Hit Ctrl-C to end.")
         for pattern in patterns:
             interfaces.say_why_unserved(pattern)
         loop.run(timeout=self.args.timeout, wake_fd=wake_fd)
@@ -2511,9 +3169,14 @@ class Session:
         loop.say(report.lines())
         status = EXIT_OK
         if args.until_verdict:
-            status = loop.verdicts.status()
+            status = loop.verdicts.status(loop.prober)
             if status == EXIT_NO_VERDICT:
-                log(loop.verdicts.why_no_verdict())
+                probes = loop.prober and loop.prober.why_no_verdict()
+                if not probes or loop.verdicts.undecided or not (
+                        loop.verdicts.guests or loop.prober.probes):
+                    log(loop.verdicts.why_no_verdict())
+                if probes:
+                    log(probes)
         if status == EXIT_OK and self.recorder and self.recorder.error:
             status = EXIT_RECORD_INCOMPLETE
         if args.exit_on_down and self.interfaces.lost:

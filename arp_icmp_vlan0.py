@@ -64,12 +64,14 @@ import codecs
 import ctypes
 import errno
 import fnmatch
+import hashlib
 import heapq
 import io
 import ipaddress
 import json
 import os
 import pwd
+import random
 import re
 import resource
 import select
@@ -92,9 +94,10 @@ try:
     from scapy.data import DLT_EN10MB, MTU, SO_ATTACH_FILTER, SOL_PACKET
     from scapy.error import log_runtime
     from scapy.interfaces import InterfaceProvider, NetworkInterface
-    from scapy.layers.inet import ICMP, IP, fragment
-    from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6,
-                                    fragment6)
+    from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.inet import ICMP, IP, UDP, fragment
+    from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6ND_RA,
+                                    ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, IPv6, fragment6)
     from scapy.layers.l2 import ARP, Dot1Q, Ether
     from scapy.libs.structures import bpf_insn, sock_fprog
     from scapy.utils import RawPcapWriter, mac2str, str2mac
@@ -227,6 +230,39 @@ PROBE_FILTER = (
     (6, 0, 0, 262144),
     (6, 0, 0, 0),
 )
+
+# With --dhcp, a client's DHCP message; with --ra, a Router Solicitation:
+# programs that run after the others, as PROBE_FILTER does.
+DHCP_FILTER_EXPRESSION = "inbound and ip and udp dst port 67"
+DHCP_FILTER = (
+    (40, 0, 0, 4294963204),
+    (21, 10, 0, 4),
+    (40, 0, 0, 12),
+    (21, 0, 8, 2048),
+    (48, 0, 0, 23),
+    (21, 0, 6, 17),
+    (40, 0, 0, 20),
+    (69, 4, 0, 8191),
+    (177, 0, 0, 14),
+    (72, 0, 0, 16),
+    (21, 0, 1, 67),
+    (6, 0, 0, 262144),
+    (6, 0, 0, 0),
+)
+SOLICITATION_FILTER_EXPRESSION = "inbound and ip6 and ip6[6] = 58 and ip6[40] = 133"
+SOLICITATION_FILTER = (
+    (40, 0, 0, 4294963204),
+    (21, 7, 0, 4),
+    (40, 0, 0, 12),
+    (21, 0, 5, 34525),
+    (48, 0, 0, 20),
+    (21, 0, 3, 58),
+    (48, 0, 0, 54),
+    (21, 0, 1, 133),
+    (6, 0, 0, 262144),
+    (6, 0, 0, 0),
+)
+
 
 EXAMPLES = """\
 examples:
@@ -368,6 +404,9 @@ class Scope:
     families: frozenset = frozenset({4, 6})
     multicast_ping6: bool = False  # answer ICMPv6 echo sent to a multicast group
     own: tuple = ()                # packed: the host parts of --ip prefixes (ADDR/LEN)
+    # With --dhcp, the addresses leased (address -> MAC, the Leases' own
+    # dict): a guest's, which the tool no longer answers for.
+    leased: Optional[dict] = field(default=None, compare=False)
 
     @cached_property
     def mac_bytes(self):
@@ -399,6 +438,8 @@ class Scope:
         With no --ip, any unicast address but, as a host would, no IPv6
         link-local address other than its own: fe80:: addresses are each
         station's own, so answering for them would claim a neighbour's."""
+        if self.leased and packed in self.leased:
+            return False
         if self.targets:
             return wants_address(packed, self.targets)
         if len(packed) == 16 and packed[:2] == IN6_LINK_LOCAL_PREFIX:
@@ -1072,7 +1113,7 @@ class Verdicts:
         evidence; return the Guest whose verdict it formed or changed, else
         None."""
         to_us = frame[:6] == self.tool_mac
-        kind = answer and KINDS[answer.kind]
+        kind = answer and KINDS.get(answer.kind)
         if kind and kind.resolves and not answer.request.probe:
             return self._asked(interface, kind, answer.request, to_us, now)
         if to_us:
@@ -1151,35 +1192,58 @@ class Verdicts:
             guest.evidence.append({"time": now, "event": "answered a tagged probe"})
 
     def why_no_verdict(self):
-        """Why status() is EXIT_NO_VERDICT, in one line."""
+        """Why status() is EXIT_NO_VERDICT, in one line; None if no guest
+        heard lacks a verdict."""
         if not self.guests:
             return ("no verdict: no guest was heard (no ARP request or Neighbor "
                     "Solicitation was answered)")
         waiting = [f"{g.mac} on {g.interface} (IPv{g.family})"
                    for g in self.guests.values() if g.verdict is None]
+        if not waiting:
+            return None
         return (f"no verdict for {_some(waiting, 0)}: nothing yet showed whether the "
                 "replies arrived (neither a frame to the tool's MAC nor asks repeated)")
 
-    def settled(self, prober=None):
-        """Every guest heard, and every address probed, has a verdict (asked
-        after every frame with --until-verdict: the sets of undecided ones
-        make it one look)."""
-        if prober is None:
-            return bool(self.guests) and not self.undecided
-        return bool(self.guests or prober.probes) and not self.undecided and prober.settled()
+    def verdicts(self):
+        return [guest.verdict for guest in self.guests.values()]
 
-    def status(self, prober=None):
-        """The --until-verdict exit status: a drop in either direction wins;
-        then a guest or probe with no verdict (an address nobody answers at
-        is one)."""
-        verdicts = [g.verdict for g in self.guests.values()]
-        probed = [p.verdict for p in prober.probes.values()] if prober else []
-        if "drops" in verdicts or "drops" in probed:
-            return EXIT_DROPS
-        if (not verdicts and not probed or None in verdicts
-                or any(verdict != "answers" for verdict in probed)):
-            return EXIT_NO_VERDICT
-        return EXIT_OK
+    def decided(self):
+        """No guest heard is without a verdict (asked after every frame with
+        --until-verdict: the set of undecided guests makes it one look)."""
+        return not self.undecided
+
+    def settled(self):
+        """Every guest heard has a verdict."""
+        return all_settled([self])
+
+    def status(self):
+        """The --until-verdict exit status."""
+        return overall_status([self])
+
+    def lines(self, framing):
+        return [guest.summary(framing, str2mac(self.tool_mac)) for guest in self.guests.values()]
+
+
+# The judges: Verdicts (the replies), Prober (--probe), DhcpServer and
+# Advertiser (--dhcp, --ra). Each has verdicts(), decided(), lines() and
+# why_no_verdict(); these two combine them.
+
+def all_settled(judges):
+    """Something was judged, and nothing is waiting for its verdict."""
+    return any(judge.verdicts() for judge in judges) and all(
+        judge.decided() for judge in judges)
+
+
+def overall_status(judges):
+    """The --until-verdict exit status: a drop anywhere wins; then anything
+    without a verdict (an address nobody answers a probe at is one), or
+    nothing judged at all."""
+    verdicts = [verdict for judge in judges for verdict in judge.verdicts()]
+    if "drops" in verdicts:
+        return EXIT_DROPS
+    if not verdicts or any(verdict not in ("accepts", "answers") for verdict in verdicts):
+        return EXIT_NO_VERDICT
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- the probe
@@ -1203,6 +1267,7 @@ PROBES_KEPT = 4096    # probe records in all; beyond, an address is not probed
 PROBE_RESTARTS = 2    # a probe starts again when another MAC answers, this often
 CONTROL_SEQ = 0x8000  # echo sequence numbers from here on are the controls'
 PROBE_DATA = b"arp_icmp_vlan0 probe"
+LEASE_SETTLES = 3.0   # seconds after a DHCP lease before its address is probed
 RESOLVE_WORDS = {4: "ARP requests", 6: "Neighbor Solicitations"}
 ALL_NODES_MAC = b"\x33\x33\x00\x00\x00\x01"
 
@@ -1424,6 +1489,15 @@ class Prober:
         if self._add(interface, address, now, learnt=True, source=asked_for):
             self.learnt[interface] = self.learnt.get(interface, 0) + 1
 
+    def heard_lease(self, interface, address, server, now):
+        """--dhcp: the tool leased `address` to a guest; with --probe alone
+        it is probed, from the server's address, once the client has had
+        the time to check it (RFC 5227: a few seconds)."""
+        if self.learning and not probe_refusal(address, self.scope) \
+                and self.learnt.get(interface, 0) < PROBES_LEARNT:
+            if self._add(interface, address, now + LEASE_SETTLES, learnt=True, source=server):
+                self.learnt[interface] = self.learnt.get(interface, 0) + 1
+
     # -- sending
 
     def serving(self, served, now):
@@ -1591,8 +1665,18 @@ class Prober:
 
     # -- the end
 
-    def settled(self):
+    def verdicts(self):
+        return [probe.verdict for probe in self.probes.values()]
+
+    def decided(self):
         return not self.pending
+
+    def lines(self, framing):
+        lines = [probe.summary(framing) for probe in self.probes.values()]
+        if self.not_probed:
+            lines.append(f"{self.not_probed:,} addresses not probed (at most "
+                         f"{PROBES_KEPT:,} probes in all)")
+        return lines
 
     def why_no_verdict(self):
         """The probes with no verdict, in one line, or None."""
@@ -1603,6 +1687,559 @@ class Prober:
             return None
         return (f"no probe verdict for {_some(waiting, 0)}: nobody answered (or not yet), "
                 "tagged or untagged")
+
+
+# ---------------------------------------------------------------- DHCP and RA
+#
+# With --dhcp the tool is also the guests' DHCP server and with --ra their
+# router's advertisements, tagged like every reply, so that a guest that
+# configures itself needs no console: its DHCPDISCOVER or Router
+# Solicitation is the first thing it asks, and whether it goes on from the
+# tagged answer is the verdict. Cold paths: Scapy's BOOTP/DHCP and ICMPv6 ND
+# layers parse and build (RFC 2131, RFC 4861), as its DHCP_am does.
+
+DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
+DHCP_DISCOVER, DHCP_OFFER, DHCP_REQUEST, DHCP_DECLINE = 1, 2, 3, 4
+DHCP_ACK, DHCP_NAK, DHCP_RELEASE, DHCP_INFORM = 5, 6, 7, 8
+DHCP_NAMES = {1: "DHCPDISCOVER", 2: "DHCPOFFER", 3: "DHCPREQUEST", 4: "DHCPDECLINE",
+              5: "DHCPACK", 6: "DHCPNAK", 7: "DHCPRELEASE", 8: "DHCPINFORM"}
+BOOTREQUEST, BOOTREPLY = 1, 2
+BOOTP_BROADCAST = 0x8000
+LEASE_TIME = 3600        # seconds (option 51); renewal at half (58), rebinding at 7/8 (59)
+OFFER_HELD = 60.0        # seconds an offered address waits for its client's request
+LEASES_KEPT = 4096       # leases and offers; beyond, the oldest offer (then lease) goes
+DECLINED_KEPT = 256      # addresses a client declined (in use), not offered again
+DECLINED_FOR = 600.0     # seconds
+DHCP_RETRY_WINDOW = 70.0  # seconds: a DISCOVER this soon after an offered one repeats it
+SERVICE_ASKS_FOR_DROPS = 3  # answered asks (DISCOVER, REQUEST, RS) in a run: dropped
+ND_ROUTER_SOLICIT, ND_ROUTER_ADVERT = 133, 134
+RA_RETRY_WINDOW = 10.0   # seconds: Linux solicits 4 s apart
+RA_INITIAL = (0.0, 16.0, 32.0)  # RFC 4861 6.2.4: the first advertisements, 16 s apart
+RA_INTERVAL = (200.0, 600.0)    # then MinRtrAdvInterval..MaxRtrAdvInterval
+RA_VALID, RA_PREFERRED = 86400, 14400  # the prefix's lifetimes, seconds (radvd's)
+IN6_ALL_NODES_MAC = b"\x33\x33\x00\x00\x00\x01"
+
+
+def dhcp_message(frame, offset):
+    """The DHCP message (Scapy's BOOTP and its options) of `frame` if it is
+    a client's UDP datagram to port 67, unfragmented; else None."""
+    header_len = ipv4_header_length(frame, offset)
+    if header_len is None or frame[offset + 9] != socket.IPPROTO_UDP or (
+            frame[offset + 6] << 8 | frame[offset + 7]) & IP_FRAGMENT_BITS:
+        return None
+    udp = offset + header_len
+    if len(frame) < udp + 8 or frame[udp + 2:udp + 4] != DHCP_SERVER_PORT.to_bytes(2, "big"):
+        return None
+    try:
+        packet = IP(frame[offset:])
+    except Exception:  # what Scapy cannot dissect is no request
+        return None
+    bootp = packet.getlayer(BOOTP)
+    if bootp is None or bootp.op != BOOTREQUEST or bootp.htype != 1 or bootp.hlen != 6 \
+            or not bootp.haslayer(DHCP):
+        return None
+    options = {}
+    for option in bootp[DHCP].options:
+        if isinstance(option, tuple) and len(option) >= 2:
+            options.setdefault(option[0], option[1])
+    kind = options.get("message-type")
+    return bootp, options, kind if isinstance(kind, int) else None
+
+
+class DhcpRequest(NamedTuple):
+    requester: bytes   # the Ethernet source, which must be the client's hardware address
+    kind: int          # the DHCP message type
+    xid: int
+    broadcast: bool    # the client asked for broadcast replies (the flags' B bit)
+    ciaddr: bytes      # packed; 0.0.0.0 unless the client is bound
+    requested: Optional[bytes]  # option 50
+    server: Optional[bytes]     # option 54
+
+
+class DhcpExchange(NamedTuple):
+    """A DHCP client's message and what the tool answered (an Answer's
+    request)."""
+    request: DhcpRequest
+    sent: int          # DHCP_OFFER, DHCP_ACK or DHCP_NAK
+    address: bytes     # what was offered or acknowledged; 0.0.0.0 with a NAK
+
+
+def parse_dhcp_request(frame, offset):
+    """A client's DHCP message sent straight to us (no relay: giaddr
+    0.0.0.0) from the hardware address it names; else None."""
+    found = dhcp_message(frame, offset)
+    if found is None:
+        return None
+    bootp, options, kind = found
+    chaddr = bytes(bootp.chaddr)[:6]
+    if kind not in DHCP_NAMES or chaddr != frame[6:12] or _ip_packed(bootp.giaddr) != IPV4_ANY:
+        return None
+
+    def address(name):
+        value = options.get(name)
+        try:
+            return socket.inet_aton(value) if isinstance(value, str) else None
+        except OSError:
+            return None
+    return DhcpRequest(chaddr, kind, bootp.xid, bool(bootp.flags & BOOTP_BROADCAST),
+                       _ip_packed(bootp.ciaddr), address("requested_addr"), address("server_id"))
+
+
+def _ip_packed(text):
+    try:
+        return socket.inet_aton(text)
+    except (OSError, TypeError):
+        return IPV4_ANY
+
+
+def dhcp_reply(request, kind, yiaddr, server, network, mac, framing):
+    """The DHCPOFFER, DHCPACK or DHCPNAK to `request` from `server` (packed)
+    for `yiaddr`, built with Scapy's layers, sent as RFC 2131 4.1 says: a
+    NAK to broadcast; to a bound client (ciaddr) unicast to it; else to
+    broadcast if the client asked for that, or unicast to its hardware
+    address and yiaddr."""
+    options = [("message-type", kind), ("server_id", _address_text(server))]
+    if kind != DHCP_NAK:
+        options += [("subnet_mask", str(network.netmask)), ("router", _address_text(server))]
+        if request.kind != DHCP_INFORM:
+            options += [("lease_time", LEASE_TIME), ("renewal_time", LEASE_TIME // 2),
+                        ("rebinding_time", LEASE_TIME * 7 // 8)]
+    if kind == DHCP_NAK:
+        destination, ether_dst = "255.255.255.255", BROADCAST_MAC_BYTES
+    elif request.ciaddr != IPV4_ANY:
+        destination, ether_dst = _address_text(request.ciaddr), request.requester
+    elif request.broadcast:
+        destination, ether_dst = "255.255.255.255", BROADCAST_MAC_BYTES
+    else:
+        destination, ether_dst = _address_text(yiaddr), request.requester
+    packet = IP(src=_address_text(server), dst=destination, ttl=REPLY_TTL) / \
+        UDP(sport=DHCP_SERVER_PORT, dport=DHCP_CLIENT_PORT) / \
+        BOOTP(op=BOOTREPLY, xid=request.xid, flags=BOOTP_BROADCAST if request.broadcast else 0,
+              ciaddr=_address_text(request.ciaddr) if kind == DHCP_ACK else "0.0.0.0",
+              yiaddr=_address_text(yiaddr) if kind != DHCP_NAK and request.kind != DHCP_INFORM
+              else "0.0.0.0", chaddr=request.requester + bytes(10)) / \
+        DHCP(options=options + ["end"])
+    return framing.frame(ether_dst, mac, ETH_P_IP, bytes(packet))
+
+
+class Leases:
+    """The addresses the DHCP server hands out from `network`, all but
+    `server` (packed), in memory, bounded: a MAC gets the same address
+    again (a hash of the MAC picks where in the pool its search starts, so
+    also after the tool restarts), an offer lapses after OFFER_HELD, a
+    declined address is not offered for DECLINED_FOR."""
+
+    def __init__(self, network, server, holder=None):
+        """`holder`: the dict to keep address -> MAC in (the Scope's
+        `leased`, so that the tool answers no ARP for a leased address)."""
+        self.network, self.server = network, server
+        first = int(network.network_address) + (1 if network.num_addresses > 2 else 0)
+        last = int(network.broadcast_address) - (1 if network.num_addresses > 2 else 0)
+        self.first, self.size = first, last - first + 1
+        self.by_mac = {}       # MAC -> [address (packed), "offered" or "bound", until]
+        self.holder = {} if holder is None else holder  # address -> MAC
+        self.declined = {}     # address -> until
+
+    def __contains__(self, packed):
+        return packed in self.holder
+
+    def lease_of(self, mac, now):
+        lease = self.by_mac.get(mac)
+        if lease is not None and lease[2] < now:
+            self._drop(mac)
+            return None
+        return lease
+
+    def _drop(self, mac):
+        address = self.by_mac.pop(mac)[0]
+        self.holder.pop(address, None)
+
+    def _free(self, packed, mac, now):
+        """`packed` can be `mac`'s: in the pool, not the server's, not
+        declined, nobody else's (or theirs lapsed)."""
+        if packed == self.server or not 0 <= int.from_bytes(packed, "big") - self.first < self.size:
+            return False
+        if self.declined.get(packed, 0) > now:
+            return False
+        holder = self.holder.get(packed)
+        return holder is None or holder == mac or self.lease_of(holder, now) is None
+
+    def preferred(self, mac, now):
+        """The address this MAC gets: its own, or the first free one from
+        where its hash points; None if the pool has none."""
+        lease = self.lease_of(mac, now)
+        if lease is not None:
+            return lease[0]
+        start = int.from_bytes(hashlib.sha256(mac).digest()[:8], "big")
+        # Among this many candidates one is free, whatever is held.
+        for step in range(min(self.size, LEASES_KEPT + DECLINED_KEPT + 2)):
+            packed = (self.first + (start + step) % self.size).to_bytes(4, "big")
+            if self._free(packed, mac, now):
+                return packed
+        return None
+
+    def offer(self, mac, requested, now):
+        """The address to offer `mac` (its requested one if free), held for
+        it; None if there is none."""
+        address = self.lease_of(mac, now)
+        address = address[0] if address else (
+            requested if requested and self._free(requested, mac, now)
+            else self.preferred(mac, now))
+        if address is None or not self._make_room(mac, now):
+            return None
+        state = self.by_mac.get(mac, [None, "offered"])[1]
+        self._hold(mac, address, state, now + (LEASE_TIME if state == "bound" else OFFER_HELD))
+        return address
+
+    def bind(self, mac, address, now):
+        """Lease `address` to `mac` if it can be its (a REQUEST); True if
+        it is now."""
+        if not self._free(address, mac, now) or not self._make_room(mac, now):
+            return False
+        self._hold(mac, address, "bound", now + LEASE_TIME)
+        return True
+
+    def _hold(self, mac, address, state, until):
+        old = self.by_mac.get(mac)
+        if old is not None and old[0] != address:
+            self.holder.pop(old[0], None)
+        self.by_mac.pop(mac, None)
+        self.by_mac[mac] = [address, state, until]  # last, as the most recent
+        self.holder[address] = mac
+
+    def _make_room(self, mac, now):
+        if mac in self.by_mac or len(self.by_mac) < LEASES_KEPT:
+            return True
+        lapsed = [m for m, (_, _, until) in self.by_mac.items() if until < now]
+        offered = [m for m, (_, state, _) in self.by_mac.items() if state == "offered"]
+        victims = lapsed or offered
+        if not victims:
+            return False
+        self._drop(victims[0])
+        return True
+
+    def release(self, mac, address):
+        lease = self.by_mac.get(mac)
+        if lease is not None and lease[0] == address:
+            self._drop(mac)
+
+    def decline(self, mac, address, now):
+        self.release(mac, address)
+        if len(self.declined) >= DECLINED_KEPT:
+            del self.declined[next(iter(self.declined))]
+        self.declined[address] = now + DECLINED_FOR
+
+
+@dataclass
+class Client:
+    """What one guest (MAC) did with the tool's DHCP or RA answers on one
+    interface; bounded."""
+    interface: str
+    mac: str
+    service: str                   # "dhcp" or "ra"
+    verdict: Optional[str] = None  # None, "accepts" or "drops"
+    reason: tuple = ()
+    address: Optional[str] = None  # DHCP: the address offered or leased
+    asks: list = field(default_factory=list)  # [first, last, count] of answered asks
+    answered_at: Optional[float] = None       # when the last answer went out
+    offered: Optional[float] = None  # DHCP: when the last offer went out, unrequested
+    acked: Optional[float] = None  # DHCP: when the address was ACKed; RA: first answered
+    used: bool = False             # DHCP: the guest used the ACKed address
+    evidence: deque = field(default_factory=lambda: deque(maxlen=EVIDENCE_KEPT))
+
+    def summary(self, framing):
+        offered = "offered " if self.service == "dhcp" and self.acked is None else ""
+        who = f"{self.interface}: guest {self.mac}" + (
+            f" ({offered}{self.address})" if self.address else "")
+        tagged = f"tagged {framing}" if framing.vlans else "untagged"
+        what = {"dhcp": "DHCP offers", "ra": "Router Advertisements"}[self.service]
+        if self.verdict == "drops":
+            asked, count, span, answers = self.reason
+            return (f"{who} sent {count} {asked} in {span:.1f} s and every one was answered: "
+                    f"it drops {answers} {tagged}"
+                    + (" (compare with --untagged)" if framing.vlans else ""))
+        if self.verdict == "accepts":
+            delay, did = self.reason
+            if self.service == "dhcp" and self.used:
+                what = "DHCP offers and ACKs"
+            return f"{who} accepts {what} {tagged}: {delay * 1000:.1f} ms after the answer it {did}"
+        return f"{who}: no verdict on {what} {tagged} yet"
+
+    def to_json(self, framing):
+        return {"interface": self.interface, "mac": self.mac, "service": self.service,
+                "address": self.address, "verdict": self.verdict,
+                "line": self.summary(framing), "evidence": list(self.evidence)}
+
+
+class _Clients:
+    """The Client records of one service, bounded, and the verdict rules
+    they share: an answered ask repeated SERVICE_ASKS_FOR_DROPS times, each
+    within `window` of the one before, with nothing in between that shows
+    the answer arrived, drops."""
+
+    service, window = "", 0.0
+
+    def __init__(self):
+        self.clients = {}   # (interface, MAC bytes) -> Client
+        self.forgotten = 0
+
+    def client(self, interface, mac):
+        key = (interface, mac)
+        client = self.clients.get(key)
+        if client is None:
+            if len(self.clients) >= GUESTS_KEPT:
+                undecided = [k for k, c in self.clients.items() if c.verdict is None]
+                del self.clients[(undecided or list(self.clients))[0]]
+                self.forgotten += 1
+            client = self.clients[key] = Client(interface, str2mac(mac), self.service)
+        return client
+
+    def _asked(self, client, now, asked, answers):
+        """An ask answered at `now`: a repeat, or drops."""
+        run = client.asks
+        if run and now - run[1] <= self.window:
+            run[1:] = now, run[2] + 1
+        else:
+            client.asks = run = [now, now, 1]
+        client.answered_at = now
+        if run[2] >= SERVICE_ASKS_FOR_DROPS and client.verdict != "drops":
+            client.verdict, client.reason = "drops", (asked, run[2], run[1] - run[0], answers)
+            return client
+        return None
+
+    def _accepted(self, client, now, did, delay):
+        client.asks = []
+        changed = client.verdict != "accepts"
+        client.verdict, client.reason = "accepts", (delay, did)
+        client.evidence.append({"time": now, "event": "accepted", "did": did})
+        return client if changed else None
+
+    # the judge's side, as Verdicts and Prober have it
+    def verdicts(self):
+        return [client.verdict for client in self.clients.values()]
+
+    def decided(self):
+        return all(client.verdict for client in self.clients.values())
+
+    def lines(self, framing):
+        return [client.summary(framing) for client in self.clients.values()]
+
+    def why_no_verdict(self):
+        waiting = [f"{c.mac} on {c.interface}" for c in self.clients.values() if not c.verdict]
+        if not waiting:
+            return None
+        return f"no {self.service.upper()} verdict for {_some(waiting, 0)} yet"
+
+
+class DhcpServer(_Clients):
+    """--dhcp: leases from the --ip prefix, and each client's verdict:
+    accepts when it requests the offered address from the tool (then uses
+    it after the ACK: an ARP probe or announcement for it, or a frame from
+    it); drops when its DISCOVERs (or REQUESTs) go on although each was
+    answered."""
+
+    service, window = "dhcp", DHCP_RETRY_WINDOW
+
+    def __init__(self, network, server, scope, framing):
+        super().__init__()
+        self.network, self.server, self.scope, self.framing = network, server, scope, framing
+        self.leases = Leases(network, server, scope.leased)
+
+    def answer(self, frame, offset, now):
+        """The Answer to a DHCP client's message, or None (not one, relayed,
+        for another server, or nothing to say)."""
+        request = parse_dhcp_request(frame, offset)
+        if request is None:
+            return None
+        leases, mac = self.leases, request.requester
+        kind, address = None, None
+        if request.kind == DHCP_DISCOVER:
+            address = leases.offer(mac, request.requested, now)
+            kind = address and DHCP_OFFER
+        elif request.kind == DHCP_REQUEST:
+            if request.server is not None and request.server != self.server:
+                lease = leases.lease_of(mac, now)
+                if lease and lease[1] == "offered":
+                    leases.release(mac, lease[0])  # it chose another server
+                return None
+            address = request.requested or request.ciaddr
+            if address == IPV4_ANY:
+                return None
+            if request.server is None and leases.lease_of(mac, now) is None \
+                    and address != leases.preferred(mac, now):
+                # INIT-REBOOT or renewing with no record: silent (RFC 2131
+                # 4.3.2) unless the address is not even on this network.
+                if ipaddress.ip_address(address) in self.network:
+                    return None
+                kind = DHCP_NAK
+            else:
+                kind = DHCP_ACK if leases.bind(mac, address, now) else DHCP_NAK
+        elif request.kind == DHCP_RELEASE:
+            if request.server in (None, self.server):
+                leases.release(mac, request.ciaddr)
+            return None
+        elif request.kind == DHCP_DECLINE:
+            if request.requested and request.server in (None, self.server):
+                leases.decline(mac, request.requested, now)
+            return None
+        elif request.kind == DHCP_INFORM and request.ciaddr != IPV4_ANY:
+            kind, address = DHCP_ACK, request.ciaddr
+        if kind is None:
+            return None
+        address = IPV4_ANY if kind == DHCP_NAK else address
+        reply = dhcp_reply(request, kind, address, self.server, self.network,
+                           self.scope.mac_bytes, self.framing)
+        return Answer("dhcp", DhcpExchange(request, kind, address), reply)
+
+    def observe(self, interface, frame, answer, now):
+        """Take a frame as evidence; return the Client whose verdict formed
+        or changed, else None."""
+        if answer is not None and answer.kind == "dhcp":
+            request, sent, address = answer.request
+            client = self.client(interface, request.requester)
+            client.evidence.append({"time": now, "event": DHCP_NAMES[request.kind],
+                                    "answered": DHCP_NAMES[sent],
+                                    "address": _address_text(address)})
+            if sent == DHCP_OFFER:
+                client.address, client.offered = _address_text(address), now
+                return self._asked(client, now, "DHCPDISCOVERs", "DHCP offers")
+            if sent != DHCP_ACK or request.kind != DHCP_REQUEST:
+                return None
+            client.address, client.acked, client.used = _address_text(address), now, False
+            if request.server == self.server and client.offered is not None:
+                offered, client.offered = client.offered, None
+                return self._accepted(client, now, f"requested {client.address}",
+                                      now - offered)
+            return self._asked(client, now, "DHCPREQUESTs", "DHCP ACKs")
+        client = self.clients.get((interface, frame[6:12]))
+        if client is None or client.acked is None or client.used:
+            return None
+        address = socket.inet_aton(client.address)
+        if self._uses(frame, address):
+            client.used = True
+            return self._accepted(client, now, f"used {client.address}",
+                                  now - client.acked) or client
+        return None
+
+    @staticmethod
+    def _uses(frame, address):
+        """`frame` shows its sender using `address`: an ARP request for it
+        or from it (the probe and announcement of RFC 5227), or IPv4 from it."""
+        ethertype, offset = ethertype_and_offset(frame)
+        if ethertype == ETH_P_ARP and len(frame) >= offset + 28:
+            return address in (frame[offset + 14:offset + 18], frame[offset + 24:offset + 28])
+        return ethertype == ETH_P_IP and frame[offset + 12:offset + 16] == address
+
+
+def router_advertisement(scope, framing, prefix, lifetime, destination, ether_dst):
+    """The Router Advertisement for `prefix` (on-link, autonomous), from the
+    tool's link-local address, hop limit 255, built with Scapy's layers."""
+    packet = IPv6(src=_address_text(scope.link_local), dst=_address_text(destination),
+                  hlim=ND_HOP_LIMIT) / \
+        ICMPv6ND_RA(chlim=REPLY_TTL, routerlifetime=lifetime) / \
+        ICMPv6NDOptSrcLLAddr(lladdr=scope.mac) / \
+        ICMPv6NDOptPrefixInfo(prefixlen=prefix.prefixlen, L=1, A=1, validlifetime=RA_VALID,
+                              preferredlifetime=RA_PREFERRED,
+                              prefix=str(prefix.network_address))
+    return framing.frame(ether_dst, scope.mac_bytes, ETH_P_IPV6, bytes(packet))
+
+
+class RouterSolicitation(NamedTuple):
+    requester: bytes   # the Ethernet source
+    source: bytes      # the IPv6 source, packed (:: before the guest has an address)
+
+
+def parse_router_solicitation(frame, offset, message):
+    """A valid Router Solicitation (RFC 4861 6.1.1), else None."""
+    if len(message) < 8 or message[0] != ND_ROUTER_SOLICIT or message[1] != 0 \
+            or frame[offset + 7] != ND_HOP_LIMIT:
+        return None
+    source = frame[offset + 8:offset + 24]
+    options = _options(message[8:])
+    if options is None or source == IN6_UNSPECIFIED and ND_OPT_SOURCE_LLADDR in options:
+        return None
+    return RouterSolicitation(frame[6:12], source)
+
+
+class Advertiser(_Clients):
+    """--ra: Router Advertisements for the --ip /64, in answer to each
+    Router Solicitation (unicast to the soliciter, as radvd does) and
+    unsolicited to all nodes at RFC 4861's pace; each soliciter's verdict:
+    accepts when it then takes an address in the prefix (its DAD for it, or
+    a frame from it), drops when its solicitations go on although each was
+    answered."""
+
+    service, window = "ra", RA_RETRY_WINDOW
+
+    def __init__(self, prefix, lifetime, scope, framing):
+        super().__init__()
+        self.prefix, self.lifetime, self.scope, self.framing = prefix, lifetime, scope, framing
+        self.next_at = {}   # interface -> when its next unsolicited advertisement is due
+        self.count = {}     # interface -> unsolicited advertisements sent
+        self.started = set()
+
+    def answer(self, frame, offset, message, now):
+        solicitation = parse_router_solicitation(frame, offset, message)
+        if solicitation is None:
+            return None
+        if solicitation.source == IN6_UNSPECIFIED:
+            destination, ether_dst = IN6_ALL_NODES, IN6_ALL_NODES_MAC
+        else:
+            destination, ether_dst = solicitation.source, solicitation.requester
+        return Answer("ra", solicitation, router_advertisement(
+            self.scope, self.framing, self.prefix, self.lifetime, destination, ether_dst))
+
+    def observe(self, interface, frame, answer, now):
+        if answer is not None and answer.kind == "ra":
+            client = self.client(interface, answer.request.requester)
+            client.acked = client.acked or now
+            client.evidence.append({"time": now, "event": "Router Solicitation",
+                                    "answered": "Router Advertisement"})
+            return self._asked(client, now, "Router Solicitations", "Router Advertisements")
+        client = self.clients.get((interface, frame[6:12]))
+        if client is None or client.acked is None or client.verdict == "accepts":
+            return None
+        address = self._address_in_prefix(frame)
+        if address is None:
+            return None
+        client.address = _address_text(address)
+        return self._accepted(client, now, f"took {client.address}", now - client.answered_at)
+
+    def _address_in_prefix(self, frame):
+        """The address in the prefix that `frame` shows its sender taking:
+        the target of its DAD solicitation, or its IPv6 source."""
+        ethertype, offset = ethertype_and_offset(frame)
+        if ethertype != ETH_P_IPV6 or len(frame) < offset + IPV6_HLEN:
+            return None
+        source = frame[offset + 8:offset + 24]
+        message = _icmpv6_message(frame, offset) if source == IN6_UNSPECIFIED else None
+        candidate = message[8:24] if message and message[0] == ND_NEIGHBOR_SOLICIT \
+            and len(message) >= 24 else source
+        return candidate if ipaddress.ip_address(candidate) in self.prefix else None
+
+    # the unsolicited advertisements, as the loop sends probes
+    def serving(self, served, now):
+        for interface in served - self.started:
+            self.started.add(interface)
+            self.next_at[interface], self.count[interface] = now, 0
+
+    def due(self, now):
+        return max(0.0, min(self.next_at.values()) - now) if self.next_at else LONGEST_WAIT
+
+    def tick(self, now, served):
+        frames = []
+        for interface, at in list(self.next_at.items()):
+            if at > now or interface not in served:
+                continue
+            frames.append((interface, router_advertisement(
+                self.scope, self.framing, self.prefix, self.lifetime, IN6_ALL_NODES,
+                IN6_ALL_NODES_MAC)))
+            sent = self.count[interface] = self.count[interface] + 1
+            if sent < len(RA_INITIAL):
+                self.next_at[interface] = now + RA_INITIAL[sent] - RA_INITIAL[sent - 1]
+            else:
+                self.next_at[interface] = now + random.uniform(*RA_INTERVAL)
+        return frames, []
 
 
 # ---------------------------------------------------------------- counting and output
@@ -1646,11 +2283,14 @@ class Stats:
     internal_errors: int = 0
     probes_sent: int = 0           # --probe: requests the tool sent itself
     probe_answers: int = 0         # frames seen that answer them
+    advertisements: int = 0        # --ra: unsolicited Router Advertisements sent
 
     @classmethod
-    def for_families(cls, families):
-        """No counts yet, for the kinds of `families`, in KINDS' order."""
-        return cls({name: 0 for name, kind in KINDS.items() if kind.family in families})
+    def for_families(cls, families, services=()):
+        """No counts yet, for the kinds of `families`, in KINDS' order, and
+        the `services` ("dhcp", "ra") on."""
+        return cls({name: 0 for name, kind in KINDS.items() if kind.family in families}
+                   | {service: 0 for service in services})
 
     @property
     def replied(self):
@@ -1660,7 +2300,7 @@ class Stats:
         for kind, count in other.replies.items():
             self.replies[kind] = self.replies.get(kind, 0) + count
         for name in ("seen", "ignored", "fragments", "send_errors", "internal_errors",
-                     "probes_sent", "probe_answers"):
+                     "probes_sent", "probe_answers", "advertisements"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
@@ -1672,6 +2312,8 @@ class Stats:
             line += f", {self.fragments} fragments held"
         if self.probes_sent or self.probe_answers:
             line += f", {self.probes_sent} probes sent, {self.probe_answers} answers to them"
+        if self.advertisements:
+            line += f", {self.advertisements} unsolicited advertisements"
         if self.send_errors or self.internal_errors:
             line += (f", {self.send_errors} send errors, "
                      f"{self.internal_errors} internal errors")
@@ -1682,7 +2324,7 @@ class Stats:
                 "replies": dict(self.replies), "ignored": self.ignored,
                 "fragments_held": self.fragments, "send_errors": self.send_errors,
                 "internal_errors": self.internal_errors, "probes_sent": self.probes_sent,
-                "probe_answers": self.probe_answers}
+                "probe_answers": self.probe_answers, "advertisements": self.advertisements}
 
 
 class OutputError(Fatal):
@@ -1991,7 +2633,8 @@ class Report:
         self.loop = loop
 
     def total(self):
-        total = Stats.for_families(self.loop.settings.scope.families)
+        settings = self.loop.settings
+        total = Stats.for_families(settings.scope.families, settings.services)
         for stats in self.loop.interfaces.stats.values():
             total += stats
         return total
@@ -2020,14 +2663,8 @@ class Report:
                          f"timed out), {len(reassembler.pending)} incomplete")
         if loop.recorder:
             lines.append(loop.recorder.line())
-        lines += [guest.summary(loop.settings.framing, loop.settings.scope.mac)
-                  for guest in loop.verdicts.guests.values()]
-        if loop.prober:
-            lines += [probe.summary(loop.settings.framing)
-                      for probe in loop.prober.probes.values()]
-            if loop.prober.not_probed:
-                lines.append(f"{loop.prober.not_probed:,} addresses not probed "
-                             f"(at most {PROBES_KEPT:,} probes in all)")
+        for judge in loop.judges:
+            lines += judge.lines(loop.settings.framing)
         return "\n".join(lines)
 
     def to_json(self, status):
@@ -2050,6 +2687,12 @@ class Report:
             "guests_forgotten": loop.verdicts.forgotten,
             "probes": None if loop.prober is None else [
                 probe.to_json(framing) for probe in loop.prober.probes.values()],
+            "dhcp": None if loop.dhcp is None else {
+                "clients": [client.to_json(framing) for client in loop.dhcp.clients.values()],
+                "leases": {str2mac(mac): {"address": _address_text(address), "state": state}
+                           for mac, (address, state, _) in loop.dhcp.leases.by_mac.items()}},
+            "ra": None if loop.advertiser is None else [
+                client.to_json(framing) for client in loop.advertiser.clients.values()],
             "exit_status": status,
         }
 
@@ -2092,6 +2735,14 @@ class Loop:
         self.verdicts = Verdicts(scope.mac_bytes)
         self.prober = None if settings.probe is None else Prober(
             settings.probe, scope, framing, ident=os.getpid() & 0xFFFF)
+        self.dhcp = settings.dhcp and DhcpServer(*settings.dhcp, scope, framing)
+        self.advertiser = settings.ra and Advertiser(settings.ra, settings.router_lifetime,
+                                                     scope, framing)
+        # What sends on its own (probes, unsolicited advertisements) and
+        # what judges the guests.
+        self.timed = [sender for sender in (self.prober, self.advertiser) if sender]
+        self.judges = [judge for judge in (self.verdicts, self.prober, self.dhcp,
+                                           self.advertiser) if judge]
         self.lines = Lines(framing, self.say)
         self.complaints = Complaints()
         self.replied = 0
@@ -2156,6 +2807,12 @@ class Loop:
                 ethertype, offset = ethertype_and_offset(frame)
         settings = self.settings
         answer = answer_at(frame, ethertype, offset, settings.scope, settings.framing)
+        if answer is None and self.dhcp and ethertype == ETH_P_IP:
+            answer = self.dhcp.answer(frame, offset, stamp)
+        if answer is None and self.advertiser and ethertype == ETH_P_IPV6:
+            message = _icmpv6_message(frame, offset)
+            if message and message[0] == ND_ROUTER_SOLICIT:
+                answer = self.advertiser.answer(frame, offset, message, stamp)
         if answer is None:
             return frame, ethertype, None, ()
         if len(answer.reply) <= link.largest_frame:
@@ -2209,49 +2866,64 @@ class Loop:
             else:
                 guest = self.verdicts.observe(link.name, exchange.whole, answer,
                                               exchange.stamp)
-                if self.prober and answer and KINDS[answer.kind].resolves \
-                        and not answer.request.probe:
+                kind = answer and KINDS.get(answer.kind)
+                if self.prober and kind and kind.resolves and not answer.request.probe:
                     self.prober.heard_ask(link.name, answer.request, exchange.stamp)
+                    self.woken = self.prober.due(exchange.stamp) == 0  # a probe to start
                 if settings.verbose >= 0 and (answer is not None or settings.verbose > 0):
                     self.lines.exchange(exchange)
                 if guest is not None:
                     self.lines.verdict(guest.summary(settings.framing, settings.scope.mac))
+                for service in (self.dhcp, self.advertiser):
+                    client = service and service.observe(link.name, exchange.whole, answer,
+                                                         exchange.stamp)
+                    if client:
+                        self.lines.verdict(client.summary(settings.framing))
+                if self.prober and answer and answer.kind == "dhcp":
+                    request, sent, address = answer.request
+                    if sent == DHCP_ACK and request.kind == DHCP_REQUEST:
+                        self.prober.heard_lease(link.name, address, self.dhcp.server,
+                                                exchange.stamp)
         except Exception as exc:
             link.stats.internal_errors += 1
             self.complaints.say("account", f"error: after the frame "
                                 f"{_hex(exchange.received)}: {exc!r}")
         if (0 < settings.count <= self.replied
-                or settings.until_verdict and self.verdicts.settled(self.prober)):
+                or settings.until_verdict and all_settled(self.judges)):
             self.stopping = True
 
-    def probe(self):
-        """Send the probes due now; say the verdicts their silence formed."""
+    def send_timed(self, sender):
+        """Send what `sender` (the Prober, the Advertiser) has due now; say
+        the verdicts that its silence formed."""
         settings, links = self.settings, self.interfaces.links
         now = time.time()
-        self.prober.serving(links.keys(), now)
-        if self.prober.due(now) > 0:
+        sender.serving(links.keys(), now)
+        if sender.due(now) > 0:
             return
         try:
-            frames, decided = self.prober.tick(now, links)
+            frames, decided = sender.tick(now, links)
         except Exception as exc:  # a bug: said, and serving goes on
-            self.complaints.say("probe", f"error: probing: {exc!r}")
+            self.complaints.say("timed", f"error: sending on its own: {exc!r}")
             return
         for name, frame in frames:
             link = links[name]
             sent_at = self.send(link, (frame,))
             if sent_at is not None:
-                link.stats.probes_sent += 1
+                if sender is self.prober:
+                    link.stats.probes_sent += 1
+                else:
+                    link.stats.advertisements += 1
                 if self.recorder:
                     self.recorder.reply(frame, sent_at)
         for probe in decided:
             self.lines.verdict(probe.summary(settings.framing))
-        if settings.until_verdict and self.verdicts.settled(self.prober):
+        if settings.until_verdict and all_settled(self.judges):
             self.stopping = True
 
     # -- receiving
 
     def run(self, timeout=None, wake_fd=None):
-        """Probe (--probe) and serve until --count, --timeout, --until-verdict, a signal, a
+        """Probe and advertise (--probe, --ra) and serve until --count, --timeout, --until-verdict, a signal, a
         closed stdout or, with --exit-on-down, a lost interface. A `wake_fd`
         says that the signals go through _stop_on_signals: they call stop(),
         write to `wake_fd` (which wakes epoll) and break a blocking receive."""
@@ -2261,14 +2933,13 @@ class Loop:
             poller.register(wake_fd, select.EPOLLIN)
         netlink = interfaces.netlink.fileno()
         while not self._done():
-            if self.prober:
-                self.probe()
+            for sender in self.timed:
+                self.send_timed(sender)
             wait = LONGEST_WAIT if deadline is None else deadline - time.monotonic()
             if wait <= 0:
                 break
-            wait = min(wait, LONGEST_WAIT, self.lines.due())
-            if self.prober:
-                wait = min(wait, self.prober.due(time.time()))
+            wait = min(wait, LONGEST_WAIT, self.lines.due(),
+                       *(sender.due(time.time()) for sender in self.timed))
             alone = self._served_alone() if wake_fd is not None else None
             if alone is not None:
                 self._serve_alone(alone, wait)
@@ -2339,7 +3010,7 @@ class Loop:
                 self.interruptible = blocking
                 # After the flag, so that a signal either raises Interrupted
                 # or is seen here; the timer's: run() looks at the deadline.
-                if self.stopping or self.woken:
+                if self.stopping or blocking and self.woken:
                     return False
                 if quick:  # neither the tag nor the kernel's time stamp is shown
                     frame, stamp = receive(MTU), None
@@ -2407,7 +3078,8 @@ class Interfaces:
         self.stats = {}        # name -> Stats, kept after an interface leaves
         self.lost = []         # every interface lost, in order
         self.refused = set()   # interfaces refused, said once
-        self.program = kernel_filter(settings.scope.mac_bytes, probe=settings.probe is not None)
+        self.program = kernel_filter(settings.scope.mac_bytes, probe=settings.probe is not None,
+                                     dhcp=bool(settings.dhcp), ra=bool(settings.ra))
         self.poller = select.epoll()
         self.netlink = socket.socket(socket.AF_NETLINK,
                                      socket.SOCK_RAW | socket.SOCK_NONBLOCK,
@@ -2429,7 +3101,8 @@ class Interfaces:
         except BaseException:
             claim.close()
             raise
-        stats = self.stats.setdefault(name, Stats.for_families(self.settings.scope.families))
+        stats = self.stats.setdefault(name, Stats.for_families(self.settings.scope.families,
+                                                                self.settings.services))
         link = Link(name, index, claim, sock, mtu, stats, self.settings.framing)
         sock.ins.setblocking(False)
         self.links[name], self.by_fd[sock.ins.fileno()] = link, link
@@ -2527,9 +3200,10 @@ class Interfaces:
         self.poller.close()
 
 
-def kernel_filter(mac, probe=False):
-    """The program for the sockets' filter: REQUEST_FILTER, and with `probe`
-    PROBE_FILTER for the tool's MAC (bytes) where it would drop a frame.
+def kernel_filter(mac, probe=False, dhcp=False, ra=False):
+    """The program for the sockets' filter: REQUEST_FILTER, and, where it
+    would drop a frame, with `probe` PROBE_FILTER for the tool's MAC
+    (bytes), with `dhcp` DHCP_FILTER, with `ra` SOLICITATION_FILTER.
     Each program ends "accept; drop", every other drop jumping to the last
     instruction (libpcap emits them so): without its last, the first one
     falls through into the next, which sees the same frame."""
@@ -2541,6 +3215,7 @@ def kernel_filter(mac, probe=False):
                  int.from_bytes(default[2:], "big"): low}
         programs.append(tuple((code, jt, jf, patch.get(k, k) if code == 21 else k)
                               for code, jt, jf, k in PROBE_FILTER))
+    programs += [DHCP_FILTER] * dhcp + [SOLICITATION_FILTER] * ra
     program = []
     for piece in programs[:-1]:
         program += piece[:-1]
@@ -2874,6 +3549,21 @@ def build_parser():
                              "unanswered; the verdict then says whether the guest "
                              "answers tagged requests. Without ADDR: every guest "
                              "address the tool hears")
+    services = parser.add_argument_group(
+        "guests that configure themselves", "Never on by default; the replies are "
+        "tagged like the others.")
+    services.add_argument("--dhcp", action="store_true",
+                          help="answer DHCP: lease addresses from the --ip IPv4 prefix, "
+                               "whose host part is the tool's address (server and "
+                               "router): --ip 198.51.100.2/24 --dhcp")
+    services.add_argument("--ra", action="store_true",
+                          help="send Router Advertisements for the --ip IPv6 /64 (on-link, "
+                               "autonomous: SLAAC), unsolicited and to every Router "
+                               "Solicitation")
+    services.add_argument("--router-lifetime", type=_ranged_int("router lifetime", 0, 9000),
+                          default=0, metavar="SECONDS",
+                          help="the advertisements' router lifetime (default 0: the tool "
+                               "is no default router)")
     tags = parser.add_argument_group(
         "reply framing", "Every reply carries the same tags; by default one 802.1Q "
         "tag, vlan 0, p 0.")
@@ -2971,6 +3661,20 @@ def parse_args(argv):
         parser.error("--untagged takes no --vlan, --prio, --dei or --tpid")
     if args.write and args.json and os.path.abspath(args.write) == os.path.abspath(args.json):
         parser.error("-w and --json name the same file")
+    if args.dhcp and dhcp_pool(args.targets) is None:
+        parser.error("--dhcp needs the tool's address in an IPv4 prefix to lease from: "
+                     "--ip ADDR/LEN, e.g. --ip 198.51.100.2/24")
+    if args.dhcp and 4 not in args.families:
+        parser.error("--dhcp is IPv4: not with -6")
+    if args.ra and ra_prefix(args.targets) is None:
+        parser.error("--ra needs the IPv6 /64 to advertise: --ip ADDR/64, e.g. "
+                     "--ip 2001:db8::2/64")
+    if args.ra and 6 not in args.families:
+        parser.error("--ra is IPv6: not with -4")
+    if args.router_lifetime and not args.ra:
+        parser.error("--router-lifetime goes with --ra")
+    if args.self_test and (args.dhcp or args.ra):
+        parser.error("--self-test takes no --dhcp or --ra")
     if args.probe is not None and SCAPY_MISSING is None:  # else main() says it is missing
         if args.self_test:
             parser.error("--self-test takes no --probe")
@@ -3002,7 +3706,22 @@ def scope_from(args):
                 if ip.network.num_addresses > 1 and _is_host_of(ip.ip, ip.network))
     return Scope(mac=args.mac, targets=tuple(ip.network for ip in args.targets),
                  families=frozenset(families), multicast_ping6=args.answer_multicast_ping,
-                 own=own)
+                 own=own, leased={} if getattr(args, "dhcp", False) else None)
+
+
+def dhcp_pool(targets):
+    """--dhcp's (IPv4Network, the server's packed address): the first --ip
+    prefix with the tool's own address in it; None if there is none."""
+    for ip in targets:
+        if ip.version == 4 and ip.network.prefixlen <= 30 and _is_host_of(ip.ip, ip.network):
+            return ip.network, ip.ip.packed
+    return None
+
+
+def ra_prefix(targets):
+    """--ra's prefix: the first IPv6 /64 given with --ip; None if none."""
+    return next((ip.network for ip in targets if ip.version == 6
+                 and ip.network.prefixlen == 64), None)
 
 
 @dataclass(frozen=True)
@@ -3019,14 +3738,26 @@ class Settings:
     busy_poll: bool = False
     exit_on_down: bool = False
     probe: Optional[tuple] = None  # --probe: packed addresses; () learns them; None: off
+    dhcp: Optional[tuple] = None   # --dhcp: (the pool's IPv4Network, the server's address)
+    ra: Optional[object] = None    # --ra: the IPv6Network advertised
+    router_lifetime: int = 0       # --router-lifetime, seconds
+
+    @property
+    def services(self):
+        """The services on, by the name their replies are counted under."""
+        return ("dhcp",) * bool(self.dhcp) + ("ra",) * bool(self.ra)
 
     @classmethod
     def from_args(cls, args):
         probe = None if args.probe is None else tuple(ip.packed for ip in args.probe)
-        return cls(tuple(args.interfaces), scope_from(args), framing_from(args),
+        scope = scope_from(args)
+        return cls(tuple(args.interfaces), scope, framing_from(args),
                    allow_physical=args.allow_physical, any_address=args.any_address,
                    verbose=args.verbose, count=args.count, until_verdict=args.until_verdict,
-                   busy_poll=args.busy_poll, exit_on_down=args.exit_on_down, probe=probe)
+                   busy_poll=args.busy_poll, exit_on_down=args.exit_on_down, probe=probe,
+                   dhcp=dhcp_pool(args.targets) if args.dhcp else None,
+                   ra=ra_prefix(args.targets) if args.ra else None,
+                   router_lifetime=args.router_lifetime)
 
 
 def _target_text(net, own):
@@ -3052,6 +3783,19 @@ def _describe_probe(settings):
             len(packed) == 4 for packed in settings.probe):
         silent = " (IPv4: ARP alone, no pings: the tool has no IPv4 address; give --ip ADDR/LEN)"
     return f"; probing {what}, {how}{silent}"
+
+
+def _describe_services(settings):
+    """The start-up line's part on --dhcp and --ra."""
+    said = ""
+    if settings.dhcp:
+        network, server = settings.dhcp
+        said += (f"; a DHCP server for {network}, leasing its addresses but "
+                 f"{_address_text(server)} (the server and router)")
+    if settings.ra:
+        said += (f"; Router Advertisements for {settings.ra} (router lifetime "
+                 f"{settings.router_lifetime} s)")
+    return said
 
 
 def _describe(scope, framing):
@@ -3154,7 +3898,8 @@ class Session:
                        f"{', '.join(repr(p) for p in patterns)} that comes up)")
         loop.say(f"arp_icmp_vlan0: on {served} answering "
                  f"{_describe(settings.scope, settings.framing)}"
-                 f"{_describe_probe(settings)}; running as {self.user}. Hit Ctrl-C to end.")
+                 f"{_describe_probe(settings)}{_describe_services(settings)}; running as "
+                 f"{self.user}. Hit Ctrl-C to end.")
         for pattern in patterns:
             interfaces.say_why_unserved(pattern)
         loop.run(timeout=self.args.timeout, wake_fd=wake_fd)
@@ -3169,14 +3914,13 @@ class Session:
         loop.say(report.lines())
         status = EXIT_OK
         if args.until_verdict:
-            status = loop.verdicts.status(loop.prober)
+            status = overall_status(loop.judges)
             if status == EXIT_NO_VERDICT:
-                probes = loop.prober and loop.prober.why_no_verdict()
-                if not probes or loop.verdicts.undecided or not (
-                        loop.verdicts.guests or loop.prober.probes):
-                    log(loop.verdicts.why_no_verdict())
-                if probes:
-                    log(probes)
+                heard = any(judge.verdicts() for judge in loop.judges)
+                for judge in loop.judges if heard else [loop.verdicts]:
+                    reason = judge.why_no_verdict()
+                    if reason:
+                        log(reason)
         if status == EXIT_OK and self.recorder and self.recorder.error:
             status = EXIT_RECORD_INCOMPLETE
         if args.exit_on_down and self.interfaces.lost:

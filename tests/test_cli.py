@@ -10,7 +10,8 @@ import pytest
 
 import arp_icmp_vlan0
 from conftest import need
-from arp_icmp_vlan0 import DEFAULT_MAC, Framing, build_parser, framing_from, parse_args
+from arp_icmp_vlan0 import (DEFAULT_MAC, Framing, _describe, build_parser, framing_from,
+                            parse_args, scope_from)
 
 TOOL = arp_icmp_vlan0.__file__
 
@@ -45,8 +46,11 @@ def test_every_option():
                        "tap0", "tap1"])
     assert args.interfaces == ["tap0", "tap1"]
     assert args.mac == "02:aa:bb:cc:dd:ee"
-    assert args.targets == [ipaddress.IPv4Network("198.51.100.2/32"),
-                            ipaddress.IPv4Network("203.0.113.0/24")]
+    assert args.targets == [ipaddress.IPv4Interface("198.51.100.2/32"),
+                            ipaddress.IPv4Interface("203.0.113.0/24")]
+    assert scope_from(args).targets == (ipaddress.IPv4Network("198.51.100.2/32"),
+                                        ipaddress.IPv4Network("203.0.113.0/24"))
+    assert scope_from(args).own == ()  # 203.0.113.0 is the prefix's, not a host's
     assert framing_from(args) == Framing(vlans=(4094,), prio=7)
     assert (args.count, args.timeout) == (3, 1.5)
     assert (args.write, args.verbose) == ("x.pcap", 1)
@@ -54,8 +58,23 @@ def test_every_option():
     assert parse_args(["-q", "tap0"]).verbose == -1
     args = parse_args(["-6", "--ip", "2001:db8::/64", "--answer-multicast-ping", "tap0"])
     assert args.families == {6} and args.answer_multicast_ping
-    assert args.targets == [ipaddress.IPv6Network("2001:db8::/64")]
+    assert args.targets == [ipaddress.IPv6Interface("2001:db8::/64")]
     assert parse_args(["-4", "tap0"]).families == {4}
+
+
+def test_a_prefix_keeps_the_tools_own_address():
+    # --ip 198.51.100.2/24: the tool is 198.51.100.2 (the probes' source, the
+    # DHCP server) and answers for the rest of the /24 as before.
+    scope = scope_from(parse_args(["--ip", "198.51.100.2/24", "--ip", "2001:db8::/64", "tap0"]))
+    assert scope.targets == (ipaddress.IPv4Network("198.51.100.0/24"),
+                             ipaddress.IPv6Network("2001:db8::/64"))
+    assert scope.own == (ipaddress.IPv4Address("198.51.100.2").packed,)
+    assert scope.own_address(4) == ipaddress.IPv4Address("198.51.100.2").packed
+    assert scope.own_address(6) is None
+    assert scope.answers_for(ipaddress.IPv4Address("198.51.100.9").packed)
+    assert "for 198.51.100.2/24, 2001:db8::/64 as" in _describe(scope, Framing())
+    single = scope_from(parse_args(["--ip", "2001:db8::2", "tap0"]))
+    assert single.own_address(6) == ipaddress.IPv6Address("2001:db8::2").packed
 
 
 @pytest.mark.parametrize("argv, framing", [

@@ -11,8 +11,12 @@ from scapy.packet import Raw
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6ND_RS, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from arp_icmp_vlan0 import (DEFAULT_MAC, REQUEST_FILTER,
-                            REQUEST_FILTER_EXPRESSION, Framing, Scope, reply_to)
+from scapy.layers.inet import ICMP
+from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr
+from scapy.utils import mac2str
+
+from arp_icmp_vlan0 import (DEFAULT_MAC, PROBE_FILTER, PROBE_FILTER_EXPRESSION, REQUEST_FILTER,
+                            REQUEST_FILTER_EXPRESSION, Framing, Scope, kernel_filter, reply_to)
 from conftest import need_root_and
 from frames import VALID_REQUESTS, arp_request, echo_request, wire
 
@@ -27,11 +31,11 @@ def run_classic_bpf(program, frame, pkttype=PACKET_HOST):
     load = {0x00: ("!I", 4), 0x08: ("!H", 2), 0x10: ("!B", 1)}  # W, H, B
     while True:
         code, jt, jf, k = program[pc]
-        k = k - (1 << 32) if k >= 1 << 31 else k  # the kernel's k is signed
         pc += 1
         cls, size, mode = code & 0x07, code & 0x18, code & 0xE0
         if cls == 0x00:                                     # LD
-            offset = k + (x if mode == 0x40 else 0)         # ABS or IND
+            signed = k - (1 << 32) if k >= 1 << 31 else k   # an offset is signed
+            offset = signed + (x if mode == 0x40 else 0)    # ABS or IND
             if offset == SKF_AD_PKTTYPE:
                 a = pkttype
                 continue
@@ -53,7 +57,7 @@ def run_classic_bpf(program, frame, pkttype=PACKET_HOST):
             raise NotImplementedError(f"BPF opcode {code:#x}")
 
 
-def passes(frame, pkttype=PACKET_HOST):
+def passes(frame, pkttype=PACKET_HOST, program=REQUEST_FILTER):
     """As the kernel runs it: an 802.1Q tag is already moved to metadata."""
     if frame.haslayer(Dot1Q):
         untagged = frame.copy()
@@ -61,18 +65,65 @@ def passes(frame, pkttype=PACKET_HOST):
         untagged[Ether].remove_payload()
         untagged = untagged / frame[Dot1Q].payload
         frame = untagged
-    return run_classic_bpf(REQUEST_FILTER, bytes(frame), pkttype) > 0
+    return run_classic_bpf(program, bytes(frame), pkttype) > 0
+
+
+def libpcap(expression):
+    """What libpcap compiles from `expression`. Compiling for a live
+    interface is what makes "inbound" available; nothing is sent, and lo
+    exists in every namespace."""
+    need_root_and("tcpdump")
+    result = subprocess.run(["tcpdump", "-i", "lo", "-ddd", expression],
+                            capture_output=True, text=True, check=True)
+    lines = result.stdout.split("\n")
+    return tuple(tuple(map(int, line.split())) for line in lines[1:int(lines[0]) + 1])
 
 
 def test_filter_is_what_libpcap_compiles_from_the_expression():
-    need_root_and("tcpdump")
-    # Compiling for a live interface is what makes "inbound" available;
-    # nothing is sent, and lo exists in every namespace.
-    result = subprocess.run(["tcpdump", "-i", "lo", "-ddd", REQUEST_FILTER_EXPRESSION],
-                            capture_output=True, text=True, check=True)
-    lines = result.stdout.split("\n")
-    compiled = tuple(tuple(map(int, line.split())) for line in lines[1:int(lines[0]) + 1])
-    assert compiled == REQUEST_FILTER
+    assert libpcap(REQUEST_FILTER_EXPRESSION) == REQUEST_FILTER
+    assert libpcap(PROBE_FILTER_EXPRESSION) == PROBE_FILTER
+
+
+@pytest.mark.parametrize("mac", ["52:54:00:12:34:56", "02:00:00:00:00:01", "0a:ff:ff:ff:ff:fe"])
+def test_the_probe_filter_for_another_mac_is_libpcaps_for_it(mac):
+    program = kernel_filter(mac2str(mac), probe=True)
+    assert program[:len(REQUEST_FILTER) - 1] == REQUEST_FILTER[:-1]
+    assert program[len(REQUEST_FILTER) - 1:] == libpcap(
+        PROBE_FILTER_EXPRESSION.replace(DEFAULT_MAC, mac))
+    assert kernel_filter(mac2str(mac)) == REQUEST_FILTER
+
+
+GUEST = "52:54:00:12:34:56"
+PROBE_ANSWERS = [
+    Ether(src=GUEST, dst=DEFAULT_MAC) / ARP(op=2, hwsrc=GUEST, psrc="198.51.100.1",
+                                            hwdst=DEFAULT_MAC, pdst="198.51.100.2"),
+    Ether(src=GUEST, dst=DEFAULT_MAC) / IP(src="198.51.100.1", dst="198.51.100.2") / ICMP(type=0),
+    Ether(src=GUEST, dst=DEFAULT_MAC) / IPv6(src="2001:db8::1", dst="fe80::2") / ICMPv6EchoReply(),
+    Ether(src=GUEST, dst=DEFAULT_MAC) / IPv6(src="2001:db8::1", dst="fe80::2", hlim=255) /
+    ICMPv6ND_NA(tgt="2001:db8::1") / ICMPv6NDOptDstLLAddr(lladdr=GUEST),
+    Ether(src=GUEST, dst="33:33:00:00:00:01") / IPv6(src="2001:db8::1", dst="ff02::1", hlim=255) /
+    ICMPv6ND_NA(tgt="2001:db8::1") / ICMPv6NDOptDstLLAddr(lladdr=GUEST),
+]
+
+
+@pytest.mark.parametrize("frame", PROBE_ANSWERS, ids=["arp-reply", "echo-reply", "echo6-reply",
+                                                      "advert", "advert-to-all-nodes"])
+def test_with_probe_its_answers_pass_too_and_only_inbound(frame):
+    program = kernel_filter(mac2str(DEFAULT_MAC), probe=True)
+    assert passes(wire(frame), program=program)
+    assert not passes(wire(frame), PACKET_OUTGOING, program=program)
+    assert not passes(wire(frame))  # without --probe: dropped in the kernel
+    for request in VALID_REQUESTS:  # and the requests pass as before
+        assert passes(request, program=program)
+
+
+@pytest.mark.parametrize("frame", PROBE_ANSWERS[:4], ids=["arp-reply", "echo-reply",
+                                                          "echo6-reply", "advert"])
+def test_probe_answers_to_another_mac_are_dropped(frame):
+    program = kernel_filter(mac2str(DEFAULT_MAC), probe=True)
+    frame = frame.copy()
+    frame.dst = "02:00:00:00:00:99"
+    assert not passes(wire(frame), program=program)
 
 
 @pytest.mark.parametrize("frame", VALID_REQUESTS + [

@@ -21,7 +21,7 @@ import pytest
 TESTS = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = {"matrix.py": "vm/matrix.py", "scale.py": "figures/scale.py",
            "soak.py": "figures/soak.py", "clients.py": "figures/clients.py",
-           "fuzz.py": "figures/fuzz.py"}
+           "fuzz.py": "figures/fuzz.py", "paths.py": "figures/paths.py"}
 # Run as a script, with pytest and hypothesis made unimportable.
 WITHOUT_PYTEST = ("import runpy, sys; sys.modules.update(pytest=None, hypothesis=None); "
                   "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
@@ -82,6 +82,8 @@ def test_help_describes_every_option(name, bare_path):
     ("soak.py", ["--requests", "5"], ["--requests", "at least 10"]),  # ten chunks
     ("clients.py", ["--json", "/nonexistent/c.json"], ["--json", "/nonexistent"]),
     ("fuzz.py", ["--frames", "-1"], ["--frames", "at least 1"]),
+    ("paths.py", ["--paths", "direct,nosuch"], ["--paths", "'nosuch'", "macvtap-virtio"]),
+    ("paths.py", ["--timeout", "0"], ["--timeout", "above 0"]),
 ])
 def test_a_bad_value_is_one_line_and_status_2(name, args, words, bare_path):
     result = run_script(name, *args, path=bare_path)
@@ -98,6 +100,8 @@ def test_a_bad_value_is_one_line_and_status_2(name, args, words, bare_path):
     ("scale.py", ["needs ip, ping", "(apt install iproute2 iputils-ping)"]),
     ("soak.py", ["needs ip, sysctl", "(apt install iproute2 procps)"]),
     ("clients.py", ["needs ip", "(apt install iproute2)"]),
+    ("paths.py", ["needs ip, ping, tcpdump, nft",
+                  "(apt install iproute2 iputils-ping tcpdump nftables)"]),
 ])
 def test_a_missing_tool_is_one_line_naming_its_package(name, words, bare_path):
     # The tools are checked before root, so this holds with and without it.
@@ -109,13 +113,14 @@ def test_a_missing_tool_is_one_line_naming_its_package(name, words, bare_path):
         assert word in result.stderr
 
 
-@pytest.mark.parametrize("name", ["matrix.py", "scale.py", "soak.py", "clients.py"])
+@pytest.mark.parametrize("name", ["matrix.py", "scale.py", "soak.py", "clients.py", "paths.py"])
 def test_without_root_one_line_says_so(name):
     if name == "matrix.py" and not os.path.exists("/bin/busybox"):
         pytest.skip("matrix.py asks for /bin/busybox first")
     with tempfile.TemporaryDirectory() as folder:  # the default --json goes there
         # Stand-ins for the tools, found on PATH and never run.
-        for tool in ("qemu-system-x86_64", "apt-get", "dpkg-deb", "ip", "ping", "sysctl"):
+        for tool in ("qemu-system-x86_64", "apt-get", "dpkg-deb", "ip", "ping", "sysctl",
+                     "tcpdump", "nft"):
             os.symlink("/bin/false", os.path.join(folder, tool))
         result = run_script(name, path=folder, prefix=("-c", AS_A_USER))
     assert (result.returncode, result.stdout) == (1, ""), result

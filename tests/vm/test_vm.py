@@ -9,13 +9,14 @@ import os
 import shutil
 import subprocess
 import textwrap
+import threading
 import time
 
 import pytest
 
 from conftest import need, need_root_and
-from guest import (RELEASES, kernel, kernel_of, make_tap, missing_tools, result_of, run_guest,
-                   start_tool)
+from guest import (GUEST_MAC, RELEASES, kernel, kernel_of, make_tap, missing_tools, result_of,
+                   run_guest, start_tool)
 from netlab import REPO, run
 
 pytestmark = pytest.mark.vm
@@ -130,3 +131,49 @@ def test_the_readmes_virtme_ng_recipe_as_written(namespace):
     assert "3 packets transmitted, 3 received" in output, output
     assert output.count("64 bytes from 198.51.100.2") == 3, output
     assert "accepts ARP replies tagged vlan 0, p 0" in output, output
+
+
+def wait_for_the_guest_on(namespace, tap, timeout=60):
+    """Until the guest's first frame (its IPv6 chatter as eth0 comes up,
+    just after its address is configured) crosses `tap`."""
+    run("ip", "netns", "exec", namespace, "tcpdump", "-c", "1", "-i", tap, "ether", "src",
+        GUEST_MAC, timeout=timeout)
+
+
+@pytest.mark.parametrize("nic, mode, options, status, line", [
+    ("e1000", "normal", [], 0,
+     "(198.51.100.1) answers ARP requests tagged vlan 0, p 0 (no pings"),
+    ("virtio-net-pci", "normal", [], 3,
+     "(198.51.100.1) does not answer ARP requests tagged vlan 0, p 0 but answers untagged ones: "
+     "it drops frames tagged vlan 0, p 0"),
+    ("virtio-net-pci", "promisc", ["--ip", "198.51.100.2/24"], 0,
+     "(198.51.100.1) answers ARP requests and pings tagged vlan 0, p 0"),
+], ids=["e1000", "virtio-net-drops-vlan0", "virtio-net-promisc"])
+def test_the_probe_alone_judges_a_silent_guest(namespace, tmp_path, nic, mode, options, status,
+                                               line):
+    # The acceptance command: sudo ./arp_icmp_vlan0.py --probe 198.51.100.1
+    # --until-verdict --timeout 30 tap0, beside a guest that only configured
+    # its address and sends nothing to the tool: no console needed.
+    need(shutil.which("tcpdump"), "needs tcpdump")
+    summary = tmp_path / "summary.json"
+    consoles = []
+    guest = threading.Thread(target=lambda: consoles.append(run_guest(
+        namespace, "tapvm", nic, mode, do="silent", wait=12)))
+    guest.start()
+    try:
+        wait_for_the_guest_on(namespace, "tapvm")
+        tool = start_tool(namespace, "tapvm", *options, "--probe", "198.51.100.1",
+                          "--until-verdict", "--timeout", "30", "--json", str(summary))
+        try:
+            assert tool.wait(timeout=40) == status, tool.output
+        finally:
+            tool.stop()
+    finally:
+        guest.join()
+    console = consoles[0]
+    assert "AVZ-RESULT silent" in console, console  # it asked nothing, pinged nothing
+    assert tool.output.count(line) == 2, f"tool:\n{tool.output}\nguest:\n{console}"
+    record = json.loads(summary.read_text())
+    assert record["guests"] == [], tool.output  # the verdict is the probe's alone
+    [probe] = record["probes"]
+    assert probe["mac"] == GUEST_MAC and probe["verdict"] == ("drops" if status else "answers")

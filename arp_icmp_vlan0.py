@@ -2176,6 +2176,7 @@ class Advertiser(_Clients):
         self.prefix, self.lifetime, self.scope, self.framing = prefix, lifetime, scope, framing
         self.next_at = {}   # interface -> when its next unsolicited advertisement is due
         self.count = {}     # interface -> unsolicited advertisements sent
+        self.advertised = {}  # interface -> when the last of them went
         self.started = set()
 
     def answer(self, frame, offset, message, now):
@@ -2197,11 +2198,16 @@ class Advertiser(_Clients):
                                     "answered": "Router Advertisement"})
             return self._asked(client, now, "Router Solicitations", "Router Advertisements")
         client = self.clients.get((interface, frame[6:12]))
-        if client is None or client.acked is None or client.verdict == "accepts":
+        if client is not None and (client.acked is None or client.verdict == "accepts"):
             return None
         address = self._address_in_prefix(frame)
         if address is None:
             return None
+        if client is None:  # it took the prefix from an unsolicited advertisement
+            if interface not in self.advertised:
+                return None
+            client = self.client(interface, frame[6:12])
+            client.answered_at = client.acked = self.advertised[interface]
         client.address = _address_text(address)
         return self._accepted(client, now, f"took {client.address}", now - client.answered_at)
 
@@ -2234,6 +2240,7 @@ class Advertiser(_Clients):
             frames.append((interface, router_advertisement(
                 self.scope, self.framing, self.prefix, self.lifetime, IN6_ALL_NODES,
                 IN6_ALL_NODES_MAC)))
+            self.advertised[interface] = now
             sent = self.count[interface] = self.count[interface] + 1
             if sent < len(RA_INITIAL):
                 self.next_at[interface] = now + RA_INITIAL[sent] - RA_INITIAL[sent - 1]
@@ -2750,6 +2757,7 @@ class Loop:
         self.stopping = False       # the loop ends between two frames
         self.interruptible = False  # in a blocking receive that a signal breaks
         self.woken = False          # the interval timer fired (deadline, lines due)
+        self.wake_at = 0.0          # when it fires (time.time()), in a blocking receive
 
     def stop(self):
         """End the loop between two frames (a signal's handler calls it)."""
@@ -2862,14 +2870,12 @@ class Loop:
                     self.lines.exchange(exchange)
                 if decided:
                     self.lines.verdict(probe.summary(settings.framing))
-                self.woken = self.prober.due(exchange.stamp) == 0  # the next probe: now
             else:
                 guest = self.verdicts.observe(link.name, exchange.whole, answer,
                                               exchange.stamp)
                 kind = answer and KINDS.get(answer.kind)
                 if self.prober and kind and kind.resolves and not answer.request.probe:
                     self.prober.heard_ask(link.name, answer.request, exchange.stamp)
-                    self.woken = self.prober.due(exchange.stamp) == 0  # a probe to start
                 if settings.verbose >= 0 and (answer is not None or settings.verbose > 0):
                     self.lines.exchange(exchange)
                 if guest is not None:
@@ -2888,6 +2894,9 @@ class Loop:
             link.stats.internal_errors += 1
             self.complaints.say("account", f"error: after the frame "
                                 f"{_hex(exchange.received)}: {exc!r}")
+        if self.timed and not self.woken:  # a probe now due sooner than the timer
+            now = time.time()
+            self.woken = any(now + sender.due(now) < self.wake_at for sender in self.timed)
         if (0 < settings.count <= self.replied
                 or settings.until_verdict and all_settled(self.judges)):
             self.stopping = True
@@ -2982,6 +2991,7 @@ class Loop:
         sock = link.sock.ins
         sock.setblocking(True)
         self.woken = False
+        self.wake_at = time.time() + wait
         signal.setitimer(signal.ITIMER_REAL, max(wait, 1e-3))
         try:
             self._drain(link, blocking=True)
@@ -3916,8 +3926,8 @@ class Session:
         if args.until_verdict:
             status = overall_status(loop.judges)
             if status == EXIT_NO_VERDICT:
-                heard = any(judge.verdicts() for judge in loop.judges)
-                for judge in loop.judges if heard else [loop.verdicts]:
+                heard = [judge for judge in loop.judges if judge.verdicts()]
+                for judge in heard or [loop.verdicts]:
                     reason = judge.why_no_verdict()
                     if reason:
                         log(reason)

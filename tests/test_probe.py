@@ -15,7 +15,8 @@ from scapy.utils import mac2str
 
 from arp_icmp_vlan0 import (CONTROL_SEQ, EXIT_DROPS, EXIT_NO_VERDICT, EXIT_OK, PROBE_GRACE,
                             PROBE_INTERVAL, PROBE_RESTARTS, PROBES_LEARNT, PROBES_SENT,
-                            ArpRequest, Framing, Prober, Scope, Verdicts, parse_args,
+                            ArpRequest, Framing, Prober, Scope, Verdicts, all_settled,
+                            overall_status, parse_args,
                             parse_probe_answer, probe_echo, probe_refusal, probe_resolve,
                             tool_link_local)
 from frames import MAC, PEER6, PEER_IP, PEER_MAC, TOOL_IP
@@ -214,8 +215,8 @@ def test_a_guest_that_answers_tagged_requests():
     assert probe.verdict == "answers" and run.decided == [probe]
     assert probe.summary(Framing()) == (
         f"tap0: guest {PEER_MAC} ({PEER_IP}) answers ARP requests and pings tagged vlan 0, p 0")
-    assert run.verdicts.status(run.prober) == EXIT_OK
-    assert run.verdicts.settled(run.prober)
+    assert overall_status([run.verdicts, run.prober]) == EXIT_OK
+    assert all_settled([run.verdicts, run.prober])
 
 
 def test_a_guest_that_answers_only_the_untagged_control():
@@ -232,7 +233,7 @@ def test_a_guest_that_answers_only_the_untagged_control():
     assert probe.summary(Framing()) == (
         f"tap0: guest {PEER_MAC} ({PEER_IP}) does not answer ARP requests tagged vlan 0, p 0 "
         "but answers untagged ones: it drops frames tagged vlan 0, p 0")
-    assert run.verdicts.status(run.prober) == EXIT_DROPS
+    assert overall_status([run.verdicts, run.prober]) == EXIT_DROPS
 
 
 def test_an_address_nobody_answers_at_is_no_verdict_never_a_drop():
@@ -244,7 +245,7 @@ def test_an_address_nobody_answers_at_is_no_verdict_never_a_drop():
         (PROBES_SENT["control"] - 1) * PROBE_INTERVAL + PROBE_GRACE
     assert [p.verdict for p in run.decided] == ["no answer"] * 2
     assert run.now == 60 and max(t for t, _ in run.sent) < last
-    assert run.verdicts.status(run.prober) == EXIT_NO_VERDICT
+    assert overall_status([run.verdicts, run.prober]) == EXIT_NO_VERDICT
     assert run.probe().summary(Framing()) == (
         f"tap0: nobody answered at {PEER_IP}: 3 ARP requests tagged vlan 0, p 0 and 2 "
         "untagged went unanswered (down, filtered, or nobody there): no verdict")
@@ -323,7 +324,7 @@ def test_two_stations_answering_in_turn_end_without_a_verdict():
         run.answer(arp_answer(mac=(PEER_MAC, OTHER_MAC)[turn % 2]))
     probe = run.probe()
     assert probe.verdict == "unclear" and not run.prober.pending
-    assert run.verdicts.status(run.prober) == EXIT_NO_VERDICT
+    assert overall_status([run.verdicts, run.prober]) == EXIT_NO_VERDICT
     assert "one address, two stations?" in probe.summary(Framing())
 
 

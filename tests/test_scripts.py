@@ -21,7 +21,8 @@ import pytest
 TESTS = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = {"matrix.py": "vm/matrix.py", "scale.py": "figures/scale.py",
            "soak.py": "figures/soak.py", "clients.py": "figures/clients.py",
-           "fuzz.py": "figures/fuzz.py", "paths.py": "figures/paths.py"}
+           "fuzz.py": "figures/fuzz.py", "paths.py": "figures/paths.py",
+           "stacks.py": "figures/stacks.py"}
 # Run as a script, with pytest and hypothesis made unimportable.
 WITHOUT_PYTEST = ("import runpy, sys; sys.modules.update(pytest=None, hypothesis=None); "
                   "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
@@ -84,6 +85,7 @@ def test_help_describes_every_option(name, bare_path):
     ("fuzz.py", ["--frames", "-1"], ["--frames", "at least 1"]),
     ("paths.py", ["--paths", "direct,nosuch"], ["--paths", "'nosuch'", "macvtap-virtio"]),
     ("paths.py", ["--timeout", "0"], ["--timeout", "above 0"]),
+    ("stacks.py", ["--stacks", "bsd"], ["--stacks", "'bsd'"]),
 ])
 def test_a_bad_value_is_one_line_and_status_2(name, args, words, bare_path):
     result = run_script(name, *args, path=bare_path)
@@ -102,6 +104,7 @@ def test_a_bad_value_is_one_line_and_status_2(name, args, words, bare_path):
     ("clients.py", ["needs ip", "(apt install iproute2)"]),
     ("paths.py", ["needs ip, ping, tcpdump, nft",
                   "(apt install iproute2 iputils-ping tcpdump nftables)"]),
+    ("stacks.py", ["needs ip, sysctl", "(apt install iproute2 procps)"]),
 ])
 def test_a_missing_tool_is_one_line_naming_its_package(name, words, bare_path):
     # The tools are checked before root, so this holds with and without it.
@@ -113,7 +116,8 @@ def test_a_missing_tool_is_one_line_naming_its_package(name, words, bare_path):
         assert word in result.stderr
 
 
-@pytest.mark.parametrize("name", ["matrix.py", "scale.py", "soak.py", "clients.py", "paths.py"])
+@pytest.mark.parametrize("name", ["matrix.py", "scale.py", "soak.py", "clients.py", "paths.py",
+                                  "stacks.py"])
 def test_without_root_one_line_says_so(name):
     if name == "matrix.py" and not os.path.exists("/bin/busybox"):
         pytest.skip("matrix.py asks for /bin/busybox first")

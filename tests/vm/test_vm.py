@@ -6,6 +6,7 @@ console says. Each case keeps the guest's console in its failure message."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import textwrap
@@ -177,3 +178,34 @@ def test_the_probe_alone_judges_a_silent_guest(namespace, tmp_path, nic, mode, o
     assert record["guests"] == [], tool.output  # the verdict is the probe's alone
     [probe] = record["probes"]
     assert probe["mac"] == GUEST_MAC and probe["verdict"] == ("drops" if status else "answers")
+
+
+@pytest.mark.parametrize("nic, status, verdicts", [
+    ("e1000", 0, {"dhcp": "accepts", "ra": "accepts"}),
+    ("virtio-net-pci", 3, {"dhcp": "drops", "ra": "drops"}),
+], ids=["e1000", "virtio-net-drops-vlan0"])
+def test_a_guest_that_only_runs_its_dhcp_client(namespace, tmp_path, nic, status, verdicts):
+    # The acceptance command: sudo ./arp_icmp_vlan0.py --ip 198.51.100.2/24
+    # --ip 2001:db8::2/64 --dhcp --ra --until-verdict --timeout 60 tap0, beside
+    # a guest whose init runs busybox udhcpc (and the kernel's SLAAC).
+    summary = tmp_path / "summary.json"
+    tool = start_tool(namespace, "tapvm", "--ip", "198.51.100.2/24", "--ip", "2001:db8::2/64",
+                      "--dhcp", "--ra", "--until-verdict", "--timeout", "60", "--json",
+                      str(summary))
+    try:
+        console = run_guest(namespace, "tapvm", nic, do="dhcp", wait=2)
+        assert tool.wait(timeout=70) == status, f"tool:\n{tool.output}\nguest:\n{console}"
+    finally:
+        tool.stop()
+    record = json.loads(summary.read_text())
+    [client] = record["dhcp"]["clients"]
+    assert client["verdict"] == verdicts["dhcp"], tool.output
+    # The run ends at the DHCP verdict, its Router Solicitations may come later.
+    assert all(c["verdict"] == verdicts["ra"] for c in record["ra"]), tool.output
+    lease = re.search(r"AVZ-LEASE (\S+)", console).group(1)
+    if status == 0:  # the console agrees: the lease it reports is the one the tool gave
+        assert lease == f"{client['address']}/24", console
+        assert "accepts DHCP offers" in tool.output
+    else:
+        assert lease == "none", console
+        assert "it drops DHCP offers tagged vlan 0, p 0" in tool.output

@@ -9,16 +9,20 @@ arp_icmp_vlan0  Answer ARP, Neighbor Solicitation and ICMP/ICMPv6 echo requests
                 with 802.1Q-tagged replies. Plays a quirky switch that
                 priority-tags (VLAN ID 0) every frame it sends, to test how a
                 guest's NIC driver and network stack cope, and says whether
-                the guest accepts the tagged replies.
+                the guest accepts the tagged replies. It can also ask the
+                guest itself (--probe), and serve DHCP and Router
+                Advertisements (--dhcp, --ra) to guests that configure
+                themselves.
 
 USAGE: arp_icmp_vlan0.py [-h] [--mac MAC] [--ip ADDR[/LEN]] [-4 | -6]
-                         [--answer-multicast-ping] [--vlan VID] [--prio PCP]
-                         [--dei] [--tpid TPID] [--untagged] [--no-pad]
-                         [--allow-physical] [--any-address] [--user USER]
-                         [--keep-root] [--exit-on-down] [-c N]
-                         [--timeout SECONDS] [--until-verdict] [-w FILE]
-                         [--json FILE] [-q | -v] [--busy-poll] [-V]
-                         [--self-test]
+                         [--answer-multicast-ping] [--probe [ADDR ...]]
+                         [--dhcp] [--ra] [--router-lifetime SECONDS]
+                         [--vlan VID] [--prio PCP] [--dei] [--tpid TPID]
+                         [--untagged] [--no-pad] [--allow-physical]
+                         [--any-address] [--user USER] [--keep-root]
+                         [--exit-on-down] [-c N] [--timeout SECONDS]
+                         [--until-verdict] [-w FILE] [--json FILE] [-q | -v]
+                         [--busy-poll] [-V] [--self-test]
                          [INTERFACE ...]
 
 The design card: "a Scapy sniff() loop on a TAP interface uses a prn callback
@@ -39,6 +43,10 @@ replies with sendp". Its steps, and the names that do them here:
   sendp            Loop.send(): the socket's own send(), not sendp()
   (after it)       Loop.account(): the counts, the -w record, the verdict and
                    the line, once the reply is out
+  (beyond it)      Loop.send_timed(): what the tool sends unasked, the
+                   Prober's probes and the Advertiser's advertisements;
+                   DhcpServer and Advertiser answer DHCP and Router
+                   Solicitations with Scapy's layers (cold paths)
 
 The steps not taken as the card has them were measured (tests/figures/
 README.rst, Benchmark, 2026-11-26): around this file's own core, the card's
@@ -50,8 +58,9 @@ the default mode and the house): 100,000 and 0.165 ms with -q, 50,000 with a
 line per reply.
 
 The file, top-down: wire constants and the KINDS table; framing and scope;
-answering; reassembly; verdicts; counting and output; the loop; interfaces
-and sockets; privileges and signals; the command line; the self-test; main.
+answering; reassembly; verdicts; the probe; DHCP and RA; counting and
+output; the loop; interfaces and sockets; privileges and signals; the
+command line; the self-test; main.
 
 Copyright (C) 2026 The arp_icmp_vlan0 authors. Licensed under the GNU General
 Public License, version 2 only (see LICENSE), like Scapy which it builds on.
@@ -108,7 +117,7 @@ except ImportError as exc:  # reported by main() as one line, not a traceback
 
 # ---------------------------------------------------------------- wire constants and kinds
 
-__version__ = "1.2.0"
+__version__ = "1.3.0"
 
 # Locally administered, unicast; its bytes spell "vlan0" in ASCII.
 DEFAULT_MAC = "02:76:6c:61:6e:30"

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Linux guests on a TAP device, for the VM tests and the NIC matrix.
 
-A guest is Debian's own kernel (linux-image-amd64 of a release: bookworm,
-trixie or sid, fetched with apt-get download and unpacked, never installed)
+A guest is Debian's own kernel (linux-image-amd64 of a release: bullseye,
+bookworm, trixie or sid, fetched with apt-get download and unpacked, never
+installed)
 and a small initramfs: a static busybox and an /init that loads the NIC
 drivers, configures the address, pings the tool, prints its kernel release
 and a result line on the serial console and powers off. What the guest does
@@ -15,14 +16,16 @@ argument, or ARP_ICMP_VLAN0_VM_KERNEL (default bookworm).
 The packages come through a private apt configuration per release (its own
 sources list, lists and cache under tests/vm/.cache, which git ignores): the
 system's sources are never touched. Three package layouts are handled:
-bookworm's (modules under lib/modules, uncompressed), trixie's (usr/lib/modules,
+bullseye's and bookworm's (modules under lib/modules, uncompressed), trixie's (usr/lib/modules,
 modules compressed, virtio built in) and sid's 7.x (an empty linux-image
 package over linux-binary, the kernel at usr/lib/modules/VERSION/vmlinuz, and
 linux-modules).
 
 qemu runs inside the test's network namespace, where the TAP is, under TCG
 emulation: this machine's /dev/kvm exists but does not work, so KVM is never
-tried unless ARP_ICMP_VLAN0_VM_ACCEL asks for it.
+tried unless ARP_ICMP_VLAN0_VM_ACCEL asks for it. Which qemu is an argument
+too: the system's (7.2, the default) or a newer Debian one that qemu.py
+keeps in the cache (10.0, 11.1).
 """
 
 import glob
@@ -40,13 +43,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from netlab import TOOL, Process, run  # noqa: E402
+from qemu import CACHE, MIRROR, SYSTEM_QEMU  # noqa: E402
+from qemu import command as qemu_command  # noqa: E402
 
-CACHE = os.path.join(HERE, ".cache")
 BUSYBOX = "/bin/busybox"
 GUEST_MAC = "52:54:00:12:34:56"
-RELEASES = ("bookworm", "trixie", "sid")  # Debian 12, 13 and unstable
+RELEASES = ("bullseye", "bookworm", "trixie", "sid")  # Debian 11, 12, 13 and unstable
 DEFAULT_RELEASE = os.environ.get("ARP_ICMP_VLAN0_VM_KERNEL", "bookworm")
-MIRROR = "http://deb.debian.org/debian"
 
 # qemu's NIC models with a Linux driver: model -> the module that drives it.
 NIC_DRIVERS = {
@@ -128,7 +131,7 @@ esac
 
 
 class Kernel(NamedTuple):
-    release: str      # bookworm, trixie or sid
+    release: str      # bullseye, bookworm, trixie or sid
     version: str      # as uname -r prints it, e.g. 6.1.0-56-amd64
     vmlinuz: str
     modules: str      # the modules directory, lib/modules/VERSION
@@ -296,14 +299,16 @@ def missing_tools():
 
 
 def run_guest(namespace, tap, nic, mode="normal", family=4, timeout=90,
-              release=DEFAULT_RELEASE, do="ping", wait=20):
+              release=DEFAULT_RELEASE, do="ping", wait=20, qemu=SYSTEM_QEMU):
     """Boot a guest whose NIC `nic` sits on `tap` in `namespace`; return its
     serial console output once it powered off. `do`: ping (configure the
     address, ping the tool), silent (configure the address, send nothing
-    for `wait` seconds) or dhcp (get the address from DHCP, wait, ping)."""
+    for `wait` seconds) or dhcp (get the address from DHCP, wait, ping).
+    `qemu`: which one boots it, a key of qemu.QEMUS ("7.2", the system's,
+    "10.0" or "11.1")."""
     guest_kernel = kernel(release)
     accel = os.environ.get("ARP_ICMP_VLAN0_VM_ACCEL", "tcg")
-    cmd = ["ip", "netns", "exec", namespace, "qemu-system-x86_64", "-accel", accel,
+    cmd = ["ip", "netns", "exec", namespace, *qemu_command(qemu), "-accel", accel,
            "-m", "256", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
            "-kernel", guest_kernel.vmlinuz, "-initrd", initramfs(guest_kernel.modules),
            "-append", f"console=ttyS0 panic=-1 quiet avz.mode={mode} avz.family={family} "

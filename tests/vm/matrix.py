@@ -2,19 +2,23 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Which virtual NICs accept priority-tagged frames: the whole matrix.
 
-USAGE: sudo python3 tests/vm/matrix.py [--kernels bookworm,trixie,sid]
+USAGE: sudo python3 tests/vm/matrix.py [--qemu 7.2,10.0,11.1]
+                                       [--kernels bullseye,bookworm,trixie,sid]
                                        [--nics e1000,virtio-net-pci,...] [--jobs N]
                                        [--json FILE]
 
-For every guest kernel (Debian bookworm, trixie, sid), every qemu NIC model
+For every qemu (the system's 7.2, Debian trixie's 10.0, Debian sid's 11.1:
+see qemu.py), every guest kernel (Debian bullseye, bookworm, trixie, sid),
+every qemu NIC model
 with a Linux driver, every guest mode (normal, NIC in promiscuous mode,
 8021q loaded) and three framings (the tool's default 802.1Q VLAN-0 tag, an
 802.1ad tag with --tpid 0x88a8, and --untagged as the baseline), boots a
 guest on a TAP in a throwaway namespace, pings the tool three times and
 records how many whole replies arrived, the kernel the guest printed, and
-the tool's own verdict (which must agree). Prints one table per kernel
-(about 8 s a boot under TCG, --jobs at a time) and writes the results as
-JSON.
+the tool's own verdict (which must agree). Prints one table per qemu and
+kernel (about 8 s a boot under TCG, --jobs at a time), with more than one of
+either a summary of the 802.1Q normal column, and writes the results, each
+with the qemu version that ran it, as JSON.
 """
 
 import argparse
@@ -33,6 +37,8 @@ sys.path.insert(0, HERE)
 from guest import (NIC_DRIVERS, PACKAGES, RELEASES, kernel, kernel_of, make_tap,  # noqa: E402
                    missing_tools, result_of, run_guest, start_tool)
 from netlab import at_least, command_line, json_path, names_from, require, run, text_table  # noqa: E402
+from qemu import QEMUS, SYSTEM_QEMU, TREE_TOOLS, tree  # noqa: E402
+from qemu import missing_tools as missing_tree_tools, version as qemu_version  # noqa: E402
 
 MODES = ("normal", "promisc", "8021q")
 # Every model with a Linux driver, and virtio-net with its VLAN filter off.
@@ -52,8 +58,7 @@ def split_nics(text):
     return nics
 
 
-
-def one(release, nic, mode, framing):
+def one(qemu, release, nic, mode, framing):
     options = dict(FRAMINGS)[framing]
     namespace = f"avzm-{os.urandom(4).hex()}"
     run("ip", "netns", "add", namespace)
@@ -62,12 +67,13 @@ def one(release, nic, mode, framing):
         with tempfile.TemporaryDirectory() as scratch:
             summary = os.path.join(scratch, "summary.json")
             tool = start_tool(namespace, "tapvm", "-q", "-4", "--json", summary, *options)
-            console = run_guest(namespace, "tapvm", nic, mode, release=release)
+            console = run_guest(namespace, "tapvm", nic, mode, release=release, qemu=qemu)
             tool.stop()
             guests = json.load(open(summary))["guests"]
         driver = re.search(r"AVZ-DRIVER (\S+)", console)
         result = result_of(console)
-        return {"kernel_release": release, "kernel": kernel_of(console), "nic": nic,
+        return {"qemu": qemu, "qemu_version": qemu_version(qemu),
+                "kernel_release": release, "kernel": kernel_of(console), "nic": nic,
                 "mode": mode, "framing": framing,
                 "driver": driver.group(1) if driver else None,
                 "whole_replies": result[1] if result else None,
@@ -76,23 +82,45 @@ def one(release, nic, mode, framing):
         run("ip", "netns", "del", namespace, check=False)
 
 
-def table(results, release, nics):
+def replies(result):
+    return "-" if result["whole_replies"] is None else f"{result['whole_replies']}/3"
+
+
+def table(results, qemu, release, nics):
     header = ["NIC model (driver)"] + [f"{f} {m}" for f, _ in FRAMINGS for m in MODES]
     rows = [header]
     for nic in nics:
         cells = {(r["framing"], r["mode"]): r for r in results
-                 if r["nic"] == nic and r["kernel_release"] == release}
+                 if r["nic"] == nic and r["kernel_release"] == release and r["qemu"] == qemu}
         driver = next((r["driver"] for r in cells.values() if r["driver"]), "?")
-        rows.append([f"{nic} ({driver})"] + [
-            "-" if cells[(f, m)]["whole_replies"] is None
-            else f"{cells[(f, m)]['whole_replies']}/3" for f, _ in FRAMINGS for m in MODES])
+        rows.append([f"{nic} ({driver})"] + [replies(cells[(f, m)])
+                                             for f, _ in FRAMINGS for m in MODES])
+    return text_table(rows)
+
+
+def summary(results, qemus, releases, nics):
+    """The 802.1Q normal column across qemus (rows, with the NICs) and
+    kernels (columns)."""
+    rows = [["qemu", "NIC model"] + list(releases)]
+    for qemu in qemus:
+        for nic in nics:
+            cells = {r["kernel_release"]: r for r in results if r["qemu"] == qemu
+                     and r["nic"] == nic and r["framing"] == "802.1Q" and r["mode"] == "normal"}
+            rows.append([qemu, nic] + [replies(cells[release]) for release in releases])
     return text_table(rows)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--qemu", type=names_from(QEMUS, "qemu version"), default=SYSTEM_QEMU,
+                        help=f"qemu versions, comma-separated, of {', '.join(QEMUS)}: 7.2 is "
+                             "the system's qemu-system-x86_64, 10.0 Debian trixie's and 11.1 "
+                             "Debian sid's, each installed once into tests/vm/.cache/qemu "
+                             "(debootstrap, a few minutes) and run from there "
+                             f"(default {SYSTEM_QEMU})")
     parser.add_argument("--kernels", type=names_from(RELEASES, "kernel"), default="bookworm",
-                        help=f"guest kernels, comma-separated, of {', '.join(RELEASES)} "
+                        help=f"guest kernels (Debian releases), comma-separated, of "
+                             f"{', '.join(RELEASES)} "
                              "(default bookworm)")
     parser.add_argument("--nics", type=names_from(NIC_DRIVERS, "NIC model", split_nics), default=",".join(NICS),
                         help=f"qemu NIC models, comma-separated, of {', '.join(NIC_DRIVERS)}; "
@@ -109,26 +137,43 @@ def main():
     if missing:
         sys.exit(f"matrix.py: error: needs {', '.join(missing)} "
                  f"(apt install {' '.join(PACKAGES[tool] for tool in missing)})")
+    missing = missing_tree_tools(args.qemu)
+    if missing:
+        sys.exit(f"matrix.py: error: --qemu {','.join(args.qemu)} needs {', '.join(missing)} "
+                 f"(apt install {' '.join(TREE_TOOLS[tool] for tool in missing)})")
     require({}, "qemu guests on TAPs")
-    releases, nics = args.kernels, args.nics
-    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
-                          text=True).stdout.splitlines()[0]
+    qemus, releases, nics = args.qemu, args.kernels, args.nics
+    for name in qemus:
+        if QEMUS[name] and not os.path.isdir(tree(name)):
+            print(f"making qemu {name} (Debian {QEMUS[name]}'s) in {tree(name)}, once",
+                  file=sys.stderr, flush=True)
+    try:
+        lines = {name: qemu_version(name) for name in qemus}  # each tree made once
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        sys.exit(f"matrix.py: error: {error}")
     versions = {release: kernel(release).version for release in releases}  # fetched once
     started = time.monotonic()
-    cases = [(release, nic, mode, framing) for release in releases for nic in nics
-             for framing, _ in FRAMINGS for mode in MODES]
+    cases = [(qemu, release, nic, mode, framing) for qemu in qemus for release in releases
+             for nic in nics for framing, _ in FRAMINGS for mode in MODES]
     results = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for result in pool.map(lambda case: one(*case), cases):
             results.append(result)
             print(json.dumps(result), flush=True)
     print(command_line())
-    print(f"{qemu}; TCG; {len(cases)} boots in {time.monotonic() - started:.0f} s")
-    for release in releases:
-        printed = {r["kernel"] for r in results if r["kernel_release"] == release}
-        print(f"\nguest kernel: Debian {release}, {versions[release]} "
-              f"(uname -r in the guests: {', '.join(sorted(p or '?' for p in printed))})")
-        print(table(results, release, nics))
+    print(f"{'; '.join(lines.values())}; TCG; {len(cases)} boots in "
+          f"{time.monotonic() - started:.0f} s")
+    for qemu in qemus:
+        for release in releases:
+            printed = {r["kernel"] for r in results
+                       if r["kernel_release"] == release and r["qemu"] == qemu}
+            print(f"\nqemu {qemu}: {lines[qemu]}\n"
+                  f"guest kernel: Debian {release}, {versions[release]} "
+                  f"(uname -r in the guests: {', '.join(sorted(p or '?' for p in printed))})")
+            print(table(results, qemu, release, nics))
+    if len(qemus) > 1 or len(releases) > 1:
+        print("\n802.1Q (VLAN 0), guest in normal mode: whole replies by qemu and guest kernel")
+        print(summary(results, qemus, releases, nics))
     disagree = [r for r in results if r["whole_replies"] is not None
                 and r["verdict"] != ("accepts" if r["whole_replies"] else "drops")]
     print(f"\nthe tool's verdict agreed with the guest's console in "
@@ -136,7 +181,7 @@ def main():
     for r in disagree:
         print(f"  disagreement: {json.dumps(r)}")
     with open(args.json, "w") as out:
-        json.dump({"qemu": qemu, "kernels": versions, "results": results}, out, indent=1)
+        json.dump({"qemu": lines, "kernels": versions, "results": results}, out, indent=1)
 
 
 if __name__ == "__main__":

@@ -8,18 +8,20 @@ retry pace."""
 import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scapy.layers.dhcp import BOOTP, DHCP
-from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import (ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptPrefixInfo,
-                                ICMPv6NDOptSrcLLAddr, IPv6)
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_RS,
+                                ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, IPv6)
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.utils import mac2str
 
 import arp_icmp_vlan0
-from arp_icmp_vlan0 import (EXIT_DROPS, EXIT_OK, RA_INITIAL, Advertiser,
-                            DhcpServer, Framing, Leases, Scope, all_settled, dhcp_pool,
-                            ethertype_and_offset, overall_status, parse_args, reply_to,
-                            scope_from, tool_link_local)
+from arp_icmp_vlan0 import (EXIT_DROPS, EXIT_OK, RA_INITIAL, Advertiser, DhcpServer, Framing,
+                            Leases, Prober, Scope, _icmpv6_message, all_settled, dhcp_pool,
+                            ethertype_and_offset, overall_status, parse_args,
+                            parse_probe_answer, reply_to, scope_from, tool_link_local)
 from frames import MAC, PEER_MAC
 
 NETWORK = ipaddress.ip_network("198.51.100.0/24")
@@ -413,3 +415,61 @@ def test_slaac_from_an_unsolicited_advertisement_accepts_too():
     ra.tick(5.0, {"tap0"})
     client = ra.observe("tap0", dad("2001:db8::5054:ff:fe12:3456"), None, 5.5)
     assert client.verdict == "accepts" and client.reason[0] == 0.5
+
+
+# -- whatever a guest sends: no exception, and an answer only to a well-formed ask
+
+def probe_answers():
+    """An ARP reply, an echo reply and an advertisement to the tool."""
+    return [bytes(Ether(src=PEER_MAC, dst=MAC) / ARP(op=2, hwsrc=PEER_MAC, psrc="198.51.100.1",
+                                                     hwdst=MAC, pdst="198.51.100.2")),
+            bytes(Ether(src=PEER_MAC, dst=MAC) / IP(src="198.51.100.1", dst="198.51.100.2") /
+                  ICMP(type=0, id=0x4242, seq=1)),
+            bytes(Ether(src=PEER_MAC, dst=MAC) / IPv6(src="2001:db8::1", dst=tool_link_local(MAC),
+                                                      hlim=255) / ICMPv6ND_NA(tgt="2001:db8::1"))]
+
+
+SEEDS = [client_message("discover"),
+         client_message("request", requested_addr="198.51.100.9", server_id="198.51.100.2"),
+         client_message("release", ciaddr="198.51.100.9"), solicitation(),
+         solicitation(src="::", option=False), dad("2001:db8::1")] + probe_answers()
+
+
+def feed_everything(frame):
+    """The frame through every guest-facing parser of the services and the
+    probe, as the loop runs them."""
+    dhcp, _ = server()
+    ra = advertiser()
+    ethertype, offset = ethertype_and_offset(frame)
+    answer = None
+    if ethertype == 0x0800:
+        answer = dhcp.answer(frame, offset, 0.0)
+        if answer is not None:
+            assert Ether(answer.reply).haslayer(BOOTP)
+    elif ethertype == 0x86DD:
+        message = _icmpv6_message(frame, offset)
+        if message and message[0] == 133:
+            answer = ra.answer(frame, offset, message, 0.0)
+    dhcp.observe("tap0", frame, answer if answer and answer.kind == "dhcp" else None, 0.0)
+    ra.observe("tap0", frame, answer if answer and answer.kind == "ra" else None, 0.0)
+    parse_probe_answer(frame, mac2str(MAC), 0x4242)
+    prober = Prober((ipaddress.ip_address("198.51.100.1").packed,), Scope(mac=MAC), Framing(),
+                    0x4242)
+    prober.serving({"tap0"}, 0.0)
+    prober.tick(0.0, {"tap0"})
+    prober.observe("tap0", frame, 0.5)
+
+
+@given(st.binary(max_size=600))
+def test_random_bytes_never_raise_in_the_services_or_the_probe(frame):
+    feed_everything(frame)
+
+
+@given(st.sampled_from(SEEDS), st.integers(0, 300), st.lists(st.integers(0, 10_000),
+                                                             max_size=4))
+def test_truncated_and_bit_flipped_service_frames(seed, cut, flips):
+    frame = bytearray(seed[:max(0, len(seed) - cut)])
+    for flip in flips:
+        if frame:
+            frame[flip % len(frame)] ^= 1 << (flip % 8)
+    feed_everything(bytes(frame))

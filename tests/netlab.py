@@ -34,7 +34,7 @@ from arp_icmp_vlan0 import run_command as run  # noqa: E402
 
 __all__ = ["BENCHMARK", "DEFAULT_MAC", "GUEST6", "GUEST_IF", "GUEST_IP", "HOST_IF", "Lab",
            "Process", "REPO", "TESTS", "TOOL", "TOOL6", "TOOL_IP", "VethPair", "above_zero",
-           "assert_whole_replies", "at_least", "command_line", "from_tool", "json_path",
+           "assert_whole_replies", "at_least", "command_line", "drop_vlan0", "from_tool", "json_path",
            "names_from", "open_tap_in", "ping", "read_reply", "report", "require", "run", "summary",
            "tagged_lines", "text_table"]
 
@@ -109,12 +109,31 @@ class Lab(VethPair):
         tool.wait_for("Hit Ctrl-C")
         return tool
 
+    def drop_vlan0_at_the_guest(self):
+        """What a NIC that filters VLAN 0 does (drop_vlan0), on the guest's
+        end; returns a function that reads the rule's counter."""
+        return drop_vlan0(self.in_guest, GUEST_IF)
+
     def start_capture(self, *expression, interface=GUEST_IF, ns=None):
         """tcpdump -n -e on the guest end; returns once it is listening."""
         capture = self.start(ns or self.guest, "tcpdump", "-n", "-e", "-l",
                              "--immediate-mode", "-i", interface, *expression)
         capture.wait_for("listening on")
         return capture
+
+
+def drop_vlan0(in_namespace, interface):
+    """An nftables netdev rule on `interface` that drops VLAN-0-tagged
+    frames, as a NIC's VLAN filter does: they never reach the stack.
+    `in_namespace(*cmd)` runs a command where the interface is. Returns a
+    function that reads how many the rule dropped."""
+    in_namespace("nft", "add", "table", "netdev", "avz")
+    in_namespace("nft", "add", "chain", "netdev", "avz", "ingress",
+                 f"{{ type filter hook ingress device {interface} priority 0; }}")
+    in_namespace("nft", "add", "rule", "netdev", "avz", "ingress", "vlan", "id", "0",
+                 "counter", "drop")
+    return lambda: int(in_namespace("nft", "list", "ruleset").stdout.split(
+        "counter packets ")[1].split()[0])
 
 
 def summary(tool):

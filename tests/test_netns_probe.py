@@ -11,21 +11,12 @@ import time
 
 import pytest
 
-from netlab import DEFAULT_MAC, GUEST6, GUEST_IF, GUEST_IP, TOOL_IP, ping, tagged_lines
+from netlab import DEFAULT_MAC, GUEST6, GUEST_IP, TOOL_IP, ping, tagged_lines
 
 pytestmark = pytest.mark.lab("ip", "ping", "nft", "tcpdump", guest6=True)
 
 ADDRESS = {4: GUEST_IP, 6: GUEST6}
 ASKED = {4: "ARP requests", 6: "Neighbor Solicitations"}
-
-
-def drop_vlan0_at_the_guest(lab):
-    """The guest's ingress drops VLAN-0-tagged frames, as a NIC's VLAN
-    filter does."""
-    lab.in_guest("nft", "add", "table", "netdev", "avz")
-    lab.in_guest("nft", "add", "chain", "netdev", "avz", "ingress",
-                 f"{{ type filter hook ingress device {GUEST_IF} priority 0; }}")
-    lab.in_guest("nft", "add", "rule", "netdev", "avz", "ingress", "vlan", "id", "0", "drop")
 
 
 def probe(lab, tmp_path, *options, capture=True):
@@ -81,7 +72,7 @@ def test_without_an_ipv4_address_the_probe_is_arp_alone(lab, tmp_path):
 @pytest.mark.parametrize("family", [4, 6])
 def test_a_guest_that_drops_vlan0_frames_answers_only_the_untagged_control(
         lab, tmp_path, family):
-    drop_vlan0_at_the_guest(lab)
+    lab.drop_vlan0_at_the_guest()
     ip = ["--ip", "198.51.100.2/24"] if family == 4 else []
     status, took, output, summary, seen = probe(lab, tmp_path, *ip, f"-{family}", "--probe",
                                                 ADDRESS[family])

@@ -19,13 +19,6 @@ pytestmark = pytest.mark.lab("ip", "ping", "nft", "tcpdump", ipv6=True)
 PREFIX_ADDRESS = "2001:db8::2/64"
 
 
-def drop_vlan0_at_the_guest(lab):
-    lab.in_guest("nft", "add", "table", "netdev", "avz")
-    lab.in_guest("nft", "add", "chain", "netdev", "avz", "ingress",
-                 f"{{ type filter hook ingress device {GUEST_IF} priority 0; }}")
-    lab.in_guest("nft", "add", "rule", "netdev", "avz", "ingress", "vlan", "id", "0", "drop")
-
-
 def slaac_addresses(lab):
     shown = lab.in_guest("ip", "-6", "-o", "addr", "show", "dev", GUEST_IF, "scope",
                          "global").stdout
@@ -72,7 +65,7 @@ def test_an_advertisement_tagged_vlan_5_is_ignored_and_the_guest_keeps_solicitin
 
 
 def test_behind_a_vlan0_filter_it_keeps_soliciting_and_drops(lab, tmp_path):
-    drop_vlan0_at_the_guest(lab)
+    lab.drop_vlan0_at_the_guest()
     status, _, output, summary = advertise(lab, tmp_path)
     assert status == 3, output
     assert slaac_addresses(lab) == []

@@ -18,18 +18,6 @@ TARGET = {4: TOOL_IP, 6: TOOL6}
 RESOLVER = {4: "ARP replies", 6: "Neighbor Advertisements"}
 
 
-def drop_vlan0_at_the_guest(lab):
-    """What a NIC that filters VLAN 0 does: the tagged frames never reach
-    the guest's stack. Returns a function that reads the rule's counter."""
-    lab.in_guest("nft", "add", "table", "netdev", "avz")
-    lab.in_guest("nft", "add", "chain", "netdev", "avz", "ingress",
-                 f"{{ type filter hook ingress device {GUEST_IF} priority 0; }}")
-    lab.in_guest("nft", "add", "rule", "netdev", "avz", "ingress", "vlan", "id", "0",
-                 "counter", "drop")
-    return lambda: int(lab.in_guest("nft", "list", "ruleset").stdout.split(
-        "counter packets ")[1].split()[0])
-
-
 def run_until_verdict(lab, tmp_path, family, *options):
     """The tool with --until-verdict --timeout 30 while the guest pings;
     (exit status, seconds it ran, its output, its JSON summary, ping)."""
@@ -63,7 +51,7 @@ def test_a_plain_guest_accepts_and_the_run_ends_with_status_0(lab, tmp_path, fam
 @pytest.mark.parametrize("family", [4, 6])
 def test_a_guest_that_drops_vlan0_frames_drops_and_the_run_ends_with_status_3(
         lab, tmp_path, family):
-    dropped = drop_vlan0_at_the_guest(lab)
+    dropped = lab.drop_vlan0_at_the_guest()
     status, took, output, summary, result = run_until_verdict(lab, tmp_path, family)
     assert status == 3, output
     assert took < 10, output  # three asks a second apart, not --timeout
@@ -79,7 +67,7 @@ def test_a_guest_that_drops_vlan0_frames_drops_and_the_run_ends_with_status_3(
 
 def test_the_same_guest_accepts_untagged_replies(lab, tmp_path):
     # The control: the rule drops tagged frames only, as the verdict line suggests.
-    drop_vlan0_at_the_guest(lab)
+    lab.drop_vlan0_at_the_guest()
     status, _, output, summary, result = run_until_verdict(lab, tmp_path, 4, "--untagged")
     assert status == 0, output
     assert "accepts ARP replies untagged: " in output
@@ -108,7 +96,7 @@ def test_nothing_heard_is_status_4_too_and_says_so(lab):
 
 
 def test_without_until_verdict_a_drop_still_ends_with_status_0(lab):
-    drop_vlan0_at_the_guest(lab)
+    lab.drop_vlan0_at_the_guest()
     tool = lab.start_tool("-4")
     ping(lab, "-4", TOOL_IP)
     assert tool.stop() == 0

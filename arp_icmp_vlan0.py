@@ -1675,7 +1675,12 @@ class Prober:
     # -- the end
 
     def verdicts(self):
-        return [probe.verdict for probe in self.probes.values()]
+        """Each probe's verdict, but "no answer" on one interface for an
+        address found on another (--probe ADDR with 'vnet*': one guest has
+        it)."""
+        found = {p.address for p in self.probes.values() if p.verdict in ("answers", "drops")}
+        return [p.verdict for p in self.probes.values()
+                if p.verdict != "no answer" or p.address not in found]
 
     def decided(self):
         return not self.pending
@@ -1689,9 +1694,10 @@ class Prober:
 
     def why_no_verdict(self):
         """The probes with no verdict, in one line, or None."""
+        found = {p.address for p in self.probes.values() if p.verdict in ("answers", "drops")}
         waiting = [f"{_address_text(p.address)} on {p.interface}"
-                   for p in self.probes.values() if p.verdict != "answers"
-                   and p.verdict != "drops"]
+                   for p in self.probes.values() if p.verdict not in ("answers", "drops")
+                   and p.address not in found]
         if not waiting:
             return None
         return (f"no probe verdict for {_some(waiting, 0)}: nobody answered (or not yet), "

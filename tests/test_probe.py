@@ -417,3 +417,26 @@ def test_bad_probe_addresses_are_usage_errors(argv, message, capsys):
         parse_args(argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_address_found_on_one_interface_is_no_answer_on_none():
+    # --probe ADDR on 'vnet*': one TAP has the guest, the others nobody.
+    prober = Prober((V4,), SCOPE_OWN, Framing(), IDENT)
+    prober.serving({"tap0", "tap1"}, 0)
+    now = 0.0
+    while prober.pending:
+        now += prober.due(now)
+        prober.tick(now, {"tap0", "tap1"})
+        if ("tap0", V4) in prober.pending and prober.probes[("tap0", V4)].sent.get("resolve"):
+            prober.observe("tap0", arp_answer(), now)
+            prober.observe("tap0", echo_answer(), now)
+    assert sorted((p.interface, p.verdict) for p in prober.probes.values()) == [
+        ("tap0", "answers"), ("tap1", "no answer")]
+    assert overall_status([prober]) == EXIT_OK and prober.why_no_verdict() is None
+    alone = Prober((V4,), SCOPE_OWN, Framing(), IDENT)
+    alone.serving({"tap1"}, 0)
+    now = 0.0
+    while alone.pending:
+        now += alone.due(now)
+        alone.tick(now, {"tap1"})
+    assert overall_status([alone]) == EXIT_NO_VERDICT

@@ -529,9 +529,9 @@ def ipv4_header_length(frame, offset):
 # the usual echo request, checked against reply_to() on every test frame.
 
 class Answer(NamedTuple):
-    kind: str        # a name in KINDS
-    request: tuple   # the parsed request (ArpRequest, EchoRequest...); None
-                     # from plain_echo_replier's (only ARP and NDP ones are read)
+    kind: str        # a name in KINDS, or "dhcp" or "ra" (--dhcp, --ra)
+    request: tuple   # the parsed request (ArpRequest, EchoRequest, DhcpExchange,
+                     # RouterSolicitation...); None from plain_echo_replier's
     reply: bytes     # the reply frame, whole
 
 def reply_to(frame, scope, framing):
@@ -2087,6 +2087,10 @@ class DhcpServer(_Clients):
                 if ipaddress.ip_address(address) in self.network:
                     return None
                 kind = DHCP_NAK
+            elif request.server is not None:  # SELECTING: only what was offered
+                lease = leases.lease_of(mac, now)
+                kind = DHCP_ACK if lease and lease[0] == address and leases.bind(
+                    mac, address, now) else DHCP_NAK
             else:
                 kind = DHCP_ACK if leases.bind(mac, address, now) else DHCP_NAK
         elif request.kind == DHCP_RELEASE:

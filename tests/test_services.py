@@ -118,6 +118,9 @@ def test_a_request_for_an_address_not_offered_is_nakked_to_broadcast():
                                       server_id="198.51.100.2"))
     frame, options = dissect(answer)
     assert options == {"message-type": 6, "server_id": "198.51.100.2"}
+    free = ask(dhcp, client_message("request", requested_addr="198.51.100.200",
+                                    server_id="198.51.100.2"))
+    assert dissect(free)[1]["message-type"] == 6  # free, but not what was offered
     assert (frame.dst, frame[IP].dst, frame[BOOTP].yiaddr) == (
         "ff:ff:ff:ff:ff:ff", "255.255.255.255", "0.0.0.0")
 

@@ -1815,7 +1815,8 @@ def dhcp_reply(request, kind, yiaddr, server, network, mac, framing):
     address and yiaddr."""
     options = [("message-type", kind), ("server_id", _address_text(server))]
     if kind != DHCP_NAK:
-        options += [("subnet_mask", str(network.netmask)), ("router", _address_text(server))]
+        options += [("subnet_mask", str(network.netmask)), ("router", _address_text(server)),
+                    ("broadcast_address", str(network.broadcast_address))]
         if request.kind != DHCP_INFORM:
             options += [("lease_time", LEASE_TIME), ("renewal_time", LEASE_TIME // 2),
                         ("rebinding_time", LEASE_TIME * 7 // 8)]

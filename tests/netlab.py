@@ -13,11 +13,14 @@ TAP for a "VM". No pytest here (conftest.py makes the `lab` fixture of it).
 import argparse
 import ctypes
 import fcntl
+import glob
 import json
 import os
+import re
 import select
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,8 +38,8 @@ from arp_icmp_vlan0 import run_command as run  # noqa: E402
 __all__ = ["BENCHMARK", "DEFAULT_MAC", "GUEST6", "GUEST_IF", "GUEST_IP", "HOST_IF", "Lab",
            "Process", "REPO", "TESTS", "TOOL", "TOOL6", "TOOL_IP", "VethPair", "above_zero",
            "assert_whole_replies", "at_least", "command_line", "drop_vlan0", "from_tool", "json_path",
-           "names_from", "open_tap_in", "ping", "read_reply", "report", "require", "run", "summary",
-           "tagged_lines", "text_table"]
+           "library_path", "names_from", "open_tap_in", "ping", "read_reply", "report", "require", "run", "summary",
+           "tagged_lines", "text_table", "Unavailable", "unpacked"]
 
 GUEST_IP = "198.51.100.1"
 TOOL_IP = "198.51.100.2"
@@ -277,3 +280,76 @@ def require(packages, why="network namespaces"):
     if os.geteuid() != 0:
         path = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
         sys.exit(f"{script}: error: needs root ({why}): sudo python3 {path}")
+
+
+# -- programs from Debian packages fetched and unpacked, never installed
+
+class Unavailable(Exception):
+    """What cannot be had on this machine, in one line."""
+
+
+def library_path(root):
+    """LD_LIBRARY_PATH for the shared libraries of an unpacked tree."""
+    return ":".join(glob.glob(os.path.join(root, "lib", "*-linux-gnu")) +
+                    glob.glob(os.path.join(root, "usr", "lib", "*-linux-gnu")))
+
+
+def missing_libraries(root, binaries):
+    """The shared libraries that `binaries` (paths in `root`) need and
+    neither the system nor the tree has (ldd's "not found")."""
+    if not shutil.which("ldd"):
+        return set()
+    missing = set()
+    for binary in binaries:
+        listed = subprocess.run(["ldd", os.path.join(root, binary)], capture_output=True,
+                                text=True, env={**os.environ, "LD_LIBRARY_PATH": library_path(root)})
+        missing |= set(re.findall(r"^\s*(\S+) => not found", listed.stdout, re.MULTILINE))
+    return missing
+
+
+def _download(packages, folder, root):
+    fetched = subprocess.run(["apt-get", "download", *packages], cwd=folder,
+                             capture_output=True, text=True, timeout=300)
+    if fetched.returncode != 0:
+        lines = [line for line in fetched.stderr.splitlines() if line.strip()]
+        raise Unavailable(f"apt-get download {' '.join(packages)}: "
+                          f"{lines[-1] if lines else 'failed'}")
+    for deb in glob.glob(os.path.join(folder, "*.deb")):
+        subprocess.run(["dpkg-deb", "-x", deb, root], check=True, capture_output=True)
+        os.remove(deb)
+
+
+def unpacked(root, packages, binaries, libraries):
+    """`packages` fetched with apt-get download and unpacked with dpkg-deb
+    -x into `root` (once), with the packages of the shared libraries ldd
+    finds missing (`libraries`: soname -> package): never installed, as
+    their maintainer scripts would start daemons. Returns `root`; raises
+    Unavailable if it cannot be had or `binaries` (paths in it) cannot run."""
+    if not os.path.isdir(root):
+        lacking = [tool for tool in ("apt-get", "dpkg-deb") if not shutil.which(tool)]
+        if lacking:
+            raise Unavailable(f"{packages[0]} is fetched with {' and '.join(lacking)}, which "
+                              "this machine lacks")
+        partial, debs = root + ".partial", root + ".debs"
+        for folder in (partial, debs):
+            shutil.rmtree(folder, ignore_errors=True)
+            os.makedirs(folder)
+        try:
+            _download(packages, debs, partial)
+            extra = sorted({libraries[name] for name in missing_libraries(partial, binaries)
+                            if name in libraries})
+            if extra:
+                _download(extra, debs, partial)
+        except subprocess.SubprocessError as error:
+            raise Unavailable(f"fetching {packages[0]}: {error}") from None
+        finally:
+            shutil.rmtree(debs, ignore_errors=True)
+        os.rename(partial, root)
+    absent = [binary for binary in binaries if not os.path.exists(os.path.join(root, binary))]
+    if absent:
+        raise Unavailable(f"{', '.join(absent)} not in {root} (delete it to fetch it again)")
+    lacking = missing_libraries(root, binaries)
+    if lacking:
+        raise Unavailable(f"{packages[0]} needs {', '.join(sorted(lacking))} (apt-get download "
+                          f"the package with it and dpkg-deb -x it into {root})")
+    return root

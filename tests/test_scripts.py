@@ -22,7 +22,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = {"matrix.py": "vm/matrix.py", "scale.py": "figures/scale.py",
            "soak.py": "figures/soak.py", "clients.py": "figures/clients.py",
            "fuzz.py": "figures/fuzz.py", "paths.py": "figures/paths.py",
-           "stacks.py": "figures/stacks.py"}
+           "stacks.py": "figures/stacks.py", "dhcp_clients.py": "figures/dhcp_clients.py"}
 # Run as a script, with pytest and hypothesis made unimportable.
 WITHOUT_PYTEST = ("import runpy, sys; sys.modules.update(pytest=None, hypothesis=None); "
                   "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
@@ -105,6 +105,7 @@ def test_a_bad_value_is_one_line_and_status_2(name, args, words, bare_path):
     ("paths.py", ["needs ip, ping, tcpdump, nft",
                   "(apt install iproute2 iputils-ping tcpdump nftables)"]),
     ("stacks.py", ["needs ip, sysctl", "(apt install iproute2 procps)"]),
+    ("dhcp_clients.py", ["needs ip, nft", "(apt install iproute2 nftables)"]),
 ])
 def test_a_missing_tool_is_one_line_naming_its_package(name, words, bare_path):
     # The tools are checked before root, so this holds with and without it.
@@ -117,7 +118,7 @@ def test_a_missing_tool_is_one_line_naming_its_package(name, words, bare_path):
 
 
 @pytest.mark.parametrize("name", ["matrix.py", "scale.py", "soak.py", "clients.py", "paths.py",
-                                  "stacks.py"])
+                                  "stacks.py", "dhcp_clients.py"])
 def test_without_root_one_line_says_so(name):
     if name == "matrix.py" and not os.path.exists("/bin/busybox"):
         pytest.skip("matrix.py asks for /bin/busybox first")

@@ -72,6 +72,7 @@ def test_offer_fields_and_options():
     assert offered in NETWORK and offered.packed != SERVER
     assert options == {"message-type": 2, "server_id": "198.51.100.2",
                        "subnet_mask": "255.255.255.0", "router": "198.51.100.2",
+                       "broadcast_address": "198.51.100.255",
                        "lease_time": 3600, "renewal_time": 1800, "rebinding_time": 3150}
     assert (frame[IP].src, frame[IP].ttl, frame[UDP].sport, frame[UDP].dport) == (
         "198.51.100.2", 64, 67, 68)

@@ -45,7 +45,6 @@ with why. Takes a few minutes; not part of the pytest run.
 """
 
 import argparse
-import glob
 import importlib.util
 import json
 import os
@@ -63,8 +62,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
 sys.path.insert(0, TESTS)  # netlab, which adds the tool's folder
 
-from netlab import (GUEST_IP, TOOL, TOOL_IP, Process, above_zero, from_tool,  # noqa: E402
-                    json_path, names_from, report, require, run)
+from netlab import (GUEST_IP, TOOL, TOOL_IP, Process, Unavailable, above_zero,  # noqa: E402
+                    from_tool, json_path, library_path, names_from, report, require, run,
+                    unpacked)
 
 CACHE = os.path.join(HERE, ".cache")
 TOOL_IF, GUEST_IF = "veth-tool", "veth-guest"
@@ -215,66 +215,13 @@ def macvlan(net):
 
 # -- Open vSwitch, from its Debian packages, unpacked into the cache
 
-def _library_path(root):
-    return ":".join(glob.glob(os.path.join(root, "lib", "*-linux-gnu")) +
-                    glob.glob(os.path.join(root, "usr", "lib", "*-linux-gnu")))
-
-
-def _missing_libraries(root):
-    """The shared libraries that OVS's programs need and neither the system
-    nor the unpacked tree has (ldd's "not found")."""
-    if not shutil.which("ldd"):
-        return set()
-    missing = set()
-    for binary in OVS_BINARIES.values():
-        listed = subprocess.run(["ldd", os.path.join(root, binary)], capture_output=True,
-                                text=True, env={**os.environ, "LD_LIBRARY_PATH": _library_path(root)})
-        missing |= set(re.findall(r"^\s*(\S+) => not found", listed.stdout, re.MULTILINE))
-    return missing
-
-
-def _download(packages, folder, root):
-    fetched = subprocess.run(["apt-get", "download", *packages], cwd=folder,
-                             capture_output=True, text=True, timeout=300)
-    if fetched.returncode != 0:
-        raise NotRun(f"apt-get download {' '.join(packages)}: {gist(fetched.stderr)}")
-    for deb in glob.glob(os.path.join(folder, "*.deb")):
-        subprocess.run(["dpkg-deb", "-x", deb, root], check=True, capture_output=True)
-        os.remove(deb)
-
-
 def ovs_tree():
-    """The unpacked OVS tree (made once: apt-get download, dpkg-deb -x);
-    NotRun if it cannot be had or its programs miss a library."""
-    root = os.path.join(CACHE, "ovs")
-    if not os.path.isdir(root):
-        missing = [tool for tool in ("apt-get", "dpkg-deb") if not shutil.which(tool)]
-        if missing:
-            raise NotRun(f"needs {' and '.join(missing)} to fetch OVS")
-        partial, debs = root + ".partial", os.path.join(CACHE, "ovs-debs")
-        for folder in (partial, debs):
-            shutil.rmtree(folder, ignore_errors=True)
-            os.makedirs(folder)
-        try:
-            _download(OVS_PACKAGES, debs, partial)
-            lacking = _missing_libraries(partial)
-            extra = sorted({OVS_LIBRARIES[name] for name in lacking if name in OVS_LIBRARIES})
-            if extra:
-                _download(extra, debs, partial)
-        except subprocess.SubprocessError as error:
-            raise NotRun(f"fetching OVS: {error}") from None
-        finally:
-            shutil.rmtree(debs, ignore_errors=True)
-        os.rename(partial, root)
-    absent = [name for name, path in OVS_BINARIES.items()
-              if not os.path.exists(os.path.join(root, path))]
-    if absent:
-        raise NotRun(f"{', '.join(absent)} not in {root}")
-    lacking = _missing_libraries(root)
-    if lacking:
-        raise NotRun(f"OVS needs {', '.join(sorted(lacking))} (apt-get download the "
-                     f"package with it into {root})")
-    return root
+    """The unpacked OVS tree (netlab.unpacked); NotRun if it cannot be had."""
+    try:
+        return unpacked(os.path.join(CACHE, "ovs"), OVS_PACKAGES, list(OVS_BINARIES.values()),
+                        OVS_LIBRARIES)
+    except Unavailable as why:
+        raise NotRun(str(why)) from None
 
 
 class OVS:
@@ -287,7 +234,7 @@ class OVS:
         self.dirs = {name: os.path.join(self.home, name) for name in ("run", "db", "log", "etc")}
         for folder in self.dirs.values():
             os.makedirs(folder)
-        self.env = [f"LD_LIBRARY_PATH={_library_path(root)}",
+        self.env = [f"LD_LIBRARY_PATH={library_path(root)}",
                     f"OVS_RUNDIR={self.dirs['run']}", f"OVS_DBDIR={self.dirs['db']}",
                     f"OVS_LOGDIR={self.dirs['log']}", f"OVS_SYSCONFDIR={self.dirs['etc']}",
                     f"OVS_PKGDATADIR={os.path.join(root, 'usr', 'share', 'openvswitch')}"]

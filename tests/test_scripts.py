@@ -75,7 +75,9 @@ def test_help_describes_every_option(name, bare_path):
 
 
 @pytest.mark.parametrize("name, args, words", [
-    ("matrix.py", ["--kernels", "jessie"], ["--kernels", "'jessie'", "bookworm, trixie, sid"]),
+    ("matrix.py", ["--kernels", "jessie"], ["--kernels", "'jessie'",
+                                            "bullseye, bookworm, trixie, sid"]),
+    ("matrix.py", ["--qemu", "7.3"], ["--qemu", "'7.3'", "7.2, 10.0, 11.1"]),
     ("matrix.py", ["--nics", "e1000,e1001"], ["--nics", "'e1001'", "virtio-net-pci"]),
     ("matrix.py", ["--jobs", "0"], ["--jobs", "at least 1"]),
     ("scale.py", ["--guests", "abc"], ["--guests", "'abc'"]),

@@ -341,6 +341,14 @@ def start_tool(namespace, tap, *options):
     return tool
 
 
+def wait_for_the_guest_on(namespace, tap, timeout=90):
+    """Until the guest's first frame (its IPv6 chatter as eth0 comes up,
+    just after its address is configured) crosses `tap`: when a silent
+    guest can be probed."""
+    run("ip", "netns", "exec", namespace, "tcpdump", "-c", "1", "-i", tap, "ether", "src",
+        GUEST_MAC, timeout=timeout)
+
+
 def make_tap(namespace, tap):
     run("ip", "-n", namespace, "tuntap", "add", "dev", tap, "mode", "tap")
     run("ip", "-n", namespace, "link", "set", tap, "up")

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import need, need_root_and
 from guest import (GUEST_MAC, RELEASES, kernel, kernel_of, make_tap, missing_tools, result_of,
-                   run_guest, start_tool)
+                   run_guest, start_tool, wait_for_the_guest_on)
 from netlab import REPO, run
 
 pytestmark = pytest.mark.vm
@@ -132,13 +132,6 @@ def test_the_readmes_virtme_ng_recipe_as_written(namespace):
     assert "3 packets transmitted, 3 received" in output, output
     assert output.count("64 bytes from 198.51.100.2") == 3, output
     assert "accepts ARP replies tagged vlan 0, p 0" in output, output
-
-
-def wait_for_the_guest_on(namespace, tap, timeout=60):
-    """Until the guest's first frame (its IPv6 chatter as eth0 comes up,
-    just after its address is configured) crosses `tap`."""
-    run("ip", "netns", "exec", namespace, "tcpdump", "-c", "1", "-i", tap, "ether", "src",
-        GUEST_MAC, timeout=timeout)
 
 
 @pytest.mark.parametrize("nic, mode, options, status, line", [

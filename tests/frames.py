@@ -134,3 +134,14 @@ def assert_well_formed(frame, kind):
     assert Ether(bytes(fresh))[layer].cksum == packet[layer].cksum
     if kind == "ndp":
         assert ip6.hlim == 255
+
+
+def truncated_and_flipped(seed, cut, flips):
+    """`seed` (bytes) less its last `cut` bytes, with one bit flipped at
+    each of `flips` (positions taken modulo the length): the property
+    tests' mutation."""
+    frame = bytearray(seed[:max(0, len(seed) - cut)])
+    for flip in flips:
+        if frame:
+            frame[flip % len(frame)] ^= 1 << (flip % 8)
+    return bytes(frame)

@@ -11,6 +11,7 @@ TAP for a "VM". No pytest here (conftest.py makes the `lab` fixture of it).
 """
 
 import argparse
+import contextlib
 import ctypes
 import fcntl
 import glob
@@ -37,7 +38,7 @@ from arp_icmp_vlan0 import run_command as run  # noqa: E402
 
 __all__ = ["BENCHMARK", "DEFAULT_MAC", "GUEST6", "GUEST_IF", "GUEST_IP", "HOST_IF", "Lab",
            "Process", "REPO", "TESTS", "TOOL", "TOOL6", "TOOL_IP", "VethPair", "above_zero",
-           "assert_whole_replies", "at_least", "command_line", "drop_vlan0", "from_tool", "json_path",
+           "assert_whole_replies", "at_least", "command_line", "drop_vlan0", "entered", "from_tool", "json_path",
            "library_path", "names_from", "open_tap_in", "ping", "read_reply", "report", "require", "run", "summary",
            "tagged_lines", "text_table", "Unavailable", "unpacked"]
 
@@ -184,9 +185,11 @@ IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
 CLONE_NEWNET = 0x40000000
 
 
-def open_tap_in(namespace, name):
-    """Create TAP `name` inside `namespace` and return its fd. The device is
-    made in the netns the calling thread is in, so enter it and come back."""
+@contextlib.contextmanager
+def entered(namespace):
+    """The calling thread in network namespace `namespace` for the block,
+    and back in its own after it: a socket or device made there stays
+    there."""
     libc = ctypes.CDLL(None, use_errno=True)
     home = os.open("/proc/self/ns/net", os.O_RDONLY)
     target = os.open(f"/var/run/netns/{namespace}", os.O_RDONLY)
@@ -194,14 +197,21 @@ def open_tap_in(namespace, name):
         if libc.setns(target, CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "setns")
         try:
-            fd = os.open("/dev/net/tun", os.O_RDWR)
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+            yield
         finally:
             if libc.setns(home, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "setns back")
     finally:
         os.close(home)
         os.close(target)
+
+
+def open_tap_in(namespace, name):
+    """Create TAP `name` inside `namespace` and return its fd (the device
+    is made in the netns the calling thread is in)."""
+    with entered(namespace):
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
     return fd
 
 

@@ -21,7 +21,7 @@ from arp_icmp_vlan0 import (DEFAULT_MAC, Framing, Reassembler, Scope, main, phys
                             reply_to)
 from checks import check_any_frame
 from frames import (MAC, PEER_MAC, SEEDS, arp_request, echo6, echo_request, ipv4_fragments,
-                    ipv6_fragments, reassemble, solicitation)
+                    ipv6_fragments, reassemble, solicitation, truncated_and_flipped)
 
 SCOPE, FRAMING = Scope(), Framing()
 
@@ -132,11 +132,7 @@ def test_random_bytes_never_raise_nor_get_a_reply_unless_well_formed(frame):
 @given(st.sampled_from(SEEDS), st.integers(0, 200), st.lists(st.integers(0, 10_000),
                                                              max_size=4))
 def test_truncated_and_bit_flipped_requests(seed, cut, flips):
-    frame = bytearray(seed[:max(0, len(seed) - cut)])
-    for flip in flips:
-        if frame:
-            frame[flip % len(frame)] ^= 1 << (flip % 8)
-    check_any_frame(bytes(frame))
+    check_any_frame(truncated_and_flipped(seed, cut, flips))
 
 
 @st.composite

@@ -22,7 +22,7 @@ from arp_icmp_vlan0 import (EXIT_DROPS, EXIT_OK, RA_INITIAL, Advertiser, DhcpSer
                             Leases, Prober, Scope, _icmpv6_message, all_settled, dhcp_pool,
                             ethertype_and_offset, overall_status, parse_args,
                             parse_probe_answer, reply_to, scope_from, tool_link_local)
-from frames import MAC, PEER_MAC
+from frames import MAC, PEER_MAC, truncated_and_flipped
 
 NETWORK = ipaddress.ip_network("198.51.100.0/24")
 SERVER = ipaddress.ip_address("198.51.100.2").packed
@@ -472,8 +472,4 @@ def test_random_bytes_never_raise_in_the_services_or_the_probe(frame):
 @given(st.sampled_from(SEEDS), st.integers(0, 300), st.lists(st.integers(0, 10_000),
                                                              max_size=4))
 def test_truncated_and_bit_flipped_service_frames(seed, cut, flips):
-    frame = bytearray(seed[:max(0, len(seed) - cut)])
-    for flip in flips:
-        if frame:
-            frame[flip % len(frame)] ^= 1 << (flip % 8)
-    feed_everything(bytes(frame))
+    feed_everything(truncated_and_flipped(seed, cut, flips))

@@ -48,7 +48,6 @@ run.
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -67,7 +66,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # tests/: netlab, which adds the tool's folder
 
 from netlab import (DEFAULT_MAC, GUEST_IP, TOOL, TOOL_IP, Process, at_least,  # noqa: E402
-                    json_path, names_from, report, require, run)
+                    entered, json_path, names_from, report, require, run)
 
 CACHE = os.path.join(HERE, ".cache", "stacks")
 TAP = "tap0"
@@ -414,7 +413,6 @@ def prepare(stack, lwip_source):
 
 # -- the namespace, its TAP, and what runs in it
 
-CLONE_NEWNET = 0x40000000
 
 
 class Testbed:
@@ -469,21 +467,9 @@ class Testbed:
         """A packet socket on the TAP, made in the namespace (entered by
         this thread alone, and left), with PACKET_AUXDATA on: the stack's
         frames arrive as received on the TAP, its sends go to the stack."""
-        libc = ctypes.CDLL(None, use_errno=True)
-        home = os.open("/proc/self/ns/net", os.O_RDONLY)
-        target = os.open(f"/var/run/netns/{self.ns}", os.O_RDONLY)
-        try:
-            if libc.setns(target, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns")
-            try:
-                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-                sock.bind((TAP, 0))
-            finally:
-                if libc.setns(home, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns back")
-        finally:
-            os.close(home)
-            os.close(target)
+        with entered(self.ns):
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            sock.bind((TAP, 0))
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         return sock
 

@@ -145,3 +145,33 @@ def truncated_and_flipped(seed, cut, flips):
         if frame:
             frame[flip % len(frame)] ^= 1 << (flip % 8)
     return bytes(frame)
+
+
+def service_seeds():
+    """What --dhcp, --ra and --probe read from a guest: DHCP DISCOVER and
+    REQUEST, a Router Solicitation, and answers to the probes (an ARP reply,
+    an echo reply with the probes' identifier 0x4242, an advertisement)."""
+    from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.inet import UDP
+    from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6ND_NA, ICMPv6ND_RS
+    from scapy.utils import mac2str
+
+    def dhcp(*options):
+        return bytes(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") /
+                     IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67) /
+                     BOOTP(op=1, xid=0x1234, chaddr=mac2str(PEER_MAC) + bytes(10)) /
+                     DHCP(options=list(options) + ["end"]))
+    return [dhcp(("message-type", "discover")),
+            dhcp(("message-type", "request"), ("requested_addr", "198.51.100.9"),
+                 ("server_id", TOOL_IP)),
+            bytes(Ether(src=PEER_MAC, dst="33:33:00:00:00:02") /
+                  IPv6(src="fe80::1", dst="ff02::2", hlim=255) / ICMPv6ND_RS() /
+                  ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC)),
+            bytes(Ether(src=PEER_MAC, dst=MAC) / ARP(op=2, hwsrc=PEER_MAC, psrc=PEER_IP,
+                                                     hwdst=MAC, pdst=TOOL_IP)),
+            bytes(Ether(src=PEER_MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP) /
+                  ICMP(type=0, id=0x4242, seq=1)),
+            bytes(Ether(src=PEER_MAC, dst=MAC) / IPv6(src=PEER6, dst="fe80::76:6cff:fe61:6e30") /
+                  ICMPv6EchoReply(id=0x4242, seq=1)),
+            bytes(Ether(src=PEER_MAC, dst=MAC) / IPv6(src=PEER6, dst="fe80::76:6cff:fe61:6e30",
+                                                      hlim=255) / ICMPv6ND_NA(tgt=PEER6))]

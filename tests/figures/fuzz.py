@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-only
-"""A long fuzz run of the pure core, beyond what CI's property tests do.
+"""A long fuzz run of the pure core and of what --dhcp, --ra and --probe
+read from a guest, beyond what CI's property tests do.
 
 USAGE: python3 tests/figures/fuzz.py [--frames N] [--seed S]
 
@@ -9,7 +10,9 @@ requests of every kind (tagged, fragmented), truncated, extended, bit-flipped,
 byte-replaced and spliced, and random bytes. Every frame the core answers is
 checked with Scapy's independent dissection (the oracle of tests/frames.py
 that tests/test_safety.py uses), and the plain echo path must give the core's
-reply or none.
+reply or none. Every frame goes through the DHCP server, the advertiser
+and the probe's parser too (with their own seeds: DHCP messages, a Router
+Solicitation, answers to probes); a DHCP reply must dissect as one.
 Prints the figures; exits 1 on any exception or any answer to a frame that is
 not a well-formed request. No root, no network, and nothing but Scapy: the
 seed frames, fragment sets and oracle are the tests' own, from tests/frames.py
@@ -29,10 +32,16 @@ sys.path.insert(0, TESTS)  # frames and netlab, also when run by runpy.run_path
 from scapy.error import log_runtime  # noqa: E402
 from scapy.layers.l2 import Dot1Q, Ether  # noqa: E402
 
-from arp_icmp_vlan0 import (ETH_P_IP, Exchange, Framing, Lines, Reassembler,  # noqa: E402
-                            Scope, plain_echo_replier, reply_to)
+import ipaddress  # noqa: E402
+
+from scapy.layers.dhcp import BOOTP  # noqa: E402
+
+from arp_icmp_vlan0 import (ETH_P_IP, ETH_P_IPV6, ND_ROUTER_SOLICIT, Advertiser,  # noqa: E402
+                            DhcpServer, Exchange, Framing, Lines, Prober, Reassembler, Scope,
+                            _icmpv6_message, ethertype_and_offset, plain_echo_replier,
+                            reply_to)
 from frames import (SEEDS, assert_well_formed, dnssl_solicitation, ipv4_fragments,  # noqa: E402
-                    ipv6_fragments, reassemble)
+                    ipv6_fragments, reassemble, service_seeds)
 from netlab import at_least  # noqa: E402
 
 
@@ -66,6 +75,42 @@ def mutate(rng, seeds):
 
 
 
+class Services:
+    """--dhcp, --ra and --probe as the loop runs them, on one interface."""
+
+    def __init__(self):
+        network = ipaddress.ip_network("198.51.100.0/24")
+        server = ipaddress.ip_address("198.51.100.2").packed
+        scope = Scope(targets=(network, ipaddress.ip_network("2001:db8::/64")), own=(server,),
+                      leased={})
+        framing = Framing()
+        self.dhcp = DhcpServer(network, server, scope, framing)
+        self.advertiser = Advertiser(ipaddress.ip_network("2001:db8::/64"), 0, scope, framing)
+        self.prober = Prober((ipaddress.ip_address("198.51.100.1").packed,), scope, framing,
+                             0x4242)
+        self.prober.serving({"fuzz0"}, 0.0)
+        self.prober.tick(0.0, {"fuzz0"})
+        self.answered = 0
+
+    def feed(self, frame, now):
+        ethertype, offset = ethertype_and_offset(frame)
+        answer = None
+        if ethertype == ETH_P_IP:
+            answer = self.dhcp.answer(frame, offset, now)
+            if answer is not None:
+                assert Ether(answer.reply).haslayer(BOOTP), "a DHCP reply that is not one"
+        elif ethertype == ETH_P_IPV6:
+            message = _icmpv6_message(frame, offset)
+            if message and message[0] == ND_ROUTER_SOLICIT:
+                answer = self.advertiser.answer(frame, offset, message, now)
+        self.answered += answer is not None
+        for judge in (self.dhcp, self.advertiser):
+            judge.observe("fuzz0", frame, answer if answer and answer.kind == judge.service
+                          else None, now)
+        self.prober.observe("fuzz0", frame, now)
+        self.prober.tick(now, {"fuzz0"})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=at_least(1), metavar="N", default=1_000_000,
@@ -80,7 +125,8 @@ def main():
     log_runtime.setLevel("ERROR")  # as the tool does: its lines say what went wrong
     rng = random.Random(args.seed)
     seeds = (SEEDS + [tagged(s) for s in SEEDS] + ipv4_fragments() + ipv6_fragments()
-             + [dnssl_solicitation()])
+             + [dnssl_solicitation()] + service_seeds())
+    services = Services()
     scope, framing = Scope(), Framing()
     plain = plain_echo_replier(scope, framing)
     reassembler = Reassembler()
@@ -92,6 +138,8 @@ def main():
         try:
             whole = reassemble(reassembler, frame, number * 1e-4)
             answer = None if whole is None else reply_to(whole, scope, framing)
+            if whole is not None:
+                services.feed(whole, number * 1e-4)
             quick = None if whole is None else plain(whole)
             if quick is not None:
                 assert answer is not None and quick == answer.reply, "the plain path differs"
@@ -117,7 +165,7 @@ def main():
           f"reassembled, {reassembler.dropped} fragment sets dropped, "
           f"{len(reassembler.pending)} sets ({reassembler.held} bytes) held at the end, "
           f"{lines_made} lines made ({fallbacks} by the tool's own summary, where Scapy's "
-          f"raised), {failures} failures")
+          f"raised), {services.answered} DHCP and RA answers, {failures} failures")
     return 1 if failures else 0
 
 

@@ -314,6 +314,7 @@ VLAN_HLEN = 4
 BROADCAST_MAC_BYTES = b"\xff" * 6
 IPV4_ANY, IN6_UNSPECIFIED, IN6_LOOPBACK = bytes(4), bytes(16), bytes(15) + b"\x01"
 IN6_ALL_NODES = socket.inet_pton(socket.AF_INET6, "ff02::1")
+IN6_ALL_NODES_MAC = b"\x33\x33\x00\x00\x00\x01"
 IN6_LINK_LOCAL_PREFIX = b"\xfe\x80"  # fe80::/10, as every stack forms it: fe80::/64
 IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_HOPOPTS, IPPROTO_FRAGMENT = 1, 58, 0, 44
 IPV4_HLEN, IPV6_HLEN, IPV6_FRAG_HLEN, ICMP_HLEN = 20, 40, 8, 8
@@ -1278,7 +1279,6 @@ CONTROL_SEQ = 0x8000  # echo sequence numbers from here on are the controls'
 PROBE_DATA = b"arp_icmp_vlan0 probe"
 LEASE_SETTLES = 3.0   # seconds after a DHCP lease before its address is probed
 RESOLVE_WORDS = {4: "ARP requests", 6: "Neighbor Solicitations"}
-ALL_NODES_MAC = b"\x33\x33\x00\x00\x00\x01"
 
 
 def probe_refusal(packed, scope):
@@ -1374,7 +1374,7 @@ def parse_probe_answer(frame, tool_mac, ident):
                                int.from_bytes(message[6:8], "big"))
         if (message[0] == ND_NEIGHBOR_ADVERT and len(message) >= 24
                 and frame[offset + 7] == ND_HOP_LIMIT
-                and (to_us or frame[:6] == ALL_NODES_MAC)):
+                and (to_us or frame[:6] == IN6_ALL_NODES_MAC)):
             mac, options = frame[6:12], message[24:]
             if _options(options) is None:
                 return None
@@ -1727,12 +1727,11 @@ DECLINED_KEPT = 256      # addresses a client declined (in use), not offered aga
 DECLINED_FOR = 600.0     # seconds
 DHCP_RETRY_WINDOW = 70.0  # seconds: a DISCOVER this soon after an offered one repeats it
 SERVICE_ASKS_FOR_DROPS = 3  # answered asks (DISCOVER, REQUEST, RS) in a run: dropped
-ND_ROUTER_SOLICIT, ND_ROUTER_ADVERT = 133, 134
+ND_ROUTER_SOLICIT = 133
 RA_RETRY_WINDOW = 10.0   # seconds: Linux solicits 4 s apart
 RA_INITIAL = (0.0, 16.0, 32.0)  # RFC 4861 6.2.4: the first advertisements, 16 s apart
 RA_INTERVAL = (200.0, 600.0)    # then MinRtrAdvInterval..MaxRtrAdvInterval
 RA_VALID, RA_PREFERRED = 86400, 14400  # the prefix's lifetimes, seconds (radvd's)
-IN6_ALL_NODES_MAC = b"\x33\x33\x00\x00\x00\x01"
 
 
 def dhcp_message(frame, offset):

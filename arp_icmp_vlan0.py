@@ -2767,6 +2767,7 @@ class Loop:
         # What sends on its own (probes, unsolicited advertisements) and
         # what judges the guests.
         self.timed = [sender for sender in (self.prober, self.advertiser) if sender]
+        self.services = [service for service in (self.dhcp, self.advertiser) if service]
         self.judges = [judge for judge in (self.verdicts, self.prober, self.dhcp,
                                            self.advertiser) if judge]
         self.lines = Lines(framing, self.say)
@@ -2899,12 +2900,11 @@ class Loop:
                     self.lines.exchange(exchange)
                 if guest is not None:
                     self.lines.verdict(guest.summary(settings.framing, settings.scope.mac))
-                for service in (self.dhcp, self.advertiser):
-                    client = service and service.observe(link.name, exchange.whole, answer,
-                                                         exchange.stamp)
+                for service in self.services:
+                    client = service.observe(link.name, exchange.whole, answer, exchange.stamp)
                     if client:
                         self.lines.verdict(client.summary(settings.framing))
-                if self.prober and answer and answer.kind == "dhcp":
+                if self.prober and self.dhcp and answer and answer.kind == "dhcp":
                     request, sent, address = answer.request
                     if sent == DHCP_ACK and request.kind == DHCP_REQUEST:
                         self.prober.heard_lease(link.name, address, self.dhcp.server,

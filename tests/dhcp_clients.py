@@ -62,7 +62,12 @@ NM_LIBRARIES = {"libndp.so.0": "libndp0", "libmm-glib.so.0": "libmm-glib0",
                 "libgnutls.so.30": "libgnutls30", "libudev.so.1": "libudev1",
                 "libsystemd.so.0": "libsystemd0", "libselinux.so.1": "libselinux1",
                 "libglib-2.0.so.0": "libglib2.0-0", "libgio-2.0.so.0": "libglib2.0-0",
-                "libgobject-2.0.so.0": "libglib2.0-0", "libgmodule-2.0.so.0": "libglib2.0-0"}
+                "libgobject-2.0.so.0": "libglib2.0-0", "libgmodule-2.0.so.0": "libglib2.0-0",
+                # libcurl's, which a minimal Debian 12 lacks
+                "libbrotlidec.so.1": "libbrotli1", "libbrotlicommon.so.1": "libbrotli1",
+                "liblber-2.5.so.0": "libldap-2.5-0", "libldap-2.5.so.0": "libldap-2.5-0",
+                "libnghttp2.so.14": "libnghttp2-14", "librtmp.so.1": "librtmp1",
+                "libssh2.so.1": "libssh2-1", "libsasl2.so.2": "libsasl2-2"}
 NM_BINARY = "usr/sbin/NetworkManager"
 
 WIRE, WIRE_NIC = "avz-wire", "avz-nic"   # drop_vlan0_on_the_wire()'s veth pair

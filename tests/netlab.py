@@ -332,7 +332,8 @@ def _download(packages, folder, root):
 def unpacked(root, packages, binaries, libraries):
     """`packages` fetched with apt-get download and unpacked with dpkg-deb
     -x into `root` (once), with the packages of the shared libraries ldd
-    finds missing (`libraries`: soname -> package): never installed, as
+    finds missing, and theirs (`libraries`: soname -> package): never
+    installed, as
     their maintainer scripts would start daemons. Returns `root`; raises
     Unavailable if it cannot be had or `binaries` (paths in it) cannot run."""
     if not os.path.isdir(root):
@@ -346,10 +347,14 @@ def unpacked(root, packages, binaries, libraries):
             os.makedirs(folder)
         try:
             _download(packages, debs, partial)
-            extra = sorted({libraries[name] for name in missing_libraries(partial, binaries)
-                            if name in libraries})
-            if extra:
+            fetched = set(packages)
+            for _ in range(4):  # a library fetched may need another
+                extra = sorted({libraries[name] for name in missing_libraries(partial, binaries)
+                                if name in libraries} - fetched)
+                if not extra:
+                    break
                 _download(extra, debs, partial)
+                fetched.update(extra)
         except subprocess.SubprocessError as error:
             raise Unavailable(f"fetching {packages[0]}: {error}") from None
         finally:

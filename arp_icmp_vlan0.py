@@ -55,7 +55,7 @@ loop 100,000 (the load's ceiling) and 0.18 ms (-q); sendp(reply, socket=s)
 costs 82 us a call, s.send(reply) 1.9; Scapy's dissecting and building of a
 reply 616 us, the byte-level core 3.9. This code, 2026-12-01 (the same file,
 the default mode and the house): 100,000 and 0.165 ms with -q, 50,000 with a
-line per reply.
+line per reply; 1.3.0 (the probe, DHCP, RA) beside it in one sitting, as fast.
 
 The file, top-down: wire constants and the KINDS table; framing and scope;
 answering; reassembly; verdicts; the probe; DHCP and RA; counting and

@@ -109,7 +109,9 @@ silent)  # configured, then quiet: only the tool's probe can tell
 dhcp)  # a stock guest: its address from DHCP (and SLAAC), then a ping
     udhcpc -i eth0 -f -q -n -t 6 -T 2 -s /udhcpc.script > /tmp/dhcp.out 2>&1
     cat /tmp/dhcp.out
-    grep -q '^AVZ-LEASE ' /tmp/dhcp.out || { echo "AVZ-LEASE none"; sleep 3; poweroff -f; }
+    # No lease: stay a while, so that its Router Solicitations (4 s, then 8 s
+    # apart) are seen too.
+    grep -q '^AVZ-LEASE ' /tmp/dhcp.out || { echo "AVZ-LEASE none"; sleep 12; poweroff -f; }
     sleep "$wait";;
 esac
 $ping -c 3 -W 2 $target > /tmp/ping.out 2>&1

@@ -33,39 +33,47 @@ replies with sendp". Its steps, and the names that do them here:
                    read by a blocking receive when one interface is served,
                    else by epoll (Loop._drain); not sniff(), which dissects
                    every frame into Scapy layers first
-  prn callback     Loop.handle(link, frame, stamp), or, for the usual echo
-                   request, Loop.handle_plain() with plain_echo_replier's reply
-  "is this a       reply_to(frame, scope, framing) -> Answer or None: the
-   request?",      dispatcher, then one parse_*() ("is this a request?") and
-  "make the        one *_reply() ("make the reply") per row of KINDS, on the
-   reply"          frame's bytes
+  prn callback     Loop.handle(link, frame, stamp): reassembly, then the
+                   services; the usual echo request takes a shortcut,
+                   Loop.handle_plain() with plain_echo_replier's reply
+  "matches ... and Service.answer(), the contract of every service, as Scapy's
+   [makes] tagged  AnsweringMachine has it (is_request, make_reply): the
+   replies"        frame is offered to each service in turn (answer_with);
+                   Replies answers ARP, NDP and echo with one parse_*() and
+                   one *_reply() per row of KINDS, on the frame's bytes
   Dot1Q(vlan=0)    Framing.tags: Scapy's Dot1Q, built once, on every reply
   sendp            Loop.send(): the socket's own send(), not sendp()
-  (after it)       Loop.account(): the counts, the -w record, the verdict and
-                   the line, once the reply is out
-  (beyond it)      Loop.send_timed(): what the tool sends unasked, the
-                   Prober's probes and the Advertiser's advertisements;
-                   DhcpServer and Advertiser answer DHCP and Router
-                   Solicitations with Scapy's layers (cold paths)
+  (after it)       Loop.account(): the counts and the -w record, then each
+                   service's Service.observe() (observe_with): the verdicts,
+                   and the lines
+  (beyond it)      Service.send_due(), from Loop.send_timed(): what a service
+                   sends unasked (the Prober's probes, the Advertiser's
+                   advertisements)
 
-The steps not taken as the card has them were measured (tests/figures/
-README.rst, Benchmark, 2026-11-26): around this file's own core, the card's
-loop answered 2,000 echo requests a second with 0.98 ms idle round trips, this
-loop 100,000 (the load's ceiling) and 0.18 ms (-q); sendp(reply, socket=s)
-costs 82 us a call, s.send(reply) 1.9; Scapy's dissecting and building of a
-reply 616 us, the byte-level core 3.9. This code, 2026-12-01 (the same file,
-the default mode and the house): 100,000 and 0.165 ms with -q, 50,000 with a
-line per reply; 1.3.0 (the probe, DHCP, RA) beside it in one sitting, as fast.
+Reading order: main() -> Session (start, serve, finish) -> Loop.run() ->
+Loop._drain() -> Loop.handle() -> the services -> Loop.account().
 
-The file, top-down: wire constants and the KINDS table; framing and scope;
-answering; reassembly; verdicts; the probe; DHCP and RA; counting and
-output; the loop; interfaces and sockets; privileges and signals; the
-command line; the self-test; main.
+  An ARP request   Loop.handle -> answer_with -> Replies.answer -> answer_at
+                   -> parse_arp_request, arp_reply -> Loop.send ->
+                   Loop.account -> Replies.observe (the Guest's verdict)
+  A DHCPDISCOVER   Loop.handle -> answer_with -> DhcpServer.answer ->
+                   parse_dhcp_request, Leases.offer, dhcp_reply -> Loop.send
+                   -> Loop.account -> DhcpServer.observe (the Client's verdict)
+
+Why these steps and not the card's, measured: tests/figures/README.rst,
+section Benchmark.
+
+The file, top-down, in the order a frame travels: wire constants and the
+KINDS table; framing and scope; the byte core; reassembly; the services'
+contract; one section per service (the replies, the probe, DHCP, Router
+Advertisements) and the list of them; the loop; interfaces and sockets (the
+kernel filter's programs beside kernel_filter()); privileges and signals;
+errors and output; the command line; a run of the tool; namespaces and the
+self-test; main.
 
 Copyright (C) 2026 The arp_icmp_vlan0 authors. Licensed under the GNU General
 Public License, version 2 only (see LICENSE), like Scapy which it builds on.
 """
-
 import argparse
 import atexit
 import bisect
@@ -139,173 +147,6 @@ CAP_NET_RAW = 13
 PR_SET_KEEPCAPS, PR_CAPBSET_DROP = 8, 24
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
-# The kernel filter: only ARP requests, ICMP echo requests, IPv6 Neighbor
-# Solicitations and ICMPv6 echo requests that arrive on the interface reach
-# Python, and the fragments of ICMP and ICMPv6 datagrams (to reassemble); IPv6
-# behind a Hop-by-Hop header too (MLD is such traffic), so that the core can
-# look past it. It is shipped compiled so that running the tool needs neither
-# libpcap nor tcpdump; tests/test_filter.py checks it against libpcap.
-# Regenerate with:  tcpdump -i lo -ddd '<expression>'
-# The kernel moves an 802.1Q tag into metadata before the filter runs, so
-# tagged requests match as if untagged (Scapy puts the tag back on receive).
-REQUEST_FILTER_EXPRESSION = (
-    "inbound and ((arp and arp[6:2] = 1)"
-    " or (icmp and (ip[6:2] & 0x3fff != 0 or icmp[icmptype] = icmp-echo))"
-    " or (ip6 and (ip6[6] = 0 or (ip6[6] = 58 and (ip6[40] = 135 or ip6[40] = 128))"
-    " or (ip6[6] = 44 and ip6[40] = 58))))"
-)
-REQUEST_FILTER = (
-    (40, 0, 0, 4294963204),
-    (21, 24, 0, 4),
-    (40, 0, 0, 12),
-    (21, 0, 2, 2054),
-    (40, 0, 0, 20),
-    (21, 19, 20, 1),
-    (21, 0, 8, 2048),
-    (48, 0, 0, 23),
-    (21, 0, 17, 1),
-    (40, 0, 0, 20),
-    (69, 14, 0, 16383),
-    (69, 14, 0, 8191),
-    (177, 0, 0, 14),
-    (80, 0, 0, 14),
-    (21, 10, 11, 8),
-    (21, 0, 10, 34525),
-    (48, 0, 0, 20),
-    (21, 7, 0, 0),
-    (21, 0, 3, 58),
-    (48, 0, 0, 54),
-    (21, 4, 0, 135),
-    (21, 3, 4, 128),
-    (21, 0, 3, 44),
-    (48, 0, 0, 54),
-    (21, 0, 1, 58),
-    (6, 0, 0, 262144),
-    (6, 0, 0, 0),
-)
-
-# With --probe, a second program runs where the first would drop a frame:
-# ARP replies, ICMP and ICMPv6 echo replies and Neighbor Advertisements sent
-# to the tool's MAC, and Neighbor Advertisements to all nodes (the answer to
-# an untagged DAD-form control); nothing else. It is compiled for
-# DEFAULT_MAC and kernel_filter() puts the tool's MAC in: the expression
-# loads each half of the destination once, so the two constants are all
-# there is to change (tests/test_filter.py checks other MACs with libpcap).
-PROBE_FILTER_EXPRESSION = (
-    "inbound and ((ether dst 02:76:6c:61:6e:30 and ((arp and arp[6:2] = 2)"
-    " or (icmp and icmp[icmptype] = icmp-echoreply)"
-    " or (ip6 and ip6[6] = 58 and (ip6[40] = 129 or ip6[40] = 136))))"
-    " or (ip6 dst ff02::1 and ip6[6] = 58 and ip6[40] = 136))"
-)
-PROBE_FILTER = (
-    (40, 0, 0, 4294963204),
-    (21, 37, 0, 4),
-    (32, 0, 0, 2),
-    (21, 0, 20, 1818324528),
-    (40, 0, 0, 0),
-    (21, 0, 18, 630),
-    (40, 0, 0, 12),
-    (21, 0, 2, 2054),
-    (40, 0, 0, 20),
-    (21, 28, 29, 2),
-    (21, 0, 7, 2048),
-    (48, 0, 0, 23),
-    (21, 0, 26, 1),
-    (40, 0, 0, 20),
-    (69, 24, 0, 8191),
-    (177, 0, 0, 14),
-    (80, 0, 0, 14),
-    (21, 20, 21, 0),
-    (21, 0, 20, 34525),
-    (48, 0, 0, 20),
-    (21, 0, 5, 58),
-    (48, 0, 0, 54),
-    (21, 15, 0, 129),
-    (21, 14, 2, 136),
-    (40, 0, 0, 12),
-    (21, 0, 13, 34525),
-    (32, 0, 0, 38),
-    (21, 0, 11, 4278321152),
-    (32, 0, 0, 42),
-    (21, 0, 9, 0),
-    (32, 0, 0, 46),
-    (21, 0, 7, 0),
-    (32, 0, 0, 50),
-    (21, 0, 5, 1),
-    (48, 0, 0, 20),
-    (21, 0, 3, 58),
-    (48, 0, 0, 54),
-    (21, 0, 1, 136),
-    (6, 0, 0, 262144),
-    (6, 0, 0, 0),
-)
-
-# With --dhcp, a client's DHCP message; with --ra, a Router Solicitation:
-# programs that run after the others, as PROBE_FILTER does.
-DHCP_FILTER_EXPRESSION = "inbound and ip and udp dst port 67"
-DHCP_FILTER = (
-    (40, 0, 0, 4294963204),
-    (21, 10, 0, 4),
-    (40, 0, 0, 12),
-    (21, 0, 8, 2048),
-    (48, 0, 0, 23),
-    (21, 0, 6, 17),
-    (40, 0, 0, 20),
-    (69, 4, 0, 8191),
-    (177, 0, 0, 14),
-    (72, 0, 0, 16),
-    (21, 0, 1, 67),
-    (6, 0, 0, 262144),
-    (6, 0, 0, 0),
-)
-SOLICITATION_FILTER_EXPRESSION = "inbound and ip6 and ip6[6] = 58 and ip6[40] = 133"
-SOLICITATION_FILTER = (
-    (40, 0, 0, 4294963204),
-    (21, 7, 0, 4),
-    (40, 0, 0, 12),
-    (21, 0, 5, 34525),
-    (48, 0, 0, 20),
-    (21, 0, 3, 58),
-    (48, 0, 0, 54),
-    (21, 0, 1, 133),
-    (6, 0, 0, 262144),
-    (6, 0, 0, 0),
-)
-
-
-EXAMPLES = """\
-examples:
-  sudo ./arp_icmp_vlan0.py tap0
-        answer every ARP and ping on tap0, replies tagged vlan 0, p 0
-  sudo ./arp_icmp_vlan0.py --ip 198.51.100.2 tap0
-        answer only for 198.51.100.2, and defend it as its owner would
-  sudo ./arp_icmp_vlan0.py 'vnet*'
-        every libvirt TAP, those that exist and those that come later
-  sudo ./arp_icmp_vlan0.py --until-verdict --timeout 30 --json run.json tap0
-        end once the guest has shown whether it accepts the tagged replies
-  sudo ./arp_icmp_vlan0.py --probe 198.51.100.1 --until-verdict --timeout 30 tap0
-        ask a silent guest: does it answer tagged ARP requests and pings?
-  sudo ./arp_icmp_vlan0.py --vlan 7 --prio 5 -w replies.pcap tap0 tap1
-        tag vlan 7, p 5 on two TAPs and record requests and replies
-  sudo ./arp_icmp_vlan0.py --vlan 100 --vlan 0 --tpid 0x88a8 tap0
-        QinQ: an 802.1ad outer tag with VLAN 100 over an 802.1Q VLAN 0 tag
-  sudo ./arp_icmp_vlan0.py --untagged tap0
-        the baseline: the same replies without a tag
-  sudo ./arp_icmp_vlan0.py --self-test
-        prove this host works: a throwaway namespace pings through the tool
-  watch the tags alongside:  tcpdump -n -e -i tap0   (shows "vlan 0, p 0")
-
-exit status:
-  0  normal end; with --until-verdict: every guest heard accepts the replies
-     (and, with --probe, answers the tagged requests)
-  1  error (unknown, down or physical interface, no permission...)
-  2  usage error
-  3  --until-verdict: a guest drops the tagged replies (or, probed, the requests)
-  4  --until-verdict: no verdict for every guest before the end (--timeout), or
-     nobody answered a probe, tagged or untagged
-  5  the -w recording is incomplete (a write error stopped it); 3 and 4 win
-"""
-
 ETH_HLEN, ETH_ZLEN = 14, 60  # Ethernet header; minimum frame without its FCS
 ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
 ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ1 = 0x8100, 0x88A8, 0x9100
@@ -339,8 +180,8 @@ DOT1Q_DEI = "dei" if SCAPY_MISSING is None and any(
 
 
 class Kind(NamedTuple):
-    """A kind of request the tool answers: one row of KINDS, and one parser
-    and builder pair under "answering"."""
+    """A kind of request the core answers: one row of KINDS, and one parser
+    and builder pair in the byte core."""
     name: str       # in the statistics and the JSON summary
     family: int     # the IP version it serves
     title: str      # in the start-up line
@@ -460,6 +301,10 @@ def tool_link_local(mac):
     """The tool's own IPv6 link-local address (modified EUI-64 of its MAC)."""
     return str(ipaddress.IPv6Address("fe80::" + in6_mactoifaceid(mac)))
 
+def _address_text(packed):
+    """A packed IPv4 or IPv6 address as text."""
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+
 def _is_unicast(packed):
     """A packed IPv4 address outside 0/8, 127/8 and 224/3 (multicast,
     reserved, broadcast), or an IPv6 address other than ::, ::1, ff00::/8."""
@@ -484,6 +329,20 @@ def wants_address(packed, targets):
         return False
     return not targets or any(_is_host_of(ipaddress.ip_address(packed), net)
                               for net in targets)
+
+
+# ---------------------------------------------------------------- the byte core
+#
+# The core works on the frame's bytes, not on dissected Scapy packets: at
+# flood rates Scapy's per-packet dissection and building would be the
+# ceiling (tests/figures/README.rst, Benchmark). answer_at() picks the kind
+# of request by ethertype and ICMPv6 type; each kind has a parser ("is this
+# a request?": the fields a reply needs, or None) and a builder ("make the
+# reply": bytes). They read no globals and touch no system state; the tests
+# check every reply field against Scapy's dissection. plain_echo_replier,
+# last, is a shortcut to the same bytes for the usual echo request, checked
+# against answer_at() on every test frame. Replies, the first service, is
+# what puts this core behind the services' contract.
 
 def ethertype_and_offset(frame):
     """The frame's ethertype and where its payload starts, looking past any
@@ -518,31 +377,26 @@ def ipv4_header_length(frame, offset):
     return header_len
 
 
-# ---------------------------------------------------------------- answering
-#
-# The core works on the frame's bytes, not on dissected Scapy packets: at
-# flood rates Scapy's per-packet dissection and building (about 616 us a reply
-# here) would be the ceiling. reply_to() is the dispatcher; each kind of
-# request has a parser ("is this a request?": the fields a reply needs, or
-# None) and a builder ("make the reply": bytes). They read no globals and
-# touch no system state; the tests check every reply field against Scapy's
-# dissection. plain_echo_replier, last, is a shortcut to the same bytes for
-# the usual echo request, checked against reply_to() on every test frame.
-
 class Answer(NamedTuple):
-    kind: str        # a name in KINDS, or "dhcp" or "ra" (--dhcp, --ra)
+    """What a service makes of a frame it takes (Service.answer)."""
+    kind: str        # what the statistics count it as: a name in KINDS, "dhcp",
+                     # "ra"; with no reply, what it is to the service ("probe")
     request: tuple   # the parsed request (ArpRequest, EchoRequest, DhcpExchange,
                      # RouterSolicitation...); None from plain_echo_replier's
-    reply: bytes     # the reply frame, whole
+    reply: Optional[bytes]  # the reply frame, whole; None: nothing to send (an
+                            # answer to what the service sent itself)
 
 def reply_to(frame, scope, framing):
-    """The Answer to `frame` (bytes, as received, tagged or not) if it is a
-    request the tool answers, else None."""
+    """The core's Answer to `frame` (bytes, as received, tagged or not) if
+    it is a request the tool answers, else None: answer_at() for a frame
+    whose offsets are not known yet (the tests' way in; the loop knows them)."""
     ethertype, offset = ethertype_and_offset(frame)
     return answer_at(frame, ethertype, offset, scope, framing)
 
 def answer_at(frame, ethertype, offset, scope, framing):
-    """reply_to() for a frame whose ethertype and payload offset are known."""
+    """The Answer to `frame` if it is a request of a kind in KINDS that the
+    tool answers within `scope`, framed by `framing`; else None. The
+    frame's ethertype and payload offset are known."""
     if len(frame) < ETH_HLEN or frame[6:12] == scope.mac_bytes or frame[6] & 1:
         return None  # our own frame, or a multicast source
     families, mac = scope.families, scope.mac_bytes
@@ -809,8 +663,8 @@ def plain_echo_replier(scope, framing):
     address. It exists because a request wakes a sleeping process in which
     every function, object and page touched then costs cache and TLB misses:
     with it and a blocking receive, the idle round trip went from 1.53 to
-    1.22 times the bare Python loop's (tests/figures/benchmark.py). tests/test_core.py
-    checks that both ways give the same bytes."""
+    1.22 times the bare Python loop's (tests/figures/benchmark.py).
+    tests/offline/test_core.py checks that both ways give the same bytes."""
     if scope.targets or 4 not in scope.families:
         return None
     mac, head = scope.mac_bytes, framing.heads[ETH_P_IP]
@@ -1024,25 +878,80 @@ class _Datagram:
         return head + bytes(header) + data
 
 
-# ---------------------------------------------------------------- verdicts
+# ---------------------------------------------------------------- the services' contract
 #
-# Whether a guest accepts the tagged replies is on the wire: a guest that
-# drops the tool's ARP reply (or Neighbor Advertisement) asks again, about once
-# a second, three times (Linux's default); one that accepted it stops asking
-# and sends its next frame to the tool's MAC. README.rst, "Reading the
-# verdict", states the rules below in words.
+# Everything that answers or judges a guest is a Service: the core's replies
+# (Replies), the probe (Prober), DHCP (DhcpServer) and Router Advertisements
+# (Advertiser), each in a section of its own below, as dnsmasq keeps one
+# protocol per source file. The loop holds them in a list (services_from):
+# it offers a frame to each in turn (answer_with), sends the reply of the
+# first that answers, then shows the exchange to them all (observe_with) and
+# prints the verdicts that formed; it asks each what it has to send unasked
+# (send_due). It knows none of them by name. What one service tells another
+# (a probe answered, an address leased) goes through Events.
+#
+# A judge gives each guest one of these verdicts, or None while the evidence
+# says nothing yet; a drop anywhere is exit status 3, anything short of
+# ACCEPTS or ANSWERS everywhere is 4 (overall_status).
 
-RETRY_WINDOW = 5.0   # seconds: an ask this soon after an answered one repeats it
-ASKS_FOR_DROPS = 3   # an answered ask, then two more for the same address
+ACCEPTS, DROPS = "accepts", "drops"   # the guest took, or dropped, the answers
+ANSWERS = "answers"                   # --probe: it answered the tagged requests
+NO_ANSWER = "no answer"               # --probe: nothing answered, tagged or not
+UNCLEAR = "unclear"                   # --probe: two stations answered in turn
+COPES = (ACCEPTS, ANSWERS)            # the verdicts of a guest that copes
+
+ASKS_FOR_DROPS = 3   # an answered ask, then two more in the run: it drops
 EVIDENCE_KEPT = 32   # events per guest kept for the JSON summary
-ADDRESSES_KEPT = 8   # of a guest's own addresses, for the lines
-TARGETS_KEPT = 8     # addresses a guest asked for whose runs of asks are kept
-NAMED_IN_A_LINE = 3  # addresses a verdict line names before "and N more"
-GUESTS_KEPT = 4096   # guest records; beyond, one with no verdict is forgotten first
+NAMED_IN_A_LINE = 3  # addresses (or guests) a line names before "and N more"
+GUESTS_KEPT = 4096   # records per judge; beyond, one with no verdict is forgotten first
+LONGEST_WAIT = 3600  # seconds: "nothing due", the longest the loop waits
 
 
-def _address_text(packed):
-    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+class Exchange(NamedTuple):
+    """One frame received and what the tool did with it: what every
+    service observes."""
+    link: "Link"
+    received: bytes             # as received (a fragment: the last one)
+    stamp: float                # when it was received
+    whole: bytes                # the request, reassembled if it came in fragments
+    ethertype: int
+    answer: Optional[Answer]    # None: ignored
+    frames: tuple               # the reply's frames, as sent; () for none
+    sent_at: Optional[float]    # when they were sent
+    by: Optional["Service"] = None  # whose answer (None: the plain echo path's)
+
+    @property
+    def replied(self):
+        """A reply went out (not ignored, nor taken without a reply)."""
+        return self.answer is not None and self.answer.reply is not None
+
+
+class Asks:
+    """The rule every judge shares: a run of answered asks (an ARP request,
+    a DHCPDISCOVER, a Router Solicitation...), each within `window` seconds
+    of the one before, with nothing between that shows an answer arrived.
+    ASKS_FOR_DROPS of them: the guest drops the answers."""
+
+    __slots__ = ("window", "first", "last", "count")
+
+    def __init__(self, window):
+        self.window, self.first, self.last, self.count = window, 0.0, 0.0, 0
+
+    def add(self, now):
+        """One more answered ask, at `now`; True if the run is a drop."""
+        if self.count and now - self.last <= self.window:
+            self.last, self.count = now, self.count + 1
+        else:
+            self.first, self.last, self.count = now, now, 1
+        return self.count >= ASKS_FOR_DROPS
+
+    def clear(self):
+        """An answer arrived: the run is over."""
+        self.count = 0
+
+    @property
+    def span(self):
+        return self.last - self.first
 
 
 def _some(names, more):
@@ -1052,6 +961,274 @@ def _some(names, more):
     return f"{text} and {more:,} more" if more else text
 
 
+# What services tell each other, published in their observe(); the
+# subscriber's handler takes the arguments named.
+ASKED = "asked"            # (interface, ArpRequest or NeighborSolicitation, now): an
+                           # ask the replies answered (not a probe or DAD)
+LEASED = "leased"          # (interface, address, server, now): a DHCPACK to a REQUEST
+PROBE_ANSWERED = "probe answered"  # (interface, mac, family, now): a guest answered
+                                   # a tagged probe
+
+
+class Events:
+    """The services' one channel to each other: a service subscribes to an
+    event by name in its constructor; another publishes it. The loop knows
+    neither."""
+
+    def __init__(self):
+        self.handlers = {}
+
+    def subscribe(self, name, handler):
+        self.handlers.setdefault(name, []).append(handler)
+
+    def publish(self, name, *args):
+        for handler in self.handlers.get(name, ()):
+            handler(*args)
+
+
+class Service:
+    """The contract of everything that answers and judges; each method
+    here is what a service that does not need it does.
+
+    Answering, as Scapy's AnsweringMachine (is_request, make_reply; the
+    loop sends): answer() takes a frame or leaves it to the next service.
+    Judging: observe() takes every exchange as evidence and returns the
+    records (a Guest, Probe or Client: each has a verdict and summary())
+    whose verdict it formed or changed; verdicts(), decided(), lines(),
+    why_no_verdict() and to_json() report. Sending unasked: due() and
+    send_due(). Time is passed in everywhere (the frames' stamps' clock),
+    so that a service is tested with timed frames and no loop."""
+
+    counted = ()       # the Answer kinds of its replies, as the statistics list them
+    sent_as = None     # the Stats counter of the frames it sends unasked
+    taken_as = None    # the Stats counter of the frames it takes without a reply
+    sends = False      # it sends frames unasked: the loop asks send_due()
+    json_keys = ()     # its keys in the JSON summary (null when it is off)
+
+    def describe(self):
+        """Its part of the start-up line."""
+        return ""
+
+    def filter(self):
+        """Its program for the kernel filter (kernel_filter()), or None."""
+        return None
+
+    def answer(self, interface, frame, ethertype, offset, now):
+        """The Answer to `frame` (received on `interface`; its ethertype and
+        payload offset after any tags), or None to leave it to the next
+        service. An Answer without a reply takes the frame for this service
+        alone: an answer to what it sent itself."""
+        return None
+
+    def observe(self, exchange):
+        """Take an Exchange as evidence; the records whose verdict it formed
+        or changed."""
+        return ()
+
+    def due(self, now):
+        """Seconds until send_due() has something to send."""
+        return LONGEST_WAIT
+
+    def send_due(self, now, served):
+        """What is due at `now` on the interfaces `served` (names): a list of
+        (interface, frame) to send, and of the records its silence decided."""
+        return [], []
+
+    def verdicts(self):
+        """Every verdict it holds (None for a record without one yet)."""
+        return []
+
+    def decided(self):
+        """Nothing it holds is waiting for a verdict."""
+        return True
+
+    def lines(self):
+        """A line per record, for the statistics."""
+        return []
+
+    def why_no_verdict(self):
+        """Why it holds a record without a verdict, in one line; None if it
+        holds none."""
+        return None
+
+    def to_json(self):
+        """Its part of the JSON summary: json_keys and their values."""
+        return {}
+
+    def settled(self):
+        """Something was judged, and nothing is waiting for its verdict."""
+        return all_settled([self])
+
+    def status(self):
+        """The --until-verdict exit status, if this were the only service."""
+        return overall_status([self])
+
+
+def answer_with(services, interface, frame, ethertype, offset, now):
+    """(the first of `services`' Answer to `frame`, that service), or
+    (None, None) if none takes it."""
+    for service in services:
+        answer = service.answer(interface, frame, ethertype, offset, now)
+        if answer is not None:
+            return answer, service
+    return None, None
+
+
+def observe_with(services, exchange):
+    """Show `exchange` to the services; the records whose verdict it formed
+    or changed, in the services' order. A frame taken without a reply (an
+    answer to what a service sent itself) is that service's evidence alone."""
+    if exchange.answer is not None and not exchange.replied:
+        return list(exchange.by.observe(exchange))
+    return [record for service in services for record in service.observe(exchange)]
+
+
+def all_settled(services):
+    """Something was judged, and nothing is waiting for its verdict."""
+    return any(service.verdicts() for service in services) and all(
+        service.decided() for service in services)
+
+
+def overall_status(services):
+    """The --until-verdict exit status: a drop anywhere wins; then anything
+    without a verdict (an address nobody answers a probe at is one), or
+    nothing judged at all."""
+    verdicts = [verdict for service in services for verdict in service.verdicts()]
+    if DROPS in verdicts:
+        return EXIT_DROPS
+    if not verdicts or any(verdict not in COPES for verdict in verdicts):
+        return EXIT_NO_VERDICT
+    return EXIT_OK
+
+
+@dataclass
+class Client:
+    """What one guest (MAC) did on one interface with one service's
+    answers (DHCP, Router Advertisements); bounded."""
+    interface: str
+    mac: str
+    service: str                   # the service's name: "dhcp", "ra"
+    answers: str                   # what the lines call its answers: "DHCP offers"
+    answers_used: str              # ... once the guest used what they gave (used)
+    window: float = field(repr=False)      # its asks' (Asks)
+    framing: Framing = field(repr=False)   # the answers', for the line
+    verdict: Optional[str] = None  # None, ACCEPTS or DROPS
+    reason: tuple = ()             # what formed the verdict
+    address: Optional[str] = None  # the address offered, leased or taken
+    tentative: bool = False        # the address is only offered: "(offered ...)"
+    asks: Optional[Asks] = None    # its answered asks in a run
+    answered_at: Optional[float] = None  # when the last answer went out
+    offered: Optional[float] = None  # DHCP: when the last offer went out, unrequested
+    acked: Optional[float] = None  # DHCP: when the address was ACKed; RA: first answered
+    used: bool = False             # the guest used what the answers gave (DHCP: the lease)
+    evidence: deque = field(default_factory=lambda: deque(maxlen=EVIDENCE_KEPT))
+
+    def __post_init__(self):
+        self.asks = Asks(self.window)
+
+    def summary(self):
+        """The verdict in one line."""
+        framing = self.framing
+        offered = "offered " if self.tentative else ""
+        who = f"{self.interface}: guest {self.mac}" + (
+            f" ({offered}{self.address})" if self.address else "")
+        tagged = f"tagged {framing}" if framing.vlans else "untagged"
+        if self.verdict == DROPS:
+            asked, count, span, answers = self.reason
+            return (f"{who} sent {count} {asked} in {span:.1f} s and every one was answered: "
+                    f"it drops {answers} {tagged}"
+                    + (" (compare with --untagged)" if framing.vlans else ""))
+        if self.verdict == ACCEPTS:
+            delay, did = self.reason
+            what = self.answers_used if self.used else self.answers
+            return f"{who} accepts {what} {tagged}: {delay * 1000:.1f} ms after the answer it {did}"
+        return f"{who}: no verdict on {self.answers} {tagged} yet"
+
+    def to_json(self):
+        return {"interface": self.interface, "mac": self.mac, "service": self.service,
+                "address": self.address, "verdict": self.verdict,
+                "line": self.summary(), "evidence": list(self.evidence)}
+
+
+class ClientService(Service):
+    """A service that judges each client (interface, MAC) by its asks: the
+    Client records, bounded, and the rules they share. An answered ask
+    repeated ASKS_FOR_DROPS times (Asks, each within `window` of the one
+    before) with nothing in between that shows the answer arrived: drops;
+    what shows it arrived is the service's own (_accepted())."""
+
+    service, answers, answers_used, window = "", "", "", 0.0
+
+    def __init__(self, framing):
+        self.framing = framing
+        self.counted = (self.service,)
+        self.clients = {}   # (interface, MAC bytes) -> Client
+        self.forgotten = 0
+
+    def _client(self, interface, mac):
+        key = (interface, mac)
+        client = self.clients.get(key)
+        if client is None:
+            if len(self.clients) >= GUESTS_KEPT:
+                undecided = [k for k, c in self.clients.items() if c.verdict is None]
+                del self.clients[(undecided or list(self.clients))[0]]
+                self.forgotten += 1
+            client = self.clients[key] = Client(interface, str2mac(mac), self.service,
+                                                self.answers, self.answers_used, self.window,
+                                                self.framing)
+        return client
+
+    def _asked(self, client, now, asked, answers):
+        """An ask answered at `now`: a repeat, or drops (the Client, if its
+        verdict changed)."""
+        client.answered_at = now
+        if client.asks.add(now) and client.verdict != DROPS:
+            run = client.asks
+            client.verdict, client.reason = DROPS, (asked, run.count, run.span, answers)
+            return client
+        return None
+
+    def _accepted(self, client, now, did, delay):
+        """The client showed that an answer arrived (`did`, `delay` after
+        it): accepts (the Client, if its verdict changed)."""
+        client.asks.clear()
+        changed = client.verdict != ACCEPTS
+        client.verdict, client.reason = ACCEPTS, (delay, did)
+        client.evidence.append({"time": now, "event": "accepted", "did": did})
+        return client if changed else None
+
+    # -- the judge's side
+
+    def verdicts(self):
+        return [client.verdict for client in self.clients.values()]
+
+    def decided(self):
+        return all(client.verdict for client in self.clients.values())
+
+    def lines(self):
+        return [client.summary() for client in self.clients.values()]
+
+    def why_no_verdict(self):
+        waiting = [f"{c.mac} on {c.interface}" for c in self.clients.values() if not c.verdict]
+        if not waiting:
+            return None
+        return f"no {self.service.upper()} verdict for {_some(waiting, 0)} yet"
+
+
+# ---------------------------------------------------------------- service: the replies
+#
+# The core's kinds (ARP, NDP, ICMP and ICMPv6 echo) as a service, and the
+# verdict on them. Whether a guest accepts the tagged replies is on the
+# wire: a guest that drops the tool's ARP reply (or Neighbor Advertisement)
+# asks again, about once a second, three times (Linux's default); one that
+# accepted it stops asking and sends its next frame to the tool's MAC.
+# README.rst, "Reading the verdict", states the rules below in words.
+
+RETRY_WINDOW = 5.0   # seconds: an ask this soon after an answered one repeats it
+ADDRESSES_KEPT = 8   # of a guest's own addresses, for the lines
+TARGETS_KEPT = 8     # addresses a guest asked for whose runs of asks are kept
+
+
 @dataclass
 class Guest:
     """What one guest (MAC) did in one family on one interface after the
@@ -1059,52 +1236,55 @@ class Guest:
     interface: str
     mac: str
     family: int
+    framing: Framing = field(repr=False)             # the replies', for the line
+    tool_mac: str = field(repr=False)                # the replies' source, for the line
     addresses: list = field(default_factory=list)  # its own, as it asked from them
     addresses_not_kept: int = 0
-    verdict: Optional[str] = None                  # None, "accepts" or "drops"
+    verdict: Optional[str] = None                  # None, ACCEPTS or DROPS
     reason: tuple = ()                             # what formed the verdict
-    runs: dict = field(default_factory=dict)       # target -> [first, last, count] of asks
+    runs: dict = field(default_factory=dict)       # target -> Asks for it
     targets_not_kept: int = 0                      # runs forgotten, oldest first
     asks: int = 0                                  # answered asks since the last acceptance
     awaiting: Optional[tuple] = None               # (stamp, target) of the last broadcast ask
     evidence: deque = field(default_factory=lambda: deque(maxlen=EVIDENCE_KEPT))
 
-    def summary(self, framing, tool_mac):
+    def summary(self):
         """The verdict in one line."""
+        framing = self.framing
         who = (f"{self.interface}: guest {self.mac} "
                f"({_some(self.addresses, self.addresses_not_kept)})")
         replies = (f"{RESOLVER[self.family].replies} {'tagged ' if framing.vlans else ''}"
                    f"{framing}")
-        if self.verdict == "drops":
+        if self.verdict == DROPS:
             target, times, span = self.reason
             compare = " (compare with --untagged)" if framing.vlans else ""
             what = "request" if self.family == 4 else "solicitation"
             return (f"{who} asked for {target} {times} times in {span:.1f} s and every "
                     f"{what} was answered: it drops {replies}{compare}")
-        if self.verdict == "accepts":
+        if self.verdict == ACCEPTS:
             target, delay, frame = self.reason
             return (f"{who} accepts {replies}: {delay * 1000:.1f} ms after the reply for "
-                    f"{target} it sent {frame} to {tool_mac}")
+                    f"{target} it sent {frame} to {self.tool_mac}")
         return (f"{who}: no verdict on {replies} yet: {self.asks:,} answered "
                 f"ask{'s' if self.asks != 1 else ''} for "
                 f"{_some(list(self.runs), self.targets_not_kept)} and nothing "
                 "since that tells whether a reply arrived")
 
-    def to_json(self, framing, tool_mac):
+    def to_json(self):
         return {"interface": self.interface, "mac": self.mac, "family": self.family,
                 "addresses": self.addresses, "addresses_not_kept": self.addresses_not_kept,
-                "verdict": self.verdict, "line": self.summary(framing, tool_mac),
+                "verdict": self.verdict, "line": self.summary(),
                 "evidence": list(self.evidence)}
 
 
-class Verdicts:
-    """The evidence, per guest and family, of whether guests accept the
-    tool's replies. observe() takes every frame the tool receives; time is
-    passed in, so this stays testable.
+class Replies(Service):
+    """ARP, Neighbor Solicitation and echo requests answered by the byte
+    core (answer_at), and the evidence, per guest and family, of whether
+    guests accept the replies.
 
     - An ask: an ARP request or Neighbor Solicitation that the tool answered
       (not a probe or DAD), broadcast (to the solicited-node group for NDP)
-      or unicast to the tool's MAC.
+      or unicast to the tool's MAC; published as ASKED.
     - accepts: after an answered broadcast ask, a frame from that guest
       arrives unicast to the tool's MAC (it learnt the MAC from the reply).
     - drops: three answered asks for the same address, each within
@@ -1112,28 +1292,48 @@ class Verdicts:
 
     The state is bounded: GUESTS_KEPT guests, each with the bounds above."""
 
-    def __init__(self, tool_mac):
-        self.tool_mac = tool_mac
+    json_keys = ("guests", "guests_forgotten")
+
+    def __init__(self, scope, framing, events=None):
+        self.scope, self.framing = scope, framing
+        self.events = Events() if events is None else events
+        self.tool_mac = scope.mac_bytes
+        self.counted = tuple(name for name, kind in KINDS.items()
+                             if kind.family in scope.families)
         self.guests = {}     # (interface, guest MAC bytes, family) -> Guest, oldest first
         self.undecided = {}  # the keys of guests with no verdict yet, oldest first
         self.forgotten = 0   # guests forgotten to stay within GUESTS_KEPT
+        self.events.subscribe(PROBE_ANSWERED, self._probe_answered)
 
-    def observe(self, interface, frame, answer, now):
-        """Take `frame` (received on `interface`, `answer`ed or not) as
-        evidence; return the Guest whose verdict it formed or changed, else
-        None."""
+    def describe(self):
+        return _describe(self.scope, self.framing)
+
+    def filter(self):
+        return REQUEST_FILTER
+
+    def answer(self, interface, frame, ethertype, offset, now):
+        return answer_at(frame, ethertype, offset, self.scope, self.framing)
+
+    def observe(self, exchange):
+        """The frame as evidence: the Guest whose verdict it formed or
+        changed, if any."""
+        frame, answer, now = exchange.whole, exchange.answer, exchange.stamp
+        interface = exchange.link.name
         to_us = frame[:6] == self.tool_mac
         kind = answer and KINDS.get(answer.kind)
         if kind and kind.resolves and not answer.request.probe:
-            return self._asked(interface, kind, answer.request, to_us, now)
+            guest = self._asked(interface, kind, answer.request, to_us, now)
+            self.events.publish(ASKED, interface, answer.request, now)
+            return (guest,) if guest else ()
         if to_us:
             family = kind.family if kind else FAMILY_OF_ETHERTYPE.get(
                 ethertype_and_offset(frame)[0])
             guest = self.guests.get((interface, frame[6:12], family))
             if guest is not None and guest.awaiting is not None:
                 what = kind.unicast if kind else f"an IPv{family} packet"
-                return self._accepted(guest, what, now)
-        return None
+                guest = self._accepted(guest, what, now)
+                return (guest,) if guest else ()
+        return ()
 
     def _asked(self, interface, kind, request, to_us, now):
         key = (interface, request.requester, kind.family)
@@ -1145,7 +1345,7 @@ class Verdicts:
                 self.undecided.pop(victim, None)
                 self.forgotten += 1
             guest = self.guests[key] = Guest(interface, str2mac(request.requester),
-                                             kind.family)
+                                             kind.family, self.framing, str2mac(self.tool_mac))
             self.undecided[key] = None
         address = _address_text(request.source)
         if address not in guest.addresses:
@@ -1162,18 +1362,15 @@ class Verdicts:
             guest.awaiting = (now, target)
         guest.asks += 1
         run = guest.runs.get(target)
-        if run and now - run[1] <= RETRY_WINDOW:
-            run[1:] = now, run[2] + 1
-        else:
-            if run is None and len(guest.runs) >= TARGETS_KEPT:
+        if run is None:
+            if len(guest.runs) >= TARGETS_KEPT:
                 del guest.runs[next(iter(guest.runs))]
                 guest.targets_not_kept += 1
-            guest.runs[target] = run = [now, now, 1]
-        first, last, count = run
-        if count >= ASKS_FOR_DROPS and guest.verdict != "drops":
-            return self._decide(key, guest, "drops", (target, count, last - first))
-        if guest.verdict == "drops":
-            guest.reason = (target, count, last - first)
+            run = guest.runs[target] = Asks(RETRY_WINDOW)
+        if run.add(now) and guest.verdict != DROPS:
+            return self._decide(key, guest, DROPS, (target, run.count, run.span))
+        if guest.verdict == DROPS:
+            guest.reason = (target, run.count, run.span)
         return None
 
     def _accepted(self, guest, what, now):
@@ -1183,27 +1380,39 @@ class Verdicts:
         guest.asks = guest.targets_not_kept = 0
         guest.evidence.append({"time": now, "event": "sent", "frame": what,
                                "to": str2mac(self.tool_mac)})
-        if guest.verdict == "accepts":
+        if guest.verdict == ACCEPTS:
             return None
         key = (guest.interface, mac2str(guest.mac), guest.family)
-        return self._decide(key, guest, "accepts", (target, now - asked_at, what))
+        return self._decide(key, guest, ACCEPTS, (target, now - asked_at, what))
 
     def _decide(self, key, guest, verdict, reason):
         guest.verdict, guest.reason = verdict, reason
         self.undecided.pop(key, None)
         return guest
 
-    def probe_answered(self, interface, mac, family, now):
-        """The guest answered a tagged probe, which told it the tool's MAC:
-        its next frame to that MAC says nothing more about the replies."""
+    def _probe_answered(self, interface, mac, family, now):
+        """PROBE_ANSWERED: the guest answered a tagged probe, which told it
+        the tool's MAC: its next frame to that MAC says nothing more about
+        the replies."""
         guest = self.guests.get((interface, mac, family))
         if guest is not None and guest.awaiting is not None:
             guest.awaiting = None
             guest.evidence.append({"time": now, "event": "answered a tagged probe"})
 
+    # -- the judge's side
+
+    def verdicts(self):
+        return [guest.verdict for guest in self.guests.values()]
+
+    def decided(self):
+        """No guest heard is without a verdict (asked after every frame with
+        --until-verdict: the set of undecided guests makes it one look)."""
+        return not self.undecided
+
+    def lines(self):
+        return [guest.summary() for guest in self.guests.values()]
+
     def why_no_verdict(self):
-        """Why status() is EXIT_NO_VERDICT, in one line; None if no guest
-        heard lacks a verdict."""
         if not self.guests:
             return ("no verdict: no guest was heard (no ARP request or Neighbor "
                     "Solicitation was answered)")
@@ -1214,49 +1423,12 @@ class Verdicts:
         return (f"no verdict for {_some(waiting, 0)}: nothing yet showed whether the "
                 "replies arrived (neither a frame to the tool's MAC nor asks repeated)")
 
-    def verdicts(self):
-        return [guest.verdict for guest in self.guests.values()]
-
-    def decided(self):
-        """No guest heard is without a verdict (asked after every frame with
-        --until-verdict: the set of undecided guests makes it one look)."""
-        return not self.undecided
-
-    def settled(self):
-        """Every guest heard has a verdict."""
-        return all_settled([self])
-
-    def status(self):
-        """The --until-verdict exit status."""
-        return overall_status([self])
-
-    def lines(self, framing):
-        return [guest.summary(framing, str2mac(self.tool_mac)) for guest in self.guests.values()]
+    def to_json(self):
+        return {"guests": [guest.to_json() for guest in self.guests.values()],
+                "guests_forgotten": self.forgotten}
 
 
-# The judges: Verdicts (the replies), Prober (--probe), DhcpServer and
-# Advertiser (--dhcp, --ra). Each has verdicts(), decided(), lines() and
-# why_no_verdict(); these two combine them.
-
-def all_settled(judges):
-    """Something was judged, and nothing is waiting for its verdict."""
-    return any(judge.verdicts() for judge in judges) and all(
-        judge.decided() for judge in judges)
-
-
-def overall_status(judges):
-    """The --until-verdict exit status: a drop anywhere wins; then anything
-    without a verdict (an address nobody answers a probe at is one), or
-    nothing judged at all."""
-    verdicts = [verdict for judge in judges for verdict in judge.verdicts()]
-    if "drops" in verdicts:
-        return EXIT_DROPS
-    if not verdicts or any(verdict not in ("accepts", "answers") for verdict in verdicts):
-        return EXIT_NO_VERDICT
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------- the probe
+# ---------------------------------------------------------------- service: the probe
 #
 # With --probe the tool asks a guest itself, as the other hosts behind a
 # priority-tagging switch do: an ARP request (IPv4) or a Neighbor
@@ -1277,7 +1449,7 @@ PROBES_KEPT = 4096    # probe records in all; beyond, an address is not probed
 PROBE_RESTARTS = 2    # a probe starts again when another MAC answers, this often
 CONTROL_SEQ = 0x8000  # echo sequence numbers from here on are the controls'
 PROBE_DATA = b"arp_icmp_vlan0 probe"
-LEASE_SETTLES = 3.0   # seconds after a DHCP lease before its address is probed
+LEASE_SETTLES = 3.0   # seconds after a DHCP lease (LEASED) before its address is probed
 RESOLVE_WORDS = {4: "ARP requests", 6: "Neighbor Solicitations"}
 
 
@@ -1395,12 +1567,13 @@ class Probe:
     address: bytes                 # packed
     source: Optional[bytes]        # IPv4: the tool's address (None: ARP only); IPv6: link-local
     learnt: bool                   # from the guest's own frames, not the command line
+    framing: Framing = field(repr=False)  # the probes', for the line
     phase: str = "resolve"         # resolve, control, ping, ping control, done
     sent: dict = field(default_factory=dict)  # phase -> probes sent in it
     next_at: float = 0.0
     mac: Optional[bytes] = None
-    verdict: Optional[str] = None  # None, "answers", "drops", "no answer", "unclear"
-    reason: str = ""
+    verdict: Optional[str] = None  # None, ANSWERS, DROPS, NO_ANSWER or UNCLEAR
+    reason: tuple = ()             # what formed the verdict
     macs: list = field(default_factory=list)  # every MAC that answered, in order
     restarts: int = 0              # times another MAC answered and it began again
     evidence: deque = field(default_factory=lambda: deque(maxlen=EVIDENCE_KEPT))
@@ -1409,49 +1582,65 @@ class Probe:
     def family(self):
         return 4 if len(self.address) == 4 else 6
 
-    def summary(self, framing):
+    def summary(self):
         """The verdict in one line."""
+        framing = self.framing
         where, address = self.interface, _address_text(self.address)
         tagged = f"tagged {framing}" if framing.vlans else "untagged"
         asked = RESOLVE_WORDS[self.family]
         who = f"{where}: guest {str2mac(self.mac)} ({address})" if self.mac else None
-        if self.verdict == "answers":
+        if self.verdict == ANSWERS:
             pings, note = self.reason
             return f"{who} answers {asked}{pings} {tagged}{note}"
-        if self.verdict == "drops":
-            return f"{who} {self.reason} but answers untagged ones: it drops frames {tagged}"
-        if self.verdict == "no answer":
-            return (f"{where}: nobody answered at {address}: {self.reason} went "
+        if self.verdict == DROPS:
+            what, = self.reason
+            return f"{who} {what} but answers untagged ones: it drops frames {tagged}"
+        if self.verdict == NO_ANSWER:
+            unanswered, = self.reason
+            return (f"{where}: nobody answered at {address}: {unanswered} went "
                     "unanswered (down, filtered, or nobody there): no verdict")
-        if self.verdict == "unclear":
+        if self.verdict == UNCLEAR:
             macs = ", ".join(str2mac(mac) for mac in self.macs)
             return f"{where}: {address} answered from {macs}: no verdict (one address, two stations?)"
         count = sum(self.sent.values())
         return f"{where}: probing {address}: no verdict yet ({count} probes sent)"
 
-    def to_json(self, framing):
+    def to_json(self):
         return {"interface": self.interface, "address": _address_text(self.address),
                 "family": self.family, "mac": self.mac and str2mac(self.mac),
-                "learnt": self.learnt, "verdict": self.verdict, "line": self.summary(framing),
+                "learnt": self.learnt, "verdict": self.verdict, "line": self.summary(),
                 "evidence": list(self.evidence)}
 
 
-class Prober:
-    """The probes of every address on every interface: tick() says what to
-    send when, observe() takes the answers. Time is passed in (the frames'
-    stamps' clock), so this stays testable.
+class ProbeHeard(NamedTuple):
+    """An answer to a probe (an Answer's request, with no reply)."""
+    answer: ProbeAnswer
+    tagged: bool       # it answers a tagged probe, not a control
+
+
+class Prober(Service):
+    """The probes of every address on every interface: send_due() says what
+    to send when, answer() takes the answers to them, observe() judges.
 
     - answers: a tagged request was answered (and a tagged ping, if pings
       can be sent).
     - drops: the tagged requests (or pings) went unanswered and an untagged
       one was answered.
     - no answer: neither was answered; no verdict.
-    - unclear: more than one MAC answered for the address, repeatedly."""
+    - unclear: more than one MAC answered for the address, repeatedly.
 
-    def __init__(self, addresses, scope, framing, ident):
+    With --probe alone (no address) it learns what to probe from ASKED and
+    LEASED; PROBE_ANSWERED tells the replies' judge that a guest answered a
+    tagged probe."""
+
+    sent_as, taken_as, sends = "probes_sent", "probe_answers", True
+    json_keys = ("probes",)
+
+    def __init__(self, addresses, scope, framing, ident, events=None):
         """`addresses`: packed, as --probe gave them; empty: learn them."""
         self.addresses, self.learning = tuple(addresses), not addresses
         self.scope, self.framing, self.ident = scope, framing, ident
+        self.events = Events() if events is None else events
         self.control = Framing(vlans=(), pad=framing.pad)
         self.probes = {}     # (interface, address) -> Probe, in the order made
         self.pending = {}    # the keys of probes with no verdict yet
@@ -1459,6 +1648,24 @@ class Prober:
         self.started = set()  # interfaces the command line's addresses are probed on
         self.learnt = {}     # interface -> addresses learnt on it
         self.not_probed = 0  # addresses not probed to stay within the bounds
+        self.events.subscribe(ASKED, self._heard_ask)
+        self.events.subscribe(LEASED, self._heard_lease)
+
+    def describe(self):
+        framing, scope = self.framing, self.scope
+        how = f"tagged {framing}, an untagged control if unanswered" if framing.vlans \
+            else "untagged"
+        what = (", ".join(_address_text(packed) for packed in self.addresses)
+                or f"every guest address it hears (up to {PROBES_LEARNT} an interface)")
+        silent = ""
+        if 4 in scope.families and scope.own_address(4) is None and any(
+                len(packed) == 4 for packed in self.addresses):
+            silent = (" (IPv4: ARP alone, no pings: the tool has no IPv4 address; give "
+                      "--ip ADDR/LEN)")
+        return f"; probing {what}, {how}{silent}"
+
+    def filter(self):
+        return probe_filter(self.scope.mac_bytes)
 
     # -- what to probe
 
@@ -1475,16 +1682,17 @@ class Prober:
             self.not_probed += 1
             return None
         family = 4 if len(address) == 4 else 6
-        probe = Probe(interface, address, self._source(family) or source, learnt, next_at=now)
+        probe = Probe(interface, address, self._source(family) or source, learnt,
+                      self.framing, next_at=now)
         self.probes[key] = probe
         self.pending[key] = None
         heapq.heappush(self.due_at, (now, key))
         return probe
 
-    def heard_ask(self, interface, request, now):
-        """A guest's ARP request or Neighbor Solicitation that the tool
-        answered: with --probe alone, its sender's address is probed (a few
-        per interface); the address it asked for is one it deems on its
+    def _heard_ask(self, interface, request, now):
+        """ASKED: a guest's ARP request or Neighbor Solicitation that the
+        tool answered: with --probe alone, its sender's address is probed (a
+        few per interface); the address it asked for is one it deems on its
         link, from which the tool may ping it when it has no IPv4 address."""
         address, asked_for = request.source, request.target
         probe = self.probes.get((interface, address))
@@ -1498,8 +1706,8 @@ class Prober:
         if self._add(interface, address, now, learnt=True, source=asked_for):
             self.learnt[interface] = self.learnt.get(interface, 0) + 1
 
-    def heard_lease(self, interface, address, server, now):
-        """--dhcp: the tool leased `address` to a guest; with --probe alone
+    def _heard_lease(self, interface, address, server, now):
+        """LEASED: the tool leased `address` to a guest; with --probe alone
         it is probed, from the server's address, once the client has had
         the time to check it (RFC 5227: a few seconds)."""
         if self.learning and not probe_refusal(address, self.scope) \
@@ -1509,7 +1717,7 @@ class Prober:
 
     # -- sending
 
-    def serving(self, served, now):
+    def _serving(self, served, now):
         """The interfaces (names) served now: the command line's addresses
         are probed on each from the first time it is."""
         for interface in served - self.started:
@@ -1518,12 +1726,12 @@ class Prober:
                 self._add(interface, address, now, learnt=False)
 
     def due(self, now):
-        """Seconds until tick() has something to do."""
         return max(0.0, self.due_at[0][0] - now) if self.due_at else LONGEST_WAIT
 
-    def tick(self, now, served):
-        """The probes due at `now` on the `served` interfaces (names): a list
-        of (interface, frame) to send, and of the Probes decided now."""
+    def send_due(self, now, served):
+        """The probes due at `now` on the `served` interfaces, and the Probes
+        decided now (their time is up)."""
+        self._serving(served, now)
         frames, decided = [], []
         while self.due_at and self.due_at[0][0] <= now:
             at, key = heapq.heappop(self.due_at)
@@ -1548,7 +1756,7 @@ class Prober:
         while probe.verdict is None:
             phase, tagged = probe.phase, bool(self.framing.vlans)
             if phase in ("ping", "ping control") and probe.source is None:
-                return self._decide(probe, "answers", (
+                return self._decide(probe, ANSWERS, (
                     "", " (no pings: the tool has no IPv4 address to send them from; give "
                     "--ip ADDR/LEN)"))
             sent = probe.sent.get(phase, 0)
@@ -1563,11 +1771,11 @@ class Prober:
                 counts = f"{probe.sent['resolve']} {RESOLVE_WORDS[probe.family]} " + (
                     f"tagged {self.framing} and {probe.sent['control']} untagged" if tagged
                     else "untagged")
-                return self._decide(probe, "no answer", counts)
+                return self._decide(probe, NO_ANSWER, (counts,))
             elif phase == "ping" and tagged:
                 probe.phase = "ping control"
             else:
-                return self._decide(probe, "answers", (
+                return self._decide(probe, ANSWERS, (
                     "", "; its pings went unanswered, tagged and untagged (ICMP filtered?)"
                     if tagged else "; its pings went unanswered"))
         return None
@@ -1592,43 +1800,58 @@ class Prober:
 
     # -- the answers
 
-    def observe(self, interface, frame, now):
-        """Take `frame`, received on `interface`: None if it answers no
-        probe; else (the Probe it answers, whether that decided it, whether
-        it answered a tagged probe)."""
-        answer = parse_probe_answer(frame, self.scope.mac_bytes, self.ident)
-        if answer is None:
+    def answer(self, interface, frame, ethertype, offset, now):
+        """A frame that answers one of the probes sent on `interface` is
+        taken (an Answer with no reply, its request a ProbeHeard); any other
+        is left to the others."""
+        heard = parse_probe_answer(frame, self.scope.mac_bytes, self.ident)
+        if heard is None:
             return None
-        probe = self.probes.get((interface, answer.address))
-        tagged = probe and self._answers_tagged(probe, answer)
+        probe = self.probes.get((interface, heard.address))
+        tagged = probe and self._answers_tagged(probe, heard)
         if tagged is None:
             return None
-        if probe.mac is not None and answer.mac != probe.mac:
-            return probe, self._another_mac(probe, answer.mac, now), False
-        if answer.mac not in probe.macs:
-            probe.macs.append(answer.mac)
+        return Answer("probe", ProbeHeard(heard, tagged), None)
+
+    def observe(self, exchange):
+        """An answer to a probe (one this service took): the Probe it
+        decided, if any."""
+        answer = exchange.answer
+        if exchange.by is not self or answer is None:
+            return ()
+        (heard, tagged), now = answer.request, exchange.stamp
+        probe = self.probes[(exchange.link.name, heard.address)]
+        if probe.mac is not None and heard.mac != probe.mac:
+            return (probe,) if self._another_mac(probe, heard.mac, now) else ()
+        if heard.mac not in probe.macs:
+            probe.macs.append(heard.mac)
         probe.evidence.append({"time": now, "event": "probe answered",
-                               "what": "echo reply" if answer.kind == "echo" else
+                               "what": "echo reply" if heard.kind == "echo" else
                                "ARP reply" if probe.family == 4 else "Neighbor Advertisement",
-                               "tagged": tagged, "from": str2mac(answer.mac)})
-        if probe.verdict is not None:
-            return probe, False, tagged
-        if answer.kind == "resolve":
-            probe.mac = answer.mac
+                               "tagged": tagged, "from": str2mac(heard.mac)})
+        decided = probe.verdict is None and self._judge(probe, heard, tagged, now)
+        if tagged:
+            self.events.publish(PROBE_ANSWERED, probe.interface, probe.mac, probe.family, now)
+        return (probe,) if decided else ()
+
+    def _judge(self, probe, heard, tagged, now):
+        """What an answer to a probe with no verdict yet means; True if that
+        decided it."""
+        if heard.kind == "resolve":
+            probe.mac = heard.mac
             if tagged and probe.phase in ("resolve", "control"):
                 probe.phase, probe.next_at = "ping", now
-                heapq.heappush(self.due_at, (now, (interface, probe.address)))
+                heapq.heappush(self.due_at, (now, (probe.interface, probe.address)))
             elif not tagged:
-                self._decide(probe, "drops", f"does not answer {RESOLVE_WORDS[probe.family]} "
-                             f"tagged {self.framing}")
+                self._decide(probe, DROPS, (f"does not answer {RESOLVE_WORDS[probe.family]} "
+                                            f"tagged {self.framing}",))
         elif probe.phase in ("ping", "ping control"):
             if tagged:
-                self._decide(probe, "answers", (" and pings", ""))
+                self._decide(probe, ANSWERS, (" and pings", ""))
             else:
-                self._decide(probe, "drops",
-                             f"answers {RESOLVE_WORDS[probe.family]} tagged {self.framing} "
-                             "but not pings")
-        return probe, probe.verdict is not None, tagged
+                self._decide(probe, DROPS, (f"answers {RESOLVE_WORDS[probe.family]} tagged "
+                                            f"{self.framing} but not pings",))
+        return probe.verdict is not None
 
     def _answers_tagged(self, probe, answer):
         """Whether `answer` answers one of `probe`'s tagged probes (True) or
@@ -1651,7 +1874,7 @@ class Prober:
 
     def _another_mac(self, probe, mac, now):
         """A second station answers for the probe's address: the probe starts
-        again for it, or, after PROBE_RESTARTS, ends without a verdict."""
+        again for it, or, after PROBE_RESTARTS, ends without a verdict (True)."""
         if mac not in probe.macs:
             probe.macs.append(mac)
         probe.evidence.append({"time": now, "event": "another MAC answered",
@@ -1659,10 +1882,10 @@ class Prober:
         key = (probe.interface, probe.address)
         probe.restarts += 1
         if probe.restarts > PROBE_RESTARTS:
-            self._decide(probe, "unclear", "")
+            self._decide(probe, UNCLEAR, ())
             return True
         probe.phase, probe.sent, probe.mac = "resolve", {}, None
-        probe.verdict, probe.reason, probe.next_at = None, "", now
+        probe.verdict, probe.reason, probe.next_at = None, (), now
         self.pending[key] = None
         heapq.heappush(self.due_at, (now, key))
         return False
@@ -1672,21 +1895,21 @@ class Prober:
         self.pending.pop((probe.interface, probe.address), None)
         return None
 
-    # -- the end
+    # -- the judge's side
 
     def verdicts(self):
         """Each probe's verdict, but "no answer" on one interface for an
         address found on another (--probe ADDR with 'vnet*': one guest has
         it)."""
-        found = {p.address for p in self.probes.values() if p.verdict in ("answers", "drops")}
+        found = {p.address for p in self.probes.values() if p.verdict in (ANSWERS, DROPS)}
         return [p.verdict for p in self.probes.values()
-                if p.verdict != "no answer" or p.address not in found]
+                if p.verdict != NO_ANSWER or p.address not in found]
 
     def decided(self):
         return not self.pending
 
-    def lines(self, framing):
-        lines = [probe.summary(framing) for probe in self.probes.values()]
+    def lines(self):
+        lines = [probe.summary() for probe in self.probes.values()]
         if self.not_probed:
             lines.append(f"{self.not_probed:,} addresses not probed (at most "
                          f"{PROBES_KEPT:,} probes in all)")
@@ -1694,24 +1917,26 @@ class Prober:
 
     def why_no_verdict(self):
         """The probes with no verdict, in one line, or None."""
-        found = {p.address for p in self.probes.values() if p.verdict in ("answers", "drops")}
+        found = {p.address for p in self.probes.values() if p.verdict in (ANSWERS, DROPS)}
         waiting = [f"{_address_text(p.address)} on {p.interface}"
-                   for p in self.probes.values() if p.verdict not in ("answers", "drops")
+                   for p in self.probes.values() if p.verdict not in (ANSWERS, DROPS)
                    and p.address not in found]
         if not waiting:
             return None
         return (f"no probe verdict for {_some(waiting, 0)}: nobody answered (or not yet), "
                 "tagged or untagged")
 
+    def to_json(self):
+        return {"probes": [probe.to_json() for probe in self.probes.values()]}
 
-# ---------------------------------------------------------------- DHCP and RA
+
+# ---------------------------------------------------------------- service: DHCP
 #
-# With --dhcp the tool is also the guests' DHCP server and with --ra their
-# router's advertisements, tagged like every reply, so that a guest that
-# configures itself needs no console: its DHCPDISCOVER or Router
-# Solicitation is the first thing it asks, and whether it goes on from the
-# tagged answer is the verdict. Cold paths: Scapy's BOOTP/DHCP and ICMPv6 ND
-# layers parse and build (RFC 2131, RFC 4861), as its DHCP_am does.
+# With --dhcp the tool is also the guests' DHCP server, tagged like every
+# reply, so that a guest that configures itself needs no console: its
+# DHCPDISCOVER is the first thing it asks, and whether it goes on from the
+# tagged offer is the verdict. A cold path: Scapy's BOOTP/DHCP layers parse
+# and build (RFC 2131), as its DHCP_am does.
 
 DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 DHCP_DISCOVER, DHCP_OFFER, DHCP_REQUEST, DHCP_DECLINE = 1, 2, 3, 4
@@ -1726,13 +1951,6 @@ LEASES_KEPT = 4096       # leases and offers; beyond, the oldest offer (then lea
 DECLINED_KEPT = 256      # addresses a client declined (in use), not offered again
 DECLINED_FOR = 600.0     # seconds
 DHCP_RETRY_WINDOW = 70.0  # seconds: a DISCOVER this soon after an offered one repeats it
-SERVICE_ASKS_FOR_DROPS = 3  # answered asks (DISCOVER, REQUEST, RS) in a run: dropped
-ND_ROUTER_SOLICIT = 133
-RA_RETRY_WINDOW = 10.0   # seconds: Linux solicits 4 s apart
-RA_INITIAL = (0.0, 16.0, 32.0)  # RFC 4861 6.2.4: the first advertisements, 16 s apart
-RA_INTERVAL = (200.0, 600.0)    # then MinRtrAdvInterval..MaxRtrAdvInterval
-RA_VALID, RA_PREFERRED = 86400, 14400  # the prefix's lifetimes, seconds (radvd's)
-
 
 def dhcp_message(frame, offset):
     """The DHCP message (Scapy's BOOTP and its options) of `frame` if it is
@@ -1945,124 +2163,37 @@ class Leases:
         self.declined[address] = now + DECLINED_FOR
 
 
-@dataclass
-class Client:
-    """What one guest (MAC) did with the tool's DHCP or RA answers on one
-    interface; bounded."""
-    interface: str
-    mac: str
-    service: str                   # "dhcp" or "ra"
-    verdict: Optional[str] = None  # None, "accepts" or "drops"
-    reason: tuple = ()
-    address: Optional[str] = None  # DHCP: the address offered or leased
-    asks: list = field(default_factory=list)  # [first, last, count] of answered asks
-    answered_at: Optional[float] = None       # when the last answer went out
-    offered: Optional[float] = None  # DHCP: when the last offer went out, unrequested
-    acked: Optional[float] = None  # DHCP: when the address was ACKed; RA: first answered
-    used: bool = False             # DHCP: the guest used the ACKed address
-    evidence: deque = field(default_factory=lambda: deque(maxlen=EVIDENCE_KEPT))
-
-    def summary(self, framing):
-        offered = "offered " if self.service == "dhcp" and self.acked is None else ""
-        who = f"{self.interface}: guest {self.mac}" + (
-            f" ({offered}{self.address})" if self.address else "")
-        tagged = f"tagged {framing}" if framing.vlans else "untagged"
-        what = {"dhcp": "DHCP offers", "ra": "Router Advertisements"}[self.service]
-        if self.verdict == "drops":
-            asked, count, span, answers = self.reason
-            return (f"{who} sent {count} {asked} in {span:.1f} s and every one was answered: "
-                    f"it drops {answers} {tagged}"
-                    + (" (compare with --untagged)" if framing.vlans else ""))
-        if self.verdict == "accepts":
-            delay, did = self.reason
-            if self.service == "dhcp" and self.used:
-                what = "DHCP offers and ACKs"
-            return f"{who} accepts {what} {tagged}: {delay * 1000:.1f} ms after the answer it {did}"
-        return f"{who}: no verdict on {what} {tagged} yet"
-
-    def to_json(self, framing):
-        return {"interface": self.interface, "mac": self.mac, "service": self.service,
-                "address": self.address, "verdict": self.verdict,
-                "line": self.summary(framing), "evidence": list(self.evidence)}
 
 
-class _Clients:
-    """The Client records of one service, bounded, and the verdict rules
-    they share: an answered ask repeated SERVICE_ASKS_FOR_DROPS times, each
-    within `window` of the one before, with nothing in between that shows
-    the answer arrived, drops."""
-
-    service, window = "", 0.0
-
-    def __init__(self):
-        self.clients = {}   # (interface, MAC bytes) -> Client
-        self.forgotten = 0
-
-    def client(self, interface, mac):
-        key = (interface, mac)
-        client = self.clients.get(key)
-        if client is None:
-            if len(self.clients) >= GUESTS_KEPT:
-                undecided = [k for k, c in self.clients.items() if c.verdict is None]
-                del self.clients[(undecided or list(self.clients))[0]]
-                self.forgotten += 1
-            client = self.clients[key] = Client(interface, str2mac(mac), self.service)
-        return client
-
-    def _asked(self, client, now, asked, answers):
-        """An ask answered at `now`: a repeat, or drops."""
-        run = client.asks
-        if run and now - run[1] <= self.window:
-            run[1:] = now, run[2] + 1
-        else:
-            client.asks = run = [now, now, 1]
-        client.answered_at = now
-        if run[2] >= SERVICE_ASKS_FOR_DROPS and client.verdict != "drops":
-            client.verdict, client.reason = "drops", (asked, run[2], run[1] - run[0], answers)
-            return client
-        return None
-
-    def _accepted(self, client, now, did, delay):
-        client.asks = []
-        changed = client.verdict != "accepts"
-        client.verdict, client.reason = "accepts", (delay, did)
-        client.evidence.append({"time": now, "event": "accepted", "did": did})
-        return client if changed else None
-
-    # the judge's side, as Verdicts and Prober have it
-    def verdicts(self):
-        return [client.verdict for client in self.clients.values()]
-
-    def decided(self):
-        return all(client.verdict for client in self.clients.values())
-
-    def lines(self, framing):
-        return [client.summary(framing) for client in self.clients.values()]
-
-    def why_no_verdict(self):
-        waiting = [f"{c.mac} on {c.interface}" for c in self.clients.values() if not c.verdict]
-        if not waiting:
-            return None
-        return f"no {self.service.upper()} verdict for {_some(waiting, 0)} yet"
-
-
-class DhcpServer(_Clients):
+class DhcpServer(ClientService):
     """--dhcp: leases from the --ip prefix, and each client's verdict:
     accepts when it requests the offered address from the tool (then uses
     it after the ACK: an ARP probe or announcement for it, or a frame from
     it); drops when its DISCOVERs (or REQUESTs) go on although each was
-    answered."""
+    answered. Each lease is published as LEASED."""
 
     service, window = "dhcp", DHCP_RETRY_WINDOW
+    answers, answers_used = "DHCP offers", "DHCP offers and ACKs"
+    json_keys = ("dhcp",)
 
-    def __init__(self, network, server, scope, framing):
-        super().__init__()
-        self.network, self.server, self.scope, self.framing = network, server, scope, framing
+    def __init__(self, network, server, scope, framing, events=None):
+        super().__init__(framing)
+        self.network, self.server, self.scope = network, server, scope
+        self.events = Events() if events is None else events
         self.leases = Leases(network, server, scope.leased)
 
-    def answer(self, frame, offset, now):
+    def describe(self):
+        return (f"; a DHCP server for {self.network}, leasing its addresses but "
+                f"{_address_text(self.server)} (the server and router)")
+
+    def filter(self):
+        return DHCP_FILTER
+
+    def answer(self, interface, frame, ethertype, offset, now):
         """The Answer to a DHCP client's message, or None (not one, relayed,
         for another server, or nothing to say)."""
+        if ethertype != ETH_P_IP:
+            return None
         request = parse_dhcp_request(frame, offset)
         if request is None:
             return None
@@ -2110,35 +2241,43 @@ class DhcpServer(_Clients):
                            self.scope.mac_bytes, self.framing)
         return Answer("dhcp", DhcpExchange(request, kind, address), reply)
 
-    def observe(self, interface, frame, answer, now):
-        """Take a frame as evidence; return the Client whose verdict formed
-        or changed, else None."""
+    def observe(self, exchange):
+        """Its own exchanges, and a client's use of its lease: the Client
+        whose verdict formed or changed, if any."""
+        answer, now, interface = exchange.answer, exchange.stamp, exchange.link.name
         if answer is not None and answer.kind == "dhcp":
-            request, sent, address = answer.request
-            client = self.client(interface, request.requester)
-            client.evidence.append({"time": now, "event": DHCP_NAMES[request.kind],
-                                    "answered": DHCP_NAMES[sent],
-                                    "address": _address_text(address)})
-            if sent == DHCP_OFFER:
-                client.address, client.offered = _address_text(address), now
-                return self._asked(client, now, "DHCPDISCOVERs", "DHCP offers")
-            if sent != DHCP_ACK or request.kind != DHCP_REQUEST:
-                return None
-            client.address, client.acked, client.used = _address_text(address), now, False
-            if request.server == self.server and client.offered is not None:
-                offered, client.offered = client.offered, None
-                return self._accepted(client, now, f"requested {client.address}",
-                                      now - offered)
-            return self._asked(client, now, "DHCPREQUESTs", "DHCP ACKs")
+            client = self._exchanged(interface, answer.request, now)
+            return (client,) if client else ()
+        frame = exchange.whole
         client = self.clients.get((interface, frame[6:12]))
         if client is None or client.acked is None or client.used:
-            return None
+            return ()
         address = socket.inet_aton(client.address)
         if self._uses(frame, address):
             client.used = True
-            return self._accepted(client, now, f"used {client.address}",
-                                  now - client.acked) or client
-        return None
+            return (self._accepted(client, now, f"used {client.address}",
+                                  now - client.acked) or client,)
+        return ()
+
+    def _exchanged(self, interface, exchanged, now):
+        request, sent, address = exchanged
+        client = self._client(interface, request.requester)
+        client.evidence.append({"time": now, "event": DHCP_NAMES[request.kind],
+                                "answered": DHCP_NAMES[sent],
+                                "address": _address_text(address)})
+        if sent == DHCP_OFFER:
+            client.address, client.offered = _address_text(address), now
+            client.tentative = client.acked is None
+            return self._asked(client, now, "DHCPDISCOVERs", "DHCP offers")
+        if sent != DHCP_ACK or request.kind != DHCP_REQUEST:
+            return None
+        client.address, client.acked, client.used = _address_text(address), now, False
+        client.tentative = False
+        self.events.publish(LEASED, interface, address, self.server, now)
+        if request.server == self.server and client.offered is not None:
+            offered, client.offered = client.offered, None
+            return self._accepted(client, now, f"requested {client.address}", now - offered)
+        return self._asked(client, now, "DHCPREQUESTs", "DHCP ACKs")
 
     @staticmethod
     def _uses(frame, address):
@@ -2148,6 +2287,27 @@ class DhcpServer(_Clients):
         if ethertype == ETH_P_ARP and len(frame) >= offset + 28:
             return address in (frame[offset + 14:offset + 18], frame[offset + 24:offset + 28])
         return ethertype == ETH_P_IP and frame[offset + 12:offset + 16] == address
+
+    def to_json(self):
+        return {"dhcp": {
+            "clients": [client.to_json() for client in self.clients.values()],
+            "leases": {str2mac(mac): {"address": _address_text(address), "state": state}
+                       for mac, (address, state, _) in self.leases.by_mac.items()}}}
+
+
+# ---------------------------------------------------------------- service: Router Advertisements
+#
+# With --ra the tool is also the guests' router's advertisements, tagged
+# like every reply: a guest's Router Solicitation is the first thing it
+# asks for IPv6, and whether it takes an address in the prefix from the
+# tagged advertisement is the verdict. A cold path: Scapy's ICMPv6 ND layers
+# build (RFC 4861).
+
+ND_ROUTER_SOLICIT = 133
+RA_RETRY_WINDOW = 10.0   # seconds: Linux solicits 4 s apart
+RA_INITIAL = (0.0, 16.0, 32.0)  # RFC 4861 6.2.4: the first advertisements, 16 s apart
+RA_INTERVAL = (200.0, 600.0)    # then MinRtrAdvInterval..MaxRtrAdvInterval
+RA_VALID, RA_PREFERRED = 86400, 14400  # the prefix's lifetimes, seconds (radvd's)
 
 
 def router_advertisement(scope, framing, prefix, lifetime, destination, ether_dst):
@@ -2180,7 +2340,7 @@ def parse_router_solicitation(frame, offset, message):
     return RouterSolicitation(frame[6:12], source)
 
 
-class Advertiser(_Clients):
+class Advertiser(ClientService):
     """--ra: Router Advertisements for the --ip /64, in answer to each
     Router Solicitation (unicast to the soliciter, as radvd does) and
     unsolicited to all nodes at RFC 4861's pace; each soliciter's verdict:
@@ -2189,17 +2349,30 @@ class Advertiser(_Clients):
     answered."""
 
     service, window = "ra", RA_RETRY_WINDOW
+    answers = answers_used = "Router Advertisements"
+    sent_as, sends = "advertisements", True
+    json_keys = ("ra",)
 
     def __init__(self, prefix, lifetime, scope, framing):
-        super().__init__()
-        self.prefix, self.lifetime, self.scope, self.framing = prefix, lifetime, scope, framing
+        super().__init__(framing)
+        self.prefix, self.lifetime, self.scope = prefix, lifetime, scope
         self.next_at = {}   # interface -> when its next unsolicited advertisement is due
         self.count = {}     # interface -> unsolicited advertisements sent
         self.advertised = {}  # interface -> when the last of them went
         self.started = set()
 
-    def answer(self, frame, offset, message, now):
-        solicitation = parse_router_solicitation(frame, offset, message)
+    def describe(self):
+        return (f"; Router Advertisements for {self.prefix} (router lifetime "
+                f"{self.lifetime} s)")
+
+    def filter(self):
+        return SOLICITATION_FILTER
+
+    def answer(self, interface, frame, ethertype, offset, now):
+        if ethertype != ETH_P_IPV6:
+            return None
+        message = _icmpv6_message(frame, offset)
+        solicitation = message and parse_router_solicitation(frame, offset, message)
         if solicitation is None:
             return None
         if solicitation.source == IN6_UNSPECIFIED:
@@ -2209,26 +2382,32 @@ class Advertiser(_Clients):
         return Answer("ra", solicitation, router_advertisement(
             self.scope, self.framing, self.prefix, self.lifetime, destination, ether_dst))
 
-    def observe(self, interface, frame, answer, now):
+    def observe(self, exchange):
+        """Its own exchanges, and a guest taking an address in the prefix:
+        the Client whose verdict formed or changed, if any."""
+        answer, now, interface = exchange.answer, exchange.stamp, exchange.link.name
         if answer is not None and answer.kind == "ra":
-            client = self.client(interface, answer.request.requester)
+            client = self._client(interface, answer.request.requester)
             client.acked = client.acked or now
             client.evidence.append({"time": now, "event": "Router Solicitation",
                                     "answered": "Router Advertisement"})
-            return self._asked(client, now, "Router Solicitations", "Router Advertisements")
+            client = self._asked(client, now, "Router Solicitations", "Router Advertisements")
+            return (client,) if client else ()
+        frame = exchange.whole
         client = self.clients.get((interface, frame[6:12]))
-        if client is not None and (client.acked is None or client.verdict == "accepts"):
-            return None
+        if client is not None and (client.acked is None or client.verdict == ACCEPTS):
+            return ()
         address = self._address_in_prefix(frame)
         if address is None:
-            return None
+            return ()
         if client is None:  # it took the prefix from an unsolicited advertisement
             if interface not in self.advertised:
-                return None
-            client = self.client(interface, frame[6:12])
+                return ()
+            client = self._client(interface, frame[6:12])
             client.answered_at = client.acked = self.advertised[interface]
         client.address = _address_text(address)
-        return self._accepted(client, now, f"took {client.address}", now - client.answered_at)
+        client = self._accepted(client, now, f"took {client.address}", now - client.answered_at)
+        return (client,) if client else ()
 
     def _address_in_prefix(self, frame):
         """The address in the prefix that `frame` shows its sender taking:
@@ -2242,8 +2421,9 @@ class Advertiser(_Clients):
             and len(message) >= 24 else source
         return candidate if ipaddress.ip_address(candidate) in self.prefix else None
 
-    # the unsolicited advertisements, as the loop sends probes
-    def serving(self, served, now):
+    # -- the unsolicited advertisements
+
+    def _serving(self, served, now):
         for interface in served - self.started:
             self.started.add(interface)
             self.next_at[interface], self.count[interface] = now, 0
@@ -2251,8 +2431,11 @@ class Advertiser(_Clients):
     def due(self, now):
         return max(0.0, min(self.next_at.values()) - now) if self.next_at else LONGEST_WAIT
 
-    def tick(self, now, served):
+    def send_due(self, now, served):
+        self._serving(served, now)
         frames = []
+        if self.due(now) > 0:
+            return frames, []
         for interface, at in list(self.next_at.items()):
             if at > now or interface not in served:
                 continue
@@ -2267,18 +2450,883 @@ class Advertiser(_Clients):
                 self.next_at[interface] = now + random.uniform(*RA_INTERVAL)
         return frames, []
 
+    def to_json(self):
+        return {"ra": [client.to_json() for client in self.clients.values()]}
 
-# ---------------------------------------------------------------- counting and output
+
+# ---------------------------------------------------------------- the services on
+
+# Every service, in the order a frame is offered to them, their verdicts
+# are reported and the start-up line names them.
+SERVICES = (Replies, Prober, DhcpServer, Advertiser)
+
+
+def services_from(settings):
+    """The services the command line asks for, in SERVICES' order, sharing
+    one Events: the replies always; the probe, DHCP and RA when asked."""
+    events, scope, framing = Events(), settings.scope, settings.framing
+    services = [Replies(scope, framing, events)]
+    if settings.probe is not None:
+        services.append(Prober(settings.probe, scope, framing, ident=os.getpid() & 0xFFFF,
+                               events=events))
+    if settings.dhcp:
+        services.append(DhcpServer(*settings.dhcp, scope, framing, events))
+    if settings.ra:
+        services.append(Advertiser(settings.ra, settings.router_lifetime, scope, framing))
+    return services
+
+
+# ---------------------------------------------------------------- the loop
+
+BATCH = 64           # frames read from one socket before the next one's turn
+
+
+class Loop:
+    """The card's sniff() loop and prn callback: receives on every served
+    interface, offers each frame to the services, sends the answer, then
+    counts, records, shows the exchange to the services and prints; sends
+    what the services have due unasked. It knows no service by name.
+
+    A frame takes one of two paths, which share the send and the accounting
+    after it: handle_plain() for the usual echo request, whose reply
+    plain_echo_replier made in one step, and handle() for everything else
+    (reassembly, then the services). One interface asked for by name is
+    served with a blocking receive, several with epoll (tests/figures/
+    README.rst, the benchmark, has the measured reasons for both over
+    sniff())."""
+
+    def __init__(self, settings, interfaces, services, recorder=None, stdout=None):
+        self.settings, self.interfaces, self.recorder = settings, interfaces, recorder
+        self.services = services
+        self.timed = [service for service in services if service.sends]
+        self.stdout = stdout or Stdout()
+        self.reassembler = Reassembler()
+        self.plain_echo = plain_echo_replier(settings.scope, settings.framing)
+        self.lines = Lines(settings.framing, self.say)
+        self.complaints = Complaints()
+        self.replied = 0
+        self.started = time.monotonic()
+        self.stopping = False       # the loop ends between two frames
+        self.interruptible = False  # in a blocking receive that a signal breaks
+        self.woken = False          # the interval timer fired (deadline, lines due)
+        self.wake_at = 0.0          # when it fires (time.time()), in a blocking receive
+
+    def stop(self):
+        """End the loop between two frames (a signal's handler calls it)."""
+        self.stopping = True
+        if self.interruptible:  # PEP 475 would resume the receive
+            raise Interrupted
+
+    def say(self, line):
+        """A line on stdout; if nobody reads it any more, the end."""
+        self.stdout.say(line)
+        if self.stdout.closed:
+            self.stopping = True
+
+    # -- the two paths of a frame
+
+    def handle(self, link, frame, stamp):
+        """Answer one received frame (or hold it, if it is a fragment), then
+        account for it; nothing a guest sends ends the tool."""
+        link.stats.seen += 1
+        try:
+            whole, ethertype, answer, by, frames = self._answer(link, frame, stamp)
+        except Exception as exc:  # a bug in a service: report it, keep serving
+            link.stats.internal_errors += 1
+            self.complaints.log("core", f"error: cannot handle frame {_hex(frame)}: {exc!r}")
+            return
+        if whole is None:  # a fragment, held until its datagram is whole
+            link.stats.fragments += 1
+            if self.recorder:
+                self.recorder.request(frame, stamp)
+            return
+        sent_at = self.send(link, frames) if frames else None
+        if not frames or sent_at is not None:
+            self.account(Exchange(link, frame, stamp, whole, ethertype, answer, frames,
+                                  sent_at, by))
+
+    def handle_plain(self, link, frame, stamp, reply):
+        """Send `reply`, plain_echo_replier's answer to `frame`, first; then
+        account for it as handle() does."""
+        link.stats.seen += 1
+        sent_at = self.send(link, (reply,))
+        if sent_at is not None:
+            self.account(Exchange(link, frame, stamp, frame, ETH_P_IP,
+                                  Answer("icmp echo", None, reply), (reply,), sent_at))
+
+    def _answer(self, link, frame, stamp):
+        """(the whole request or None while it is a held fragment, its
+        ethertype, the Answer or None, the service whose it is, the reply's
+        frames)."""
+        ethertype, offset = ethertype_and_offset(frame)
+        if maybe_fragment(frame, ethertype, offset):
+            piece = fragment_of(frame, ethertype, offset, link.name)
+            if piece is not None:
+                frame = self.reassembler.add(piece, stamp)
+                if frame is None:
+                    return None, ethertype, None, None, ()
+                ethertype, offset = ethertype_and_offset(frame)
+        answer, by = answer_with(self.services, link.name, frame, ethertype, offset, stamp)
+        if answer is None or answer.reply is None:
+            return frame, ethertype, answer, by, ()
+        if len(answer.reply) <= link.largest_frame:
+            return frame, ethertype, answer, by, (answer.reply,)
+        return frame, ethertype, answer, by, fit_to_mtu(answer.reply, link.mtu,
+                                                         self.settings.framing)
+
+    def send(self, link, frames):
+        """Send the reply's frames; the time they left (taken just before
+        the send: the guest's next frame, which the reply makes possible,
+        can be received and stamped before send() returns), or None after
+        an error, counted and said."""
+        sent_at = time.time()
+        try:
+            for piece in frames:
+                link.sock.ins.send(piece)
+        except OSError as exc:
+            link.stats.send_errors += 1
+            self.complaints.log(f"send {link.name}",
+                                f"error: sending on {link.name}: {exc.strerror or exc}")
+            return None
+        return sent_at
+
+    def account(self, exchange):
+        """What follows the reply: the counts, the record, the line, the
+        verdicts the services form from the exchange; a bug here is said and
+        counted, and serving goes on."""
+        link, answer, settings = exchange.link, exchange.answer, self.settings
+        if exchange.replied:
+            link.stats.replies[answer.kind] += 1
+            self.replied += 1
+        elif answer is None:
+            link.stats.ignored += 1
+        else:  # taken: an answer to what a service sent itself
+            link.stats.count(exchange.by.taken_as)
+        try:
+            if self.recorder:
+                self.recorder.request(exchange.received, exchange.stamp)
+                for piece in exchange.frames:
+                    self.recorder.reply(piece, exchange.sent_at)
+            if settings.verbose >= 0 and (exchange.replied or settings.verbose > 0):
+                self.lines.exchange(exchange)
+            for record in observe_with(self.services, exchange):
+                self.lines.verdict(record.summary())
+        except Exception as exc:
+            link.stats.internal_errors += 1
+            self.complaints.log("account", f"error: after the frame "
+                                f"{_hex(exchange.received)}: {exc!r}")
+        if self.timed and not self.woken:  # a service now due sooner than the timer
+            now = time.time()
+            self.woken = any(now + service.due(now) < self.wake_at for service in self.timed)
+        if (0 < settings.count <= self.replied
+                or settings.until_verdict and all_settled(self.services)):
+            self.stopping = True
+
+    def send_timed(self, service):
+        """Send what `service` has due now (Service.send_due: probes,
+        advertisements); say the verdicts that its silence formed."""
+        links = self.interfaces.links
+        try:
+            frames, decided = service.send_due(time.time(), links.keys())
+        except Exception as exc:  # a bug: said, and serving goes on
+            self.complaints.log("timed", f"error: sending on its own: {exc!r}")
+            return
+        for name, frame in frames:
+            link = links[name]
+            sent_at = self.send(link, (frame,))
+            if sent_at is not None:
+                link.stats.count(service.sent_as)
+                if self.recorder:
+                    self.recorder.reply(frame, sent_at)
+        for record in decided:
+            self.lines.verdict(record.summary())
+        if self.settings.until_verdict and all_settled(self.services):
+            self.stopping = True
+
+    # -- receiving
+
+    def run(self, timeout=None, wake_fd=None):
+        """Serve, and send what the services have due unasked (probes,
+        advertisements), until --count, --timeout, --until-verdict, a signal,
+        a closed stdout or, with --exit-on-down, a lost interface. A `wake_fd`
+        says that the signals go through _stop_on_signals: they call stop(),
+        write to `wake_fd` (which wakes epoll) and break a blocking receive."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poller, interfaces = self.interfaces.poller, self.interfaces
+        if wake_fd is not None:
+            poller.register(wake_fd, select.EPOLLIN)
+        netlink = interfaces.netlink.fileno()
+        while not self._done():
+            for service in self.timed:
+                self.send_timed(service)
+            wait = LONGEST_WAIT if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
+                break
+            wait = min(wait, LONGEST_WAIT, self.lines.due(),
+                       *(service.due(time.time()) for service in self.timed))
+            alone = self._served_alone() if wake_fd is not None else None
+            if alone is not None:
+                self._serve_alone(alone, wait)
+                self.lines.write(idle=False)
+                continue
+            if (self.settings.busy_poll and interfaces.links) or self.lines.held:
+                wait = 0  # held lines: one is printed, then the sockets looked at
+            busy = False
+            for fd, _ in poller.poll(wait):
+                link = interfaces.by_fd.get(fd)
+                if link is not None:
+                    busy |= self._drain(link)
+                elif fd == netlink:
+                    interfaces.changed()
+            if self.recorder:
+                self.recorder.settle()
+            self.lines.write(idle=not busy)
+        while self.lines.held:
+            self.lines.write(idle=True)
+
+    def _done(self):
+        return self.stopping or self.settings.exit_on_down and bool(self.interfaces.lost)
+
+    def _served_alone(self):
+        """The Link to serve with a blocking receive, if any: the one
+        interface asked for by name, served, with no --busy-poll and no -w
+        (whose bursts end at an empty queue)."""
+        specs, links = self.settings.specs, self.interfaces.links
+        if (len(specs) == 1 and len(links) == 1 and not is_pattern(specs[0])
+                and not self.settings.busy_poll and not self.recorder):
+            return next(iter(links.values()))
+        return None
+
+    def _serve_alone(self, link, wait):
+        """Serve `link` with a blocking receive, from which an idle process
+        wakes sooner than from epoll, until a signal, an interval timer
+        after `wait` seconds or the interface going down or away; then
+        run(), which checks the deadline, calls again or, in its epoll loop
+        that reads netlink, waits for the interface to come back."""
+        sock = link.sock.ins
+        sock.setblocking(True)
+        self.woken = False
+        self.wake_at = time.time() + wait
+        signal.setitimer(signal.ITIMER_REAL, max(wait, 1e-3))
+        try:
+            self._drain(link, blocking=True)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            if self.interfaces.links.get(link.name) is link:
+                sock.setblocking(False)
+
+    def _drain(self, link, blocking=False):
+        """Answer the frames queued on `link`'s socket: at most BATCH, so
+        that one guest's flood cannot starve the others, and say whether
+        more wait; blocking: every frame, until a signal or the timer breaks
+        the receive, a held line printed whenever the queue is empty."""
+        sock, plain_echo, largest = link.sock, self.plain_echo, link.largest_frame
+        quick = self.settings.verbose < 0 and not self.recorder
+        lines = self.lines
+        receive = sock.ins.recv if quick else sock.recv_raw
+        handled = 0
+        while True:
+            if handled == BATCH and not blocking:
+                return True
+            if blocking and lines.held and (quick or not _queued(sock.ins)):
+                lines.write(idle=True)  # nothing waits: a line's turn, then look again
+                continue
+            try:
+                self.interruptible = blocking
+                # After the flag, so that a signal either raises Interrupted
+                # or is seen here; the timer's: run() looks at the deadline.
+                if self.stopping or blocking and self.woken:
+                    return False
+                if quick:  # neither the tag nor the kernel's time stamp is shown
+                    frame, stamp = receive(MTU), None
+                else:  # Scapy puts back the request's 802.1Q tag and reads the stamp
+                    _, frame, stamp = receive(MTU)
+            except (BlockingIOError, Interrupted):
+                return False
+            except OSError as exc:  # the interface went down or away
+                self.interfaces.let_go(link, exc.strerror or str(exc))
+                return False
+            finally:
+                self.interruptible = False
+            handled += 1
+            if not frame:  # None: a frame the host sent, which Scapy skips
+                continue
+            try:
+                reply = plain_echo(frame) if plain_echo else None
+            except Exception as exc:  # a bug: say so, and let the core answer
+                self.complaints.log("plain", f"error: plain echo path on {_hex(frame)}: "
+                                    f"{exc!r}")
+                reply = None
+            if reply is None or len(reply) > largest:
+                self.handle(link, frame, stamp or time.time())
+            else:
+                self.handle_plain(link, frame, stamp or time.time(), reply)
+
+
+def _queued(sock):
+    """A frame waits on `sock`."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- interfaces and sockets
+
+class Link:
+    """A served interface: its claim, socket and MTU."""
+
+    def __init__(self, name, index, claim, sock, mtu, stats, framing):
+        self.name, self.index, self.claim, self.sock = name, index, claim, sock
+        self.mtu, self.stats = mtu, stats
+        self.largest_frame = framing.largest_frame(mtu)  # longer replies are fragmented
+
+    def close(self):
+        self.sock.close()
+        self.claim.close()
+
+
+def is_pattern(name):
+    return any(c in name for c in "*?[")
+
+
+class Interfaces:
+    """The interfaces served: each one's claim, socket and counts, and a
+    netlink socket that reports interfaces coming and going, all on one
+    epoll object, which the loop waits on."""
+
+    def __init__(self, settings, program=None, kinds=None):
+        """`program`: the kernel filter (kernel_filter()), REQUEST_FILTER if
+        None; `kinds`: what the replies are counted as (Stats), those of
+        KINDS in the scope's families if None."""
+        self.settings = settings
+        self.kinds = kinds if kinds is not None else tuple(
+            name for name, kind in KINDS.items() if kind.family in settings.scope.families)
+        self.links = {}        # name -> Link being served
+        self.by_fd = {}        # socket fd -> Link
+        self.stats = {}        # name -> Stats, kept after an interface leaves
+        self.lost = []         # every interface lost, in order
+        self.refused = set()   # interfaces refused, said once
+        self.program = REQUEST_FILTER if program is None else program
+        self.poller = select.epoll()
+        self.netlink = socket.socket(socket.AF_NETLINK,
+                                     socket.SOCK_RAW | socket.SOCK_NONBLOCK,
+                                     socket.NETLINK_ROUTE)
+        self.netlink.bind((0, RTMGRP_LINK))
+        self.poller.register(self.netlink, select.EPOLLIN)
+
+    def wanted(self, name):
+        return any(name == spec or (is_pattern(spec) and fnmatch.fnmatchcase(name, spec))
+                   for spec in self.settings.specs)
+
+    def serve(self, name, index, quiet=False):
+        """Claim `name`, open a socket on it and serve it; raises
+        InterfaceTaken or OSError."""
+        claim = claim_interface(index)
+        try:
+            sock = open_socket(name, self.program)
+            mtu = _mtu(name)
+        except BaseException:
+            claim.close()
+            raise
+        stats = self.stats.setdefault(name, Stats.for_kinds(self.kinds))
+        link = Link(name, index, claim, sock, mtu, stats, self.settings.framing)
+        sock.ins.setblocking(False)
+        self.links[name], self.by_fd[sock.ins.fileno()] = link, link
+        self.poller.register(sock.ins, select.EPOLLIN)
+        if not quiet:
+            if name in self.lost:
+                log(f"{name}: back; answering again")
+            else:
+                spec = next(s for s in self.settings.specs
+                            if s == name or fnmatch.fnmatchcase(name, s))
+                log(f"{name}: serving (matches '{spec}')")
+        return link
+
+    def let_go(self, link, why):
+        del self.links[link.name], self.by_fd[link.sock.ins.fileno()]
+        self.poller.unregister(link.sock.ins)
+        link.close()
+        self.lost.append(link.name)
+        if self.settings.exit_on_down:
+            return  # the loop ends, and says why
+        if link.name in self.settings.specs:
+            log(f"{link.name}: {why}; waiting for it to come back")
+        else:
+            log(f"{link.name}: {why}; let go")
+
+    def reconcile(self, quiet=False):
+        """Serve every wanted interface that is up (and virtual, unless
+        --allow-physical), let go of those gone or down; `quiet`: without a
+        line for each one served (at start, the start-up line lists them)."""
+        present = {name: index for index, name in socket.if_nameindex()}
+        for link in list(self.links.values()):
+            if present.get(link.name) != link.index:
+                self.let_go(link, "gone")
+            elif not _is_up(link.name):
+                self.let_go(link, "down")
+        settings = self.settings
+        if settings.exit_on_down and self.lost:
+            return
+        for name in sorted(present):
+            if name in self.links or not self.wanted(name) or not _is_up(name):
+                continue
+            refusal = cannot_carry_a_guest(name, settings.scope.targets, settings.any_address)
+            if refusal is None and not settings.allow_physical and physical_device(name):
+                refusal = f"{name}: a physical interface; not served (--allow-physical overrides)"
+            if refusal is not None:
+                self._refuse(name, refusal)
+                continue
+            try:
+                self.serve(name, present[name], quiet)
+            except InterfaceTaken as taken:  # tried again at the next look
+                self._refuse(name, f"{name}: {_taken(taken)}; skipped")
+            except OSError as exc:  # gone again, or not quite there: the next look retries
+                if exc.errno not in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN):
+                    self._refuse(name, f"{name}: cannot open a packet socket: "
+                                 f"{exc.strerror or exc}")
+
+    def _refuse(self, name, why):
+        """Say once why `name` is not served."""
+        if name not in self.refused:
+            self.refused.add(name)
+            log(why)
+
+    def changed(self):
+        """Drain the netlink notifications, then look once."""
+        while True:
+            try:
+                if not self.netlink.recv(1 << 16):
+                    break
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    break
+                # Notifications were lost (the socket overflowed): the look below sees all.
+        self.reconcile()
+
+    def say_why_unserved(self, pattern):
+        """At start, for a pattern that serves nothing yet: what matches it."""
+        if any(fnmatch.fnmatchcase(name, pattern) for name in self.links):
+            return
+        matching = sorted(name for _, name in socket.if_nameindex()
+                          if fnmatch.fnmatchcase(name, pattern))
+        down = [name for name in matching if not _is_up(name)]
+        if not matching:
+            log(f"no interface matches '{pattern}' yet; waiting for one")
+        elif down:
+            verb = "matches" if len(down) == 1 else "match"
+            log(f"{', '.join(down)} {verb} '{pattern}' but {'is' if len(down) == 1 else 'are'} "
+                "down; waiting for one to come up")
+
+    def close(self):
+        for link in self.links.values():
+            link.close()
+        self.netlink.close()
+        self.poller.close()
+
+
+# The kernel filter's programs, one per service (Service.filter()), chained
+# by kernel_filter().
+#
+# The replies': only ARP requests, ICMP echo requests, IPv6 Neighbor
+# Solicitations and ICMPv6 echo requests that arrive on the interface reach
+# Python, and the fragments of ICMP and ICMPv6 datagrams (to reassemble); IPv6
+# behind a Hop-by-Hop header too (MLD is such traffic), so that the core can
+# look past it. It is shipped compiled so that running the tool needs neither
+# libpcap nor tcpdump; tests/offline/test_filter.py checks it against libpcap.
+# Regenerate with:  tcpdump -i lo -ddd '<expression>'
+# The kernel moves an 802.1Q tag into metadata before the filter runs, so
+# tagged requests match as if untagged (Scapy puts the tag back on receive).
+REQUEST_FILTER_EXPRESSION = (
+    "inbound and ((arp and arp[6:2] = 1)"
+    " or (icmp and (ip[6:2] & 0x3fff != 0 or icmp[icmptype] = icmp-echo))"
+    " or (ip6 and (ip6[6] = 0 or (ip6[6] = 58 and (ip6[40] = 135 or ip6[40] = 128))"
+    " or (ip6[6] = 44 and ip6[40] = 58))))"
+)
+REQUEST_FILTER = (
+    (40, 0, 0, 4294963204),
+    (21, 24, 0, 4),
+    (40, 0, 0, 12),
+    (21, 0, 2, 2054),
+    (40, 0, 0, 20),
+    (21, 19, 20, 1),
+    (21, 0, 8, 2048),
+    (48, 0, 0, 23),
+    (21, 0, 17, 1),
+    (40, 0, 0, 20),
+    (69, 14, 0, 16383),
+    (69, 14, 0, 8191),
+    (177, 0, 0, 14),
+    (80, 0, 0, 14),
+    (21, 10, 11, 8),
+    (21, 0, 10, 34525),
+    (48, 0, 0, 20),
+    (21, 7, 0, 0),
+    (21, 0, 3, 58),
+    (48, 0, 0, 54),
+    (21, 4, 0, 135),
+    (21, 3, 4, 128),
+    (21, 0, 3, 44),
+    (48, 0, 0, 54),
+    (21, 0, 1, 58),
+    (6, 0, 0, 262144),
+    (6, 0, 0, 0),
+)
+
+# With --probe, a second program runs where the first would drop a frame:
+# ARP replies, ICMP and ICMPv6 echo replies and Neighbor Advertisements sent
+# to the tool's MAC, and Neighbor Advertisements to all nodes (the answer to
+# an untagged DAD-form control); nothing else. It is compiled for
+# DEFAULT_MAC and probe_filter() puts the tool's MAC in: the expression
+# loads each half of the destination once, so the two constants are all
+# there is to change (tests/offline/test_filter.py checks other MACs with
+# libpcap).
+PROBE_FILTER_EXPRESSION = (
+    "inbound and ((ether dst 02:76:6c:61:6e:30 and ((arp and arp[6:2] = 2)"
+    " or (icmp and icmp[icmptype] = icmp-echoreply)"
+    " or (ip6 and ip6[6] = 58 and (ip6[40] = 129 or ip6[40] = 136))))"
+    " or (ip6 dst ff02::1 and ip6[6] = 58 and ip6[40] = 136))"
+)
+PROBE_FILTER = (
+    (40, 0, 0, 4294963204),
+    (21, 37, 0, 4),
+    (32, 0, 0, 2),
+    (21, 0, 20, 1818324528),
+    (40, 0, 0, 0),
+    (21, 0, 18, 630),
+    (40, 0, 0, 12),
+    (21, 0, 2, 2054),
+    (40, 0, 0, 20),
+    (21, 28, 29, 2),
+    (21, 0, 7, 2048),
+    (48, 0, 0, 23),
+    (21, 0, 26, 1),
+    (40, 0, 0, 20),
+    (69, 24, 0, 8191),
+    (177, 0, 0, 14),
+    (80, 0, 0, 14),
+    (21, 20, 21, 0),
+    (21, 0, 20, 34525),
+    (48, 0, 0, 20),
+    (21, 0, 5, 58),
+    (48, 0, 0, 54),
+    (21, 15, 0, 129),
+    (21, 14, 2, 136),
+    (40, 0, 0, 12),
+    (21, 0, 13, 34525),
+    (32, 0, 0, 38),
+    (21, 0, 11, 4278321152),
+    (32, 0, 0, 42),
+    (21, 0, 9, 0),
+    (32, 0, 0, 46),
+    (21, 0, 7, 0),
+    (32, 0, 0, 50),
+    (21, 0, 5, 1),
+    (48, 0, 0, 20),
+    (21, 0, 3, 58),
+    (48, 0, 0, 54),
+    (21, 0, 1, 136),
+    (6, 0, 0, 262144),
+    (6, 0, 0, 0),
+)
+
+# With --dhcp, a client's DHCP message; with --ra, a Router Solicitation:
+# programs that run after the others, as PROBE_FILTER does.
+DHCP_FILTER_EXPRESSION = "inbound and ip and udp dst port 67"
+DHCP_FILTER = (
+    (40, 0, 0, 4294963204),
+    (21, 10, 0, 4),
+    (40, 0, 0, 12),
+    (21, 0, 8, 2048),
+    (48, 0, 0, 23),
+    (21, 0, 6, 17),
+    (40, 0, 0, 20),
+    (69, 4, 0, 8191),
+    (177, 0, 0, 14),
+    (72, 0, 0, 16),
+    (21, 0, 1, 67),
+    (6, 0, 0, 262144),
+    (6, 0, 0, 0),
+)
+SOLICITATION_FILTER_EXPRESSION = "inbound and ip6 and ip6[6] = 58 and ip6[40] = 133"
+SOLICITATION_FILTER = (
+    (40, 0, 0, 4294963204),
+    (21, 7, 0, 4),
+    (40, 0, 0, 12),
+    (21, 0, 5, 34525),
+    (48, 0, 0, 20),
+    (21, 0, 3, 58),
+    (48, 0, 0, 54),
+    (21, 0, 1, 133),
+    (6, 0, 0, 262144),
+    (6, 0, 0, 0),
+)
+
+
+
+
+def probe_filter(mac):
+    """PROBE_FILTER for the tool's `mac` (bytes)."""
+    high, low = int.from_bytes(mac[:2], "big"), int.from_bytes(mac[2:], "big")
+    default = mac2str(DEFAULT_MAC)
+    patch = {int.from_bytes(default[:2], "big"): high, int.from_bytes(default[2:], "big"): low}
+    return tuple((code, jt, jf, patch.get(k, k) if code == 21 else k)
+                 for code, jt, jf, k in PROBE_FILTER)
+
+
+def kernel_filter(programs):
+    """The program for the sockets' filter: `programs` (each service's
+    Service.filter(), REQUEST_FILTER first) chained, each running where the
+    one before would drop a frame. Each ends "accept; drop", every other
+    drop jumping to the last instruction (libpcap emits them so): without
+    its last, one falls through into the next, which sees the same frame."""
+    program = []
+    for piece in programs[:-1]:
+        program += piece[:-1]
+    return tuple(program) + programs[-1]
+
+
+def open_socket(iface, program=REQUEST_FILTER):
+    """A packet socket bound to `iface` with the request filter attached and
+    a receive buffer that holds a burst of a few thousand requests. The
+    interface is put in promiscuous mode here, by its index now: Scapy's
+    own set_promisc() looks the index up in a cache that an interface made
+    since start-up is not in."""
+    # Handed a bare name that its interface cache lacks, L2Socket would reload
+    # that cache (1.3 s with 512 interfaces, every other one unserved
+    # meanwhile); a name-only interface, as Scapy 2.5 makes itself, avoids it.
+    device = NetworkInterface(InterfaceProvider(), data={
+        "name": iface, "network_name": iface, "description": iface, "dummy": True})
+    sock = L2Socket(iface=device, promisc=False)
+    sock.ins.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack(
+        "IHH8s", socket.if_nametoindex(iface), PACKET_MR_PROMISC, 0, b""))
+    insns = (bpf_insn * len(program))(*program)
+    sock.ins.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, sock_fprog(len(program), insns))
+    try:  # as root, past net.core.rmem_max
+        sock.ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+    except PermissionError:
+        sock.ins.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    try:  # what arrived before the filter was attached
+        while sock.ins.recv(MTU, socket.MSG_DONTWAIT):
+            pass
+    except BlockingIOError:
+        pass
+    return sock
+
+
+def _is_up(name):
+    try:
+        with open(f"{SYSFS_NET}/{name}/flags") as flags:
+            return bool(int(flags.read(), 16) & IFF_UP)
+    except OSError:
+        return False
+
+
+def _mtu(name):
+    with open(f"{SYSFS_NET}/{name}/mtu") as mtu:
+        return int(mtu.read())
+
+
+def _check_interface(name):
+    """An error message if `name` cannot be served, else None."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return f"{name}: no such interface (see: ip link)"
+    if not _is_up(name):
+        return f"{name}: interface is down (ip link set {name} up)"
+    return None
+
+
+def cannot_carry_a_guest(name, targets, any_address):
+    """Why `name` is no link to serve, or None: the loopback or a link
+    without Ethernet frames (a TUN, WireGuard...); or, with neither --ip nor
+    --any-address, a bridge, whose other stations' addresses the tool would
+    claim (their neighbours' caches would point at it)."""
+    try:
+        with open(f"{SYSFS_NET}/{name}/type") as kind:
+            link_type = int(kind.read())
+    except (OSError, ValueError):
+        return None  # gone: the socket's opening says so
+    if link_type == ARPHRD_LOOPBACK:
+        return f"{name}: the loopback interface; no guest is on it"
+    if link_type != ARPHRD_ETHER:
+        return (f"{name}: not an Ethernet interface (link type {link_type}); the tool "
+                "answers Ethernet frames (for a VM: a TAP, not a TUN)")
+    if not targets and not any_address and os.path.isdir(f"{SYSFS_NET}/{name}/bridge"):
+        return (f"{name}: a bridge, shared by other stations: without --ip the tool would "
+                "answer for their addresses too; give --ip for the addresses to answer "
+                "(or --any-address to answer for all even so)")
+    return None
+
+
+def _taken(taken):
+    pid = taken.args[0]
+    return f"already served by another arp_icmp_vlan0{f' (PID {pid})' if pid else ''}"
+
+
+def claim_interface(index):
+    """Claim interface `index` for this process, as a second dnsmasq finds
+    its port taken: an abstract Unix socket named after the index, in this
+    network namespace, held until the process ends (no file is left after a
+    crash). Raises InterfaceTaken with the holder's PID."""
+    name = f"\0arp_icmp_vlan0/ifindex/{index}"
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        claim.bind(name)
+    except OSError as exc:
+        claim.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise InterfaceTaken(_holder(name)) from None
+    claim.listen(1)
+    return claim
+
+
+def _holder(name):
+    """The PID of the process listening on abstract socket `name`, or None."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK) as probe:
+        try:
+            probe.connect(name)
+            credentials = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        except OSError:
+            return None
+    return struct.unpack("3i", credentials)[0]
+
+
+def physical_device(name):
+    """The physical device that interface `name` is, sits on (a VLAN,
+    macvlan or bond over it) or bridges to (a bridge port), or None if it is
+    purely virtual (TAP, veth, dummy, a bridge of those...). A veth's or a
+    TAP's far end is not followed: it is in another namespace or a process."""
+    todo, seen = [name], set()
+    while todo:
+        device = todo.pop()
+        if device in seen:
+            continue
+        seen.add(device)
+        path = os.path.realpath(os.path.join(SYSFS_NET, device))
+        if "/devices/virtual/" not in path:
+            return device
+        entries = os.listdir(path)
+        todo += [entry[len("lower_"):] for entry in entries if entry.startswith("lower_")]
+        if "brif" in entries:
+            todo += os.listdir(os.path.join(path, "brif"))
+    return None
+
+
+def _check_virtual(name, settings):
+    """An error message if `name` is, or reaches, a physical network and
+    --allow-physical was not given; with it, and without --ip, a warning."""
+    physical = physical_device(name)
+    if physical is None:
+        return None
+    via = "" if physical == name else f" (through {physical})"
+    if not settings.allow_physical:
+        return (f"{name} is a physical interface{via}: the tool would answer ARP "
+                "and pings for other hosts on a real network. It is meant for TAP, "
+                "veth and other virtual devices; --allow-physical overrides")
+    if not settings.scope.targets:
+        log(f"WARNING: {name} is a physical interface{via} and no --ip was given: EVERY "
+            "ARP request on that network will be answered, claiming other hosts' addresses.")
+    return None
+
+
+# ---------------------------------------------------------------- privileges and signals
+
+def _has_net_raw():
+    """This process may open packet sockets (CAP_NET_RAW is effective)."""
+    with open("/proc/self/status") as status:
+        effective = re.search(r"^CapEff:\s*([0-9a-f]+)", status.read(), re.M)
+    return bool(effective and int(effective.group(1), 16) >> CAP_NET_RAW & 1)
+
+
+def _user_exists(name):
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def drop_privileges(user):
+    """Become `user`, keeping CAP_NET_RAW alone (to open a packet socket on an
+    interface that comes later) in the effective, permitted and bounding
+    sets; the inheritable and ambient sets are empty. Raises KeyError for an
+    unknown user, OSError if the kernel refuses."""
+    entry = pwd.getpwnam(user)
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(result, what):
+        if result != 0:
+            raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
+
+    with open("/proc/sys/kernel/cap_last_cap") as last:
+        for cap in range(int(last.read()) + 1):
+            if cap != CAP_NET_RAW:
+                check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "dropping capabilities")
+    check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keeping capabilities")
+    os.setgroups([])
+    os.setresgid(entry.pw_gid, entry.pw_gid, entry.pw_gid)
+    os.setresuid(entry.pw_uid, entry.pw_uid, entry.pw_uid)
+    header = ctypes.create_string_buffer(struct.pack("Ii", LINUX_CAPABILITY_VERSION_3, 0))
+    net_raw = 1 << CAP_NET_RAW  # effective, permitted, inheritable; then the upper 32
+    data = ctypes.create_string_buffer(struct.pack("6I", net_raw, net_raw, 0, 0, 0, 0))
+    check(libc.capset(header, data), "setting capabilities")
+
+
+def _stop_on_signals(loop):
+    """SIGTERM and Ctrl-C end the loop cleanly between two frames (so the
+    pcap file stays whole); SIGALRM, the timer of a blocking receive, hands
+    control back to the loop; SIGHUP is ignored. Returns a file descriptor
+    that becomes readable when a signal arrives, for epoll to wake on; a
+    blocking receive is broken by raising Interrupted."""
+    def stop(_signum, _frame):
+        loop.stop()
+
+    def wake(_signum, _frame):  # the deadline, or lines due: run() looks which
+        loop.woken = True
+        if loop.interruptible:
+            raise Interrupted
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGALRM, wake)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # background jobs keep it
+        signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return read_end
+
+
+# ---------------------------------------------------------------- errors and output
+#
+# Two channels: log() is a line about the tool itself on stderr (errors,
+# warnings, interfaces; Complaints.log rate-limits the repeated ones); say()
+# is a line for the user on stdout (Stdout.say, Loop.say: the start-up line,
+# the reply and verdict lines that Lines holds, the statistics). Every
+# exception the tool raises is here too.
+
+class Fatal(Exception):
+    """An error that ends the tool at start or at the end: main() says it,
+    in one line, and exits with status 1."""
+
+
+class InterfaceTaken(Exception):
+    """Another copy of the tool serves the interface; args: its PID or None."""
+
+
+class Interrupted(Exception):
+    """A signal broke a blocking receive."""
+
 
 def log(line):
     """Every line about the tool itself (interfaces, the recording, errors,
     warnings): one line on stderr."""
     print(f"arp_icmp_vlan0: {line}", file=sys.stderr, flush=True)
-
-
-class Fatal(Exception):
-    """An error that ends the tool at start or at the end: main() says it,
-    in one line, and exits with status 1."""
 
 
 class Stdout:
@@ -2307,16 +3355,18 @@ class Stats:
     fragments: int = 0             # held; the one that completes a datagram is answered
     send_errors: int = 0
     internal_errors: int = 0
-    probes_sent: int = 0           # --probe: requests the tool sent itself
-    probe_answers: int = 0         # frames seen that answer them
-    advertisements: int = 0        # --ra: unsolicited Router Advertisements sent
+    probes_sent: int = 0           # --probe: requests the tool sent itself (Prober.sent_as)
+    probe_answers: int = 0         # frames seen that answer them (Prober.taken_as)
+    advertisements: int = 0        # --ra: unsolicited advertisements (Advertiser.sent_as)
 
     @classmethod
-    def for_families(cls, families, services=()):
-        """No counts yet, for the kinds of `families`, in KINDS' order, and
-        the `services` ("dhcp", "ra") on."""
-        return cls({name: 0 for name, kind in KINDS.items() if kind.family in families}
-                   | {service: 0 for service in services})
+    def for_kinds(cls, kinds):
+        """No counts yet, for the replies of `kinds` (Service.counted)."""
+        return cls(dict.fromkeys(kinds, 0))
+
+    def count(self, counter):
+        """One more of `counter` (a Service's sent_as or taken_as)."""
+        setattr(self, counter, getattr(self, counter) + 1)
 
     @property
     def replied(self):
@@ -2570,7 +3620,7 @@ class Lines:
         if len(self.held) - self.verdicts < LINES_HELD:
             self._hold(exchange)
         else:
-            self._count("replies" if exchange.answer is not None else "frames ignored")
+            self._count("replies" if exchange.replied else "frames ignored")
 
     def verdict(self, line):
         if self.verdicts < VERDICTS_HELD:
@@ -2623,7 +3673,7 @@ class Lines:
 
     def format(self, exchange):
         where = f"{_timestamp(exchange.stamp)} {exchange.link.name}"
-        if exchange.answer is None:
+        if not exchange.replied:
             return f"{where} ignored: {frame_summary(exchange.whole)}"
         pieces = f" in {len(exchange.frames)} fragments" if len(exchange.frames) > 1 else ""
         return (f"{where} {frame_summary(exchange.whole)} ==> "
@@ -2639,7 +3689,7 @@ class Complaints:
         self.last = {}       # kind -> when its last line was printed
         self.not_shown = {}  # kind -> lines not printed since
 
-    def say(self, kind, line):
+    def log(self, kind, line):
         now = self.clock()
         if kind in self.last and now - self.last[kind] < 1.0:
             self.not_shown[kind] = self.not_shown.get(kind, 0) + 1
@@ -2653,14 +3703,14 @@ class Complaints:
 
 class Report:
     """The statistics block and the JSON summary of a run, from the loop's
-    counts, reassembly, recording and verdicts."""
+    counts, reassembly, recording and services."""
 
     def __init__(self, loop):
         self.loop = loop
 
     def total(self):
-        settings = self.loop.settings
-        total = Stats.for_families(settings.scope.families, settings.services)
+        total = Stats.for_kinds([kind for service in self.loop.services
+                                 for kind in service.counted])
         for stats in self.loop.interfaces.stats.values():
             total += stats
         return total
@@ -2689,15 +3739,15 @@ class Report:
                          f"timed out), {len(reassembler.pending)} incomplete")
         if loop.recorder:
             lines.append(loop.recorder.line())
-        for judge in loop.judges:
-            lines += judge.lines(loop.settings.framing)
+        for service in loop.services:
+            lines += service.lines()
         return "\n".join(lines)
 
     def to_json(self, status):
         loop = self.loop
         framing, scope, reassembler = loop.settings.framing, loop.settings.scope, \
             loop.reassembler
-        return {
+        summary = {
             "tool": "arp_icmp_vlan0", "version": __version__,
             "framing": str(framing), "mac": scope.mac,
             "duration_s": round(time.monotonic() - loop.started, 3),
@@ -2708,771 +3758,50 @@ class Report:
                                     "dropped": reassembler.dropped,
                                     "incomplete": len(reassembler.pending)},
             "recording": loop.recorder.to_json() if loop.recorder else None,
-            "guests": [guest.to_json(framing, scope.mac)
-                       for guest in loop.verdicts.guests.values()],
-            "guests_forgotten": loop.verdicts.forgotten,
-            "probes": None if loop.prober is None else [
-                probe.to_json(framing) for probe in loop.prober.probes.values()],
-            "dhcp": None if loop.dhcp is None else {
-                "clients": [client.to_json(framing) for client in loop.dhcp.clients.values()],
-                "leases": {str2mac(mac): {"address": _address_text(address), "state": state}
-                           for mac, (address, state, _) in loop.dhcp.leases.by_mac.items()}},
-            "ra": None if loop.advertiser is None else [
-                client.to_json(framing) for client in loop.advertiser.clients.values()],
-            "exit_status": status,
         }
-
-
-# ---------------------------------------------------------------- the loop
-
-class Exchange(NamedTuple):
-    """One frame received and what the tool did with it."""
-    link: "Link"
-    received: bytes             # as received (a fragment: the last one)
-    stamp: float                # when it was received
-    whole: bytes                # the request, reassembled if it came in fragments
-    ethertype: int
-    answer: Optional["Answer"]  # None: ignored
-    frames: tuple               # the reply's frames, as sent
-    sent_at: Optional[float]    # when they were sent
-
-
-LONGEST_WAIT = 3600  # seconds the loop waits at most before it looks again
-BATCH = 64           # frames read from one socket before the next one's turn
-
-
-class Loop:
-    """The card's sniff() loop and prn callback: receives on every served
-    interface, answers, sends, then counts, records, judges and prints.
-
-    A frame takes one of two paths, which share the send and the accounting
-    after it: handle_plain() for the usual echo request, whose reply
-    plain_echo_replier made in one step, and handle() for everything else
-    (reassembly, then the core). One interface asked for by name is served
-    with a blocking receive, several with epoll (tests/figures/README.rst,
-    the benchmark, has the measured reasons for both over sniff())."""
-
-    def __init__(self, settings, interfaces, recorder=None, stdout=None):
-        self.settings, self.interfaces, self.recorder = settings, interfaces, recorder
-        self.stdout = stdout or Stdout()
-        scope, framing = settings.scope, settings.framing
-        self.reassembler = Reassembler()
-        self.plain_echo = plain_echo_replier(scope, framing)
-        self.verdicts = Verdicts(scope.mac_bytes)
-        self.prober = None if settings.probe is None else Prober(
-            settings.probe, scope, framing, ident=os.getpid() & 0xFFFF)
-        self.dhcp = settings.dhcp and DhcpServer(*settings.dhcp, scope, framing)
-        self.advertiser = settings.ra and Advertiser(settings.ra, settings.router_lifetime,
-                                                     scope, framing)
-        # What sends on its own (probes, unsolicited advertisements) and
-        # what judges the guests.
-        self.timed = [sender for sender in (self.prober, self.advertiser) if sender]
-        self.services = [service for service in (self.dhcp, self.advertiser) if service]
-        self.judges = [judge for judge in (self.verdicts, self.prober, self.dhcp,
-                                           self.advertiser) if judge]
-        self.lines = Lines(framing, self.say)
-        self.complaints = Complaints()
-        self.replied = 0
-        self.started = time.monotonic()
-        self.stopping = False       # the loop ends between two frames
-        self.interruptible = False  # in a blocking receive that a signal breaks
-        self.woken = False          # the interval timer fired (deadline, lines due)
-        self.wake_at = 0.0          # when it fires (time.time()), in a blocking receive
-
-    def stop(self):
-        """End the loop between two frames (a signal's handler calls it)."""
-        self.stopping = True
-        if self.interruptible:  # PEP 475 would resume the receive
-            raise Interrupted
-
-    def say(self, line):
-        """A line on stdout; if nobody reads it any more, the end."""
-        self.stdout.say(line)
-        if self.stdout.closed:
-            self.stopping = True
-
-    # -- the two paths of a frame
-
-    def handle(self, link, frame, stamp):
-        """Answer one received frame (or hold it, if it is a fragment), then
-        account for it; nothing a guest sends ends the tool."""
-        link.stats.seen += 1
-        try:
-            whole, ethertype, answer, frames = self._answer(link, frame, stamp)
-        except Exception as exc:  # a bug in the core: report it, keep serving
-            link.stats.internal_errors += 1
-            self.complaints.say("core", f"error: cannot handle frame {_hex(frame)}: {exc!r}")
-            return
-        if whole is None:  # a fragment, held until its datagram is whole
-            link.stats.fragments += 1
-            if self.recorder:
-                self.recorder.request(frame, stamp)
-            return
-        sent_at = self.send(link, frames) if frames else None
-        if not frames or sent_at is not None:
-            self.account(Exchange(link, frame, stamp, whole, ethertype, answer, frames,
-                                  sent_at))
-
-    def handle_plain(self, link, frame, stamp, reply):
-        """Send `reply`, plain_echo_replier's answer to `frame`, first; then
-        account for it as handle() does."""
-        link.stats.seen += 1
-        sent_at = self.send(link, (reply,))
-        if sent_at is not None:
-            self.account(Exchange(link, frame, stamp, frame, ETH_P_IP,
-                                  Answer("icmp echo", None, reply), (reply,), sent_at))
-
-    def _answer(self, link, frame, stamp):
-        """(the whole request or None while it is a held fragment, its
-        ethertype, the Answer or None, the reply's frames)."""
-        ethertype, offset = ethertype_and_offset(frame)
-        if maybe_fragment(frame, ethertype, offset):
-            piece = fragment_of(frame, ethertype, offset, link.name)
-            if piece is not None:
-                frame = self.reassembler.add(piece, stamp)
-                if frame is None:
-                    return None, ethertype, None, ()
-                ethertype, offset = ethertype_and_offset(frame)
-        settings = self.settings
-        answer = answer_at(frame, ethertype, offset, settings.scope, settings.framing)
-        if answer is None and self.dhcp and ethertype == ETH_P_IP:
-            answer = self.dhcp.answer(frame, offset, stamp)
-        if answer is None and self.advertiser and ethertype == ETH_P_IPV6:
-            message = _icmpv6_message(frame, offset)
-            if message and message[0] == ND_ROUTER_SOLICIT:
-                answer = self.advertiser.answer(frame, offset, message, stamp)
-        if answer is None:
-            return frame, ethertype, None, ()
-        if len(answer.reply) <= link.largest_frame:
-            return frame, ethertype, answer, (answer.reply,)
-        return frame, ethertype, answer, fit_to_mtu(answer.reply, link.mtu, settings.framing)
-
-    def send(self, link, frames):
-        """Send the reply's frames; the time they left (taken just before
-        the send: the guest's next frame, which the reply makes possible,
-        can be received and stamped before send() returns), or None after
-        an error, counted and said."""
-        sent_at = time.time()
-        try:
-            for piece in frames:
-                link.sock.ins.send(piece)
-        except OSError as exc:
-            link.stats.send_errors += 1
-            self.complaints.say(f"send {link.name}",
-                                f"error: sending on {link.name}: {exc.strerror or exc}")
-            return None
-        return sent_at
-
-    def account(self, exchange):
-        """What follows the reply: the counts, the record, the verdict, the
-        line; a bug here is said and counted, and serving goes on."""
-        link, answer, settings = exchange.link, exchange.answer, self.settings
-        if answer is not None:
-            link.stats.replies[answer.kind] += 1
-            self.replied += 1
-        else:
-            link.stats.ignored += 1
-        try:
-            if self.recorder:
-                self.recorder.request(exchange.received, exchange.stamp)
-                for piece in exchange.frames:
-                    self.recorder.reply(piece, exchange.sent_at)
-            probed = answer is None and self.prober and self.prober.observe(
-                link.name, exchange.whole, exchange.stamp)
-            if probed:  # an answer to a probe, not evidence on the replies
-                link.stats.ignored -= 1
-                link.stats.probe_answers += 1
-                probe, decided, tagged = probed
-                if tagged:
-                    self.verdicts.probe_answered(link.name, probe.mac, probe.family,
-                                                 exchange.stamp)
-                if settings.verbose > 0:
-                    self.lines.exchange(exchange)
-                if decided:
-                    self.lines.verdict(probe.summary(settings.framing))
-            else:
-                guest = self.verdicts.observe(link.name, exchange.whole, answer,
-                                              exchange.stamp)
-                kind = answer and KINDS.get(answer.kind)
-                if self.prober and kind and kind.resolves and not answer.request.probe:
-                    self.prober.heard_ask(link.name, answer.request, exchange.stamp)
-                if settings.verbose >= 0 and (answer is not None or settings.verbose > 0):
-                    self.lines.exchange(exchange)
-                if guest is not None:
-                    self.lines.verdict(guest.summary(settings.framing, settings.scope.mac))
-                for service in self.services:
-                    client = service.observe(link.name, exchange.whole, answer, exchange.stamp)
-                    if client:
-                        self.lines.verdict(client.summary(settings.framing))
-                if self.prober and self.dhcp and answer and answer.kind == "dhcp":
-                    request, sent, address = answer.request
-                    if sent == DHCP_ACK and request.kind == DHCP_REQUEST:
-                        self.prober.heard_lease(link.name, address, self.dhcp.server,
-                                                exchange.stamp)
-        except Exception as exc:
-            link.stats.internal_errors += 1
-            self.complaints.say("account", f"error: after the frame "
-                                f"{_hex(exchange.received)}: {exc!r}")
-        if self.timed and not self.woken:  # a probe now due sooner than the timer
-            now = time.time()
-            self.woken = any(now + sender.due(now) < self.wake_at for sender in self.timed)
-        if (0 < settings.count <= self.replied
-                or settings.until_verdict and all_settled(self.judges)):
-            self.stopping = True
-
-    def send_timed(self, sender):
-        """Send what `sender` (the Prober, the Advertiser) has due now; say
-        the verdicts that its silence formed."""
-        settings, links = self.settings, self.interfaces.links
-        now = time.time()
-        sender.serving(links.keys(), now)
-        if sender.due(now) > 0:
-            return
-        try:
-            frames, decided = sender.tick(now, links)
-        except Exception as exc:  # a bug: said, and serving goes on
-            self.complaints.say("timed", f"error: sending on its own: {exc!r}")
-            return
-        for name, frame in frames:
-            link = links[name]
-            sent_at = self.send(link, (frame,))
-            if sent_at is not None:
-                if sender is self.prober:
-                    link.stats.probes_sent += 1
-                else:
-                    link.stats.advertisements += 1
-                if self.recorder:
-                    self.recorder.reply(frame, sent_at)
-        for probe in decided:
-            self.lines.verdict(probe.summary(settings.framing))
-        if settings.until_verdict and all_settled(self.judges):
-            self.stopping = True
-
-    # -- receiving
-
-    def run(self, timeout=None, wake_fd=None):
-        """Probe and advertise (--probe, --ra) and serve until --count, --timeout, --until-verdict, a signal, a
-        closed stdout or, with --exit-on-down, a lost interface. A `wake_fd`
-        says that the signals go through _stop_on_signals: they call stop(),
-        write to `wake_fd` (which wakes epoll) and break a blocking receive."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        poller, interfaces = self.interfaces.poller, self.interfaces
-        if wake_fd is not None:
-            poller.register(wake_fd, select.EPOLLIN)
-        netlink = interfaces.netlink.fileno()
-        while not self._done():
-            for sender in self.timed:
-                self.send_timed(sender)
-            wait = LONGEST_WAIT if deadline is None else deadline - time.monotonic()
-            if wait <= 0:
-                break
-            wait = min(wait, LONGEST_WAIT, self.lines.due(),
-                       *(sender.due(time.time()) for sender in self.timed))
-            alone = self._served_alone() if wake_fd is not None else None
-            if alone is not None:
-                self._serve_alone(alone, wait)
-                self.lines.write(idle=False)
-                continue
-            if (self.settings.busy_poll and interfaces.links) or self.lines.held:
-                wait = 0  # held lines: one is printed, then the sockets looked at
-            busy = False
-            for fd, _ in poller.poll(wait):
-                link = interfaces.by_fd.get(fd)
-                if link is not None:
-                    busy |= self._drain(link)
-                elif fd == netlink:
-                    interfaces.changed()
-            if self.recorder:
-                self.recorder.settle()
-            self.lines.write(idle=not busy)
-        while self.lines.held:
-            self.lines.write(idle=True)
-
-    def _done(self):
-        return self.stopping or self.settings.exit_on_down and bool(self.interfaces.lost)
-
-    def _served_alone(self):
-        """The Link to serve with a blocking receive, if any: the one
-        interface asked for by name, served, with no --busy-poll and no -w
-        (whose bursts end at an empty queue)."""
-        specs, links = self.settings.specs, self.interfaces.links
-        if (len(specs) == 1 and len(links) == 1 and not is_pattern(specs[0])
-                and not self.settings.busy_poll and not self.recorder):
-            return next(iter(links.values()))
-        return None
-
-    def _serve_alone(self, link, wait):
-        """Serve `link` with a blocking receive, from which an idle process
-        wakes sooner than from epoll, until a signal, an interval timer
-        after `wait` seconds or the interface going down or away; then
-        run(), which checks the deadline, calls again or, in its epoll loop
-        that reads netlink, waits for the interface to come back."""
-        sock = link.sock.ins
-        sock.setblocking(True)
-        self.woken = False
-        self.wake_at = time.time() + wait
-        signal.setitimer(signal.ITIMER_REAL, max(wait, 1e-3))
-        try:
-            self._drain(link, blocking=True)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            if self.interfaces.links.get(link.name) is link:
-                sock.setblocking(False)
-
-    def _drain(self, link, blocking=False):
-        """Answer the frames queued on `link`'s socket: at most BATCH, so
-        that one guest's flood cannot starve the others, and say whether
-        more wait; blocking: every frame, until a signal or the timer breaks
-        the receive, a held line printed whenever the queue is empty."""
-        sock, plain_echo, largest = link.sock, self.plain_echo, link.largest_frame
-        quick = self.settings.verbose < 0 and not self.recorder
-        lines = self.lines
-        receive = sock.ins.recv if quick else sock.recv_raw
-        handled = 0
-        while True:
-            if handled == BATCH and not blocking:
-                return True
-            if blocking and lines.held and (quick or not _queued(sock.ins)):
-                lines.write(idle=True)  # nothing waits: a line's turn, then look again
-                continue
-            try:
-                self.interruptible = blocking
-                # After the flag, so that a signal either raises Interrupted
-                # or is seen here; the timer's: run() looks at the deadline.
-                if self.stopping or blocking and self.woken:
-                    return False
-                if quick:  # neither the tag nor the kernel's time stamp is shown
-                    frame, stamp = receive(MTU), None
-                else:  # Scapy puts back the request's 802.1Q tag and reads the stamp
-                    _, frame, stamp = receive(MTU)
-            except (BlockingIOError, Interrupted):
-                return False
-            except OSError as exc:  # the interface went down or away
-                self.interfaces.let_go(link, exc.strerror or str(exc))
-                return False
-            finally:
-                self.interruptible = False
-            handled += 1
-            if not frame:  # None: a frame the host sent, which Scapy skips
-                continue
-            try:
-                reply = plain_echo(frame) if plain_echo else None
-            except Exception as exc:  # a bug: say so, and let the core answer
-                self.complaints.say("plain", f"error: plain echo path on {_hex(frame)}: "
-                                    f"{exc!r}")
-                reply = None
-            if reply is None or len(reply) > largest:
-                self.handle(link, frame, stamp or time.time())
-            else:
-                self.handle_plain(link, frame, stamp or time.time(), reply)
-
-
-def _queued(sock):
-    """A frame waits on `sock`."""
-    try:
-        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return False
-    return True
-
-
-# ---------------------------------------------------------------- interfaces and sockets
-
-class Link:
-    """A served interface: its claim, socket and MTU."""
-
-    def __init__(self, name, index, claim, sock, mtu, stats, framing):
-        self.name, self.index, self.claim, self.sock = name, index, claim, sock
-        self.mtu, self.stats = mtu, stats
-        self.largest_frame = framing.largest_frame(mtu)  # longer replies are fragmented
-
-    def close(self):
-        self.sock.close()
-        self.claim.close()
-
-
-def is_pattern(name):
-    return any(c in name for c in "*?[")
-
-
-class Interfaces:
-    """The interfaces served: each one's claim, socket and counts, and a
-    netlink socket that reports interfaces coming and going, all on one
-    epoll object, which the loop waits on."""
-
-    def __init__(self, settings):
-        self.settings = settings
-        self.links = {}        # name -> Link being served
-        self.by_fd = {}        # socket fd -> Link
-        self.stats = {}        # name -> Stats, kept after an interface leaves
-        self.lost = []         # every interface lost, in order
-        self.refused = set()   # interfaces refused, said once
-        self.program = kernel_filter(settings.scope.mac_bytes, probe=settings.probe is not None,
-                                     dhcp=bool(settings.dhcp), ra=bool(settings.ra))
-        self.poller = select.epoll()
-        self.netlink = socket.socket(socket.AF_NETLINK,
-                                     socket.SOCK_RAW | socket.SOCK_NONBLOCK,
-                                     socket.NETLINK_ROUTE)
-        self.netlink.bind((0, RTMGRP_LINK))
-        self.poller.register(self.netlink, select.EPOLLIN)
-
-    def wanted(self, name):
-        return any(name == spec or (is_pattern(spec) and fnmatch.fnmatchcase(name, spec))
-                   for spec in self.settings.specs)
-
-    def serve(self, name, index, quiet=False):
-        """Claim `name`, open a socket on it and serve it; raises
-        InterfaceTaken or OSError."""
-        claim = claim_interface(index)
-        try:
-            sock = open_socket(name, self.program)
-            mtu = _mtu(name)
-        except BaseException:
-            claim.close()
-            raise
-        stats = self.stats.setdefault(name, Stats.for_families(self.settings.scope.families,
-                                                                self.settings.services))
-        link = Link(name, index, claim, sock, mtu, stats, self.settings.framing)
-        sock.ins.setblocking(False)
-        self.links[name], self.by_fd[sock.ins.fileno()] = link, link
-        self.poller.register(sock.ins, select.EPOLLIN)
-        if not quiet:
-            if name in self.lost:
-                log(f"{name}: back; answering again")
-            else:
-                spec = next(s for s in self.settings.specs
-                            if s == name or fnmatch.fnmatchcase(name, s))
-                log(f"{name}: serving (matches '{spec}')")
-        return link
-
-    def let_go(self, link, why):
-        del self.links[link.name], self.by_fd[link.sock.ins.fileno()]
-        self.poller.unregister(link.sock.ins)
-        link.close()
-        self.lost.append(link.name)
-        if self.settings.exit_on_down:
-            return  # the loop ends, and says why
-        if link.name in self.settings.specs:
-            log(f"{link.name}: {why}; waiting for it to come back")
-        else:
-            log(f"{link.name}: {why}; let go")
-
-    def reconcile(self, quiet=False):
-        """Serve every wanted interface that is up (and virtual, unless
-        --allow-physical), let go of those gone or down; `quiet`: without a
-        line for each one served (at start, the start-up line lists them)."""
-        present = {name: index for index, name in socket.if_nameindex()}
-        for link in list(self.links.values()):
-            if present.get(link.name) != link.index:
-                self.let_go(link, "gone")
-            elif not _is_up(link.name):
-                self.let_go(link, "down")
-        settings = self.settings
-        if settings.exit_on_down and self.lost:
-            return
-        for name in sorted(present):
-            if name in self.links or not self.wanted(name) or not _is_up(name):
-                continue
-            refusal = cannot_carry_a_guest(name, settings.scope.targets, settings.any_address)
-            if refusal is None and not settings.allow_physical and physical_device(name):
-                refusal = f"{name}: a physical interface; not served (--allow-physical overrides)"
-            if refusal is not None:
-                self._refuse(name, refusal)
-                continue
-            try:
-                self.serve(name, present[name], quiet)
-            except InterfaceTaken as taken:  # tried again at the next look
-                self._refuse(name, f"{name}: {_taken(taken)}; skipped")
-            except OSError as exc:  # gone again, or not quite there: the next look retries
-                if exc.errno not in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN):
-                    self._refuse(name, f"{name}: cannot open a packet socket: "
-                                 f"{exc.strerror or exc}")
-
-    def _refuse(self, name, why):
-        """Say once why `name` is not served."""
-        if name not in self.refused:
-            self.refused.add(name)
-            log(why)
-
-    def changed(self):
-        """Drain the netlink notifications, then look once."""
-        while True:
-            try:
-                if not self.netlink.recv(1 << 16):
-                    break
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    break
-                # Notifications were lost (the socket overflowed): the look below sees all.
-        self.reconcile()
-
-    def say_why_unserved(self, pattern):
-        """At start, for a pattern that serves nothing yet: what matches it."""
-        if any(fnmatch.fnmatchcase(name, pattern) for name in self.links):
-            return
-        matching = sorted(name for _, name in socket.if_nameindex()
-                          if fnmatch.fnmatchcase(name, pattern))
-        down = [name for name in matching if not _is_up(name)]
-        if not matching:
-            log(f"no interface matches '{pattern}' yet; waiting for one")
-        elif down:
-            verb = "matches" if len(down) == 1 else "match"
-            log(f"{', '.join(down)} {verb} '{pattern}' but {'is' if len(down) == 1 else 'are'} "
-                "down; waiting for one to come up")
-
-    def close(self):
-        for link in self.links.values():
-            link.close()
-        self.netlink.close()
-        self.poller.close()
-
-
-def kernel_filter(mac, probe=False, dhcp=False, ra=False):
-    """The program for the sockets' filter: REQUEST_FILTER, and, where it
-    would drop a frame, with `probe` PROBE_FILTER for the tool's MAC
-    (bytes), with `dhcp` DHCP_FILTER, with `ra` SOLICITATION_FILTER.
-    Each program ends "accept; drop", every other drop jumping to the last
-    instruction (libpcap emits them so): without its last, the first one
-    falls through into the next, which sees the same frame."""
-    programs = [REQUEST_FILTER]
-    if probe:
-        high, low = int.from_bytes(mac[:2], "big"), int.from_bytes(mac[2:], "big")
-        default = mac2str(DEFAULT_MAC)
-        patch = {int.from_bytes(default[:2], "big"): high,
-                 int.from_bytes(default[2:], "big"): low}
-        programs.append(tuple((code, jt, jf, patch.get(k, k) if code == 21 else k)
-                              for code, jt, jf, k in PROBE_FILTER))
-    programs += [DHCP_FILTER] * dhcp + [SOLICITATION_FILTER] * ra
-    program = []
-    for piece in programs[:-1]:
-        program += piece[:-1]
-    return tuple(program) + programs[-1]
-
-
-def open_socket(iface, program=REQUEST_FILTER):
-    """A packet socket bound to `iface` with the request filter attached and
-    a receive buffer that holds a burst of a few thousand requests. The
-    interface is put in promiscuous mode here, by its index now: Scapy's
-    own set_promisc() looks the index up in a cache that an interface made
-    since start-up is not in."""
-    # Handed a bare name that its interface cache lacks, L2Socket would reload
-    # that cache (1.3 s with 512 interfaces, every other one unserved
-    # meanwhile); a name-only interface, as Scapy 2.5 makes itself, avoids it.
-    device = NetworkInterface(InterfaceProvider(), data={
-        "name": iface, "network_name": iface, "description": iface, "dummy": True})
-    sock = L2Socket(iface=device, promisc=False)
-    sock.ins.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack(
-        "IHH8s", socket.if_nametoindex(iface), PACKET_MR_PROMISC, 0, b""))
-    insns = (bpf_insn * len(program))(*program)
-    sock.ins.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, sock_fprog(len(program), insns))
-    try:  # as root, past net.core.rmem_max
-        sock.ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-    except PermissionError:
-        sock.ins.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    try:  # what arrived before the filter was attached
-        while sock.ins.recv(MTU, socket.MSG_DONTWAIT):
-            pass
-    except BlockingIOError:
-        pass
-    return sock
-
-
-def _is_up(name):
-    try:
-        with open(f"{SYSFS_NET}/{name}/flags") as flags:
-            return bool(int(flags.read(), 16) & IFF_UP)
-    except OSError:
-        return False
-
-
-def _mtu(name):
-    with open(f"{SYSFS_NET}/{name}/mtu") as mtu:
-        return int(mtu.read())
-
-
-def _check_interface(name):
-    """An error message if `name` cannot be served, else None."""
-    try:
-        socket.if_nametoindex(name)
-    except OSError:
-        return f"{name}: no such interface (see: ip link)"
-    if not _is_up(name):
-        return f"{name}: interface is down (ip link set {name} up)"
-    return None
-
-
-def cannot_carry_a_guest(name, targets, any_address):
-    """Why `name` is no link to serve, or None: the loopback or a link
-    without Ethernet frames (a TUN, WireGuard...); or, with neither --ip nor
-    --any-address, a bridge, whose other stations' addresses the tool would
-    claim (their neighbours' caches would point at it)."""
-    try:
-        with open(f"{SYSFS_NET}/{name}/type") as kind:
-            link_type = int(kind.read())
-    except (OSError, ValueError):
-        return None  # gone: the socket's opening says so
-    if link_type == ARPHRD_LOOPBACK:
-        return f"{name}: the loopback interface; no guest is on it"
-    if link_type != ARPHRD_ETHER:
-        return (f"{name}: not an Ethernet interface (link type {link_type}); the tool "
-                "answers Ethernet frames (for a VM: a TAP, not a TUN)")
-    if not targets and not any_address and os.path.isdir(f"{SYSFS_NET}/{name}/bridge"):
-        return (f"{name}: a bridge, shared by other stations: without --ip the tool would "
-                "answer for their addresses too; give --ip for the addresses to answer "
-                "(or --any-address to answer for all even so)")
-    return None
-
-
-class InterfaceTaken(Exception):
-    """Another copy of the tool serves the interface; args: its PID or None."""
-
-
-def _taken(taken):
-    pid = taken.args[0]
-    return f"already served by another arp_icmp_vlan0{f' (PID {pid})' if pid else ''}"
-
-
-def claim_interface(index):
-    """Claim interface `index` for this process, as a second dnsmasq finds
-    its port taken: an abstract Unix socket named after the index, in this
-    network namespace, held until the process ends (no file is left after a
-    crash). Raises InterfaceTaken with the holder's PID."""
-    name = f"\0arp_icmp_vlan0/ifindex/{index}"
-    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        claim.bind(name)
-    except OSError as exc:
-        claim.close()
-        if exc.errno != errno.EADDRINUSE:
-            raise
-        raise InterfaceTaken(_holder(name)) from None
-    claim.listen(1)
-    return claim
-
-
-def _holder(name):
-    """The PID of the process listening on abstract socket `name`, or None."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK) as probe:
-        try:
-            probe.connect(name)
-            credentials = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        except OSError:
-            return None
-    return struct.unpack("3i", credentials)[0]
-
-
-def physical_device(name):
-    """The physical device that interface `name` is, sits on (a VLAN,
-    macvlan or bond over it) or bridges to (a bridge port), or None if it is
-    purely virtual (TAP, veth, dummy, a bridge of those...). A veth's or a
-    TAP's far end is not followed: it is in another namespace or a process."""
-    todo, seen = [name], set()
-    while todo:
-        device = todo.pop()
-        if device in seen:
-            continue
-        seen.add(device)
-        path = os.path.realpath(os.path.join(SYSFS_NET, device))
-        if "/devices/virtual/" not in path:
-            return device
-        entries = os.listdir(path)
-        todo += [entry[len("lower_"):] for entry in entries if entry.startswith("lower_")]
-        if "brif" in entries:
-            todo += os.listdir(os.path.join(path, "brif"))
-    return None
-
-
-def _check_virtual(name, settings):
-    """An error message if `name` is, or reaches, a physical network and
-    --allow-physical was not given; with it, and without --ip, a warning."""
-    physical = physical_device(name)
-    if physical is None:
-        return None
-    via = "" if physical == name else f" (through {physical})"
-    if not settings.allow_physical:
-        return (f"{name} is a physical interface{via}: the tool would answer ARP "
-                "and pings for other hosts on a real network. It is meant for TAP, "
-                "veth and other virtual devices; --allow-physical overrides")
-    if not settings.scope.targets:
-        log(f"WARNING: {name} is a physical interface{via} and no --ip was given: EVERY "
-            "ARP request on that network will be answered, claiming other hosts' addresses.")
-    return None
-
-
-# ---------------------------------------------------------------- privileges and signals
-
-def _has_net_raw():
-    """This process may open packet sockets (CAP_NET_RAW is effective)."""
-    with open("/proc/self/status") as status:
-        effective = re.search(r"^CapEff:\s*([0-9a-f]+)", status.read(), re.M)
-    return bool(effective and int(effective.group(1), 16) >> CAP_NET_RAW & 1)
-
-
-def _user_exists(name):
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-def drop_privileges(user):
-    """Become `user`, keeping CAP_NET_RAW alone (to open a packet socket on an
-    interface that comes later) in the effective, permitted and bounding
-    sets; the inheritable and ambient sets are empty. Raises KeyError for an
-    unknown user, OSError if the kernel refuses."""
-    entry = pwd.getpwnam(user)
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def check(result, what):
-        if result != 0:
-            raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
-
-    with open("/proc/sys/kernel/cap_last_cap") as last:
-        for cap in range(int(last.read()) + 1):
-            if cap != CAP_NET_RAW:
-                check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "dropping capabilities")
-    check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keeping capabilities")
-    os.setgroups([])
-    os.setresgid(entry.pw_gid, entry.pw_gid, entry.pw_gid)
-    os.setresuid(entry.pw_uid, entry.pw_uid, entry.pw_uid)
-    header = ctypes.create_string_buffer(struct.pack("Ii", LINUX_CAPABILITY_VERSION_3, 0))
-    net_raw = 1 << CAP_NET_RAW  # effective, permitted, inheritable; then the upper 32
-    data = ctypes.create_string_buffer(struct.pack("6I", net_raw, net_raw, 0, 0, 0, 0))
-    check(libc.capset(header, data), "setting capabilities")
-
-
-class Interrupted(Exception):
-    """A signal broke a blocking receive."""
-
-
-def _stop_on_signals(loop):
-    """SIGTERM and Ctrl-C end the loop cleanly between two frames (so the
-    pcap file stays whole); SIGALRM, the timer of a blocking receive, hands
-    control back to the loop; SIGHUP is ignored. Returns a file descriptor
-    that becomes readable when a signal arrives, for epoll to wake on; a
-    blocking receive is broken by raising Interrupted."""
-    def stop(_signum, _frame):
-        loop.stop()
-
-    def wake(_signum, _frame):  # the deadline, or lines due: run() looks which
-        loop.woken = True
-        if loop.interruptible:
-            raise Interrupted
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    signal.set_wakeup_fd(write_end)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGALRM, wake)
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # background jobs keep it
-        signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    return read_end
+        for service in SERVICES:  # null for a service that is off
+            summary.update(dict.fromkeys(service.json_keys))
+        for service in loop.services:
+            summary.update(service.to_json())
+        summary["exit_status"] = status
+        return summary
 
 
 # ---------------------------------------------------------------- the command line
+
+EXAMPLES = """\
+examples:
+  sudo ./arp_icmp_vlan0.py tap0
+        answer every ARP and ping on tap0, replies tagged vlan 0, p 0
+  sudo ./arp_icmp_vlan0.py --ip 198.51.100.2 tap0
+        answer only for 198.51.100.2, and defend it as its owner would
+  sudo ./arp_icmp_vlan0.py 'vnet*'
+        every libvirt TAP, those that exist and those that come later
+  sudo ./arp_icmp_vlan0.py --until-verdict --timeout 30 --json run.json tap0
+        end once the guest has shown whether it accepts the tagged replies
+  sudo ./arp_icmp_vlan0.py --probe 198.51.100.1 --until-verdict --timeout 30 tap0
+        ask a silent guest: does it answer tagged ARP requests and pings?
+  sudo ./arp_icmp_vlan0.py --vlan 7 --prio 5 -w replies.pcap tap0 tap1
+        tag vlan 7, p 5 on two TAPs and record requests and replies
+  sudo ./arp_icmp_vlan0.py --vlan 100 --vlan 0 --tpid 0x88a8 tap0
+        QinQ: an 802.1ad outer tag with VLAN 100 over an 802.1Q VLAN 0 tag
+  sudo ./arp_icmp_vlan0.py --untagged tap0
+        the baseline: the same replies without a tag
+  sudo ./arp_icmp_vlan0.py --self-test
+        prove this host works: a throwaway namespace pings through the tool
+  watch the tags alongside:  tcpdump -n -e -i tap0   (shows "vlan 0, p 0")
+
+exit status:
+  0  normal end; with --until-verdict: every guest heard accepts the replies
+     (and, with --probe, answers the tagged requests)
+  1  error (unknown, down or physical interface, no permission...)
+  2  usage error
+  3  --until-verdict: a guest drops the tagged replies (or, probed, the requests)
+  4  --until-verdict: no verdict for every guest before the end (--timeout), or
+     nobody answered a probe, tagged or untagged
+  5  the -w recording is incomplete (a write error stopped it); 3 and 4 win
+"""
+
 
 def _mac(text):
     if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", text):
@@ -3771,11 +4100,6 @@ class Settings:
     ra: Optional[object] = None    # --ra: the IPv6Network advertised
     router_lifetime: int = 0       # --router-lifetime, seconds
 
-    @property
-    def services(self):
-        """The services on, by the name their replies are counted under."""
-        return ("dhcp",) * bool(self.dhcp) + ("ra",) * bool(self.ra)
-
     @classmethod
     def from_args(cls, args):
         probe = None if args.probe is None else tuple(ip.packed for ip in args.probe)
@@ -3796,35 +4120,6 @@ def _target_text(net, own):
         return str(net.network_address)
     mine = [packed for packed in own if ipaddress.ip_address(packed) in net]
     return f"{ipaddress.ip_address(mine[0])}/{net.prefixlen}" if mine else str(net)
-
-
-def _describe_probe(settings):
-    """The start-up line's part on --probe."""
-    if settings.probe is None:
-        return ""
-    framing, scope = settings.framing, settings.scope
-    how = f"tagged {framing}, an untagged control if unanswered" if framing.vlans \
-        else "untagged"
-    what = (", ".join(_address_text(packed) for packed in settings.probe)
-            or f"every guest address it hears (up to {PROBES_LEARNT} an interface)")
-    silent = ""
-    if 4 in scope.families and scope.own_address(4) is None and any(
-            len(packed) == 4 for packed in settings.probe):
-        silent = " (IPv4: ARP alone, no pings: the tool has no IPv4 address; give --ip ADDR/LEN)"
-    return f"; probing {what}, {how}{silent}"
-
-
-def _describe_services(settings):
-    """The start-up line's part on --dhcp and --ra."""
-    said = ""
-    if settings.dhcp:
-        network, server = settings.dhcp
-        said += (f"; a DHCP server for {network}, leasing its addresses but "
-                 f"{_address_text(server)} (the server and router)")
-    if settings.ra:
-        said += (f"; Router Advertisements for {settings.ra} (router lifetime "
-                 f"{settings.router_lifetime} s)")
-    return said
 
 
 def _describe(scope, framing):
@@ -3857,6 +4152,7 @@ class Session:
     def __init__(self, args):
         self.args, self.settings = args, Settings.from_args(args)
         self.pcap = self.summary = self.recorder = self.interfaces = self.loop = None
+        self.services = []
         self.user = pwd.getpwuid(os.geteuid()).pw_name
         self.checked = False  # every start-up check passed: the files may be emptied
 
@@ -3886,7 +4182,11 @@ class Session:
         self.summary = args.json and OutputFile(args.json)
         if self.pcap and self.summary and self.pcap.identity == self.summary.identity:
             raise Fatal(f"-w {args.write} and --json {args.json} are the same file")
-        self.interfaces = Interfaces(settings)
+        self.services = services_from(settings)
+        self.interfaces = Interfaces(
+            settings, kernel_filter([program for service in self.services
+                                     if (program := service.filter()) is not None]),
+            [kind for service in self.services for kind in service.counted])
         for name in exact:
             self._serve(name)
         if len(exact) < len(settings.specs):
@@ -3902,7 +4202,7 @@ class Session:
         if self.pcap:
             self.recorder = Recorder(self.pcap)
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
-        self.loop = Loop(settings, self.interfaces, self.recorder)
+        self.loop = Loop(settings, self.interfaces, self.services, self.recorder)
 
     def _serve(self, name):
         try:
@@ -3925,9 +4225,8 @@ class Session:
         if patterns:
             served += (f" (and every interface matching "
                        f"{', '.join(repr(p) for p in patterns)} that comes up)")
-        loop.say(f"arp_icmp_vlan0: on {served} answering "
-                 f"{_describe(settings.scope, settings.framing)}"
-                 f"{_describe_probe(settings)}{_describe_services(settings)}; running as "
+        described = "".join(service.describe() for service in self.services)
+        loop.say(f"arp_icmp_vlan0: on {served} answering {described}; running as "
                  f"{self.user}. Hit Ctrl-C to end.")
         for pattern in patterns:
             interfaces.say_why_unserved(pattern)
@@ -3943,11 +4242,11 @@ class Session:
         loop.say(report.lines())
         status = EXIT_OK
         if args.until_verdict:
-            status = overall_status(loop.judges)
+            status = overall_status(self.services)
             if status == EXIT_NO_VERDICT:
-                heard = [judge for judge in loop.judges if judge.verdicts()]
-                for judge in heard or [loop.verdicts]:
-                    reason = judge.why_no_verdict()
+                heard = [service for service in self.services if service.verdicts()]
+                for service in heard or self.services:
+                    reason = service.why_no_verdict()
                     if reason:
                         log(reason)
         if status == EXIT_OK and self.recorder and self.recorder.error:
@@ -3991,7 +4290,7 @@ def serve(args):
 # ---------------------------------------------------------------- namespaces
 #
 # --self-test needs throwaway network namespaces, and so do the tests: this
-# is the one copy (tests/netlab.py builds on it).
+# is the one copy (tests/lib/netlab.py builds on it).
 
 _live_namespaces = set()
 

@@ -11,7 +11,9 @@ import sys
 import pytest
 from hypothesis import HealthCheck, settings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(TESTS))  # the tool
+sys.path.insert(0, os.path.join(TESTS, "lib"))  # the helpers: frames, checks, netlab...
 
 from netlab import Lab, run  # noqa: E402
 

@@ -51,7 +51,7 @@ milliseconds, as with the kernel.
 
 --tool PATH measures another arp_icmp_vlan0.py (a copy of a known version,
 while this repository's is being edited) wherever the benchmark runs the
-tool; the namespaces are still made by this repository's tests/netlab.py.
+tool; the namespaces are still made by this repository's tests/lib/netlab.py.
 
 The load generator is this file run inside the guest namespace (--generate
 ...): it sends prebuilt frames on a packet socket at a fixed rate and counts
@@ -77,7 +77,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
 sys.path.insert(0, os.path.dirname(TESTS))  # the tool
-sys.path.insert(0, TESTS)  # netlab
+sys.path.insert(0, os.path.join(TESTS, "lib"))  # netlab
 
 from netlab import (GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab,  # noqa: E402
                     above_zero, command_line, require, text_table)

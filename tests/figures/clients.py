@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # tests/: netlab, which adds the tool's folder
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))  # netlab, which adds the tool's folder
 
 from netlab import GUEST_IF, HOST_IF, TOOL_IP, Lab, json_path, report, require  # noqa: E402
 

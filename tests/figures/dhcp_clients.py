@@ -8,11 +8,11 @@ USAGE: sudo python3 tests/figures/dhcp_clients.py [--clients dhclient,udhcpc,...
                                                   [--cases vlan0,vlan5,...]
                                                   [--timeout 30] [--json FILE]
 
-Each run makes a Lab (tests/netlab.py: a veth pair between a host and a
+Each run makes a Lab (tests/lib/netlab.py: a veth pair between a host and a
 guest namespace, documentation addresses, deleted on every exit path), runs
 the tool on the host end with --ip 198.51.100.2/24 --dhcp --until-verdict
 --timeout SECONDS --json, and one client in the guest namespace, by hand,
-with private files (tests/dhcp_clients.py says how for each): ISC dhclient,
+with private files (tests/lib/dhcp_runners.py says how for each): ISC dhclient,
 dhcpcd, busybox udhcpc, systemd-networkd and NetworkManager's internal
 client (NetworkManager is not installed: its packages are fetched with
 apt-get download into tests/figures/.cache/networkmanager and run from
@@ -25,7 +25,7 @@ The cases:
   vlan5     --vlan 5
   untagged  --untagged (the baseline)
   nft       vlan 0, the guest's interface behind the nftables netdev ingress
-            rule 'vlan id 0 drop' (what tests/test_netns_verdict.py uses); a
+            rule 'vlan id 0 drop' (what tests/netns/test_netns_verdict.py uses); a
             client on an ETH_P_ALL packet socket gets its copy before it
   wire      vlan 0, the same rule on the veth before the client's interface
             (a second veth pair): as a NIC's VLAN filter, nothing sees the frame
@@ -45,11 +45,11 @@ import signal
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# tests/ first: its dhcp_clients module, not this script of the same name.
-sys.path.insert(0, os.path.dirname(HERE))
+# tests/lib: the clients' runners (dhcp_runners) and netlab.
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
-import dhcp_clients  # noqa: E402
-from dhcp_clients import CLIENTS, NAMES  # noqa: E402
+import dhcp_runners  # noqa: E402
+from dhcp_runners import CLIENTS, NAMES  # noqa: E402
 from netlab import (GUEST_IF, Lab, above_zero, json_path, names_from, report,  # noqa: E402
                     require)
 
@@ -73,10 +73,10 @@ def one_run(client, case, timeout):
     with Lab(prefix="avzd") as lab:
         interface = GUEST_IF
         if hiding == "ingress":
-            dhcp_clients.drop_vlan0_at_ingress(lab)
+            dhcp_runners.drop_vlan0_at_ingress(lab)
         elif hiding == "wire":
-            interface, _ = dhcp_clients.drop_vlan0_on_the_wire(lab)
-        run = dhcp_clients.against_the_tool(lab, client, *options, interface=interface,
+            interface, _ = dhcp_runners.drop_vlan0_on_the_wire(lab)
+        run = dhcp_runners.against_the_tool(lab, client, *options, interface=interface,
                                             tool_timeout=timeout, timeout=timeout)
     lines = [c["line"] for c in (run.summary.get("dhcp") or {}).get("clients", [])
              if c["mac"] == run.mac]
@@ -123,9 +123,9 @@ def main():
         signal.signal(signum, _terminate)
     results = []
     for client in args.clients:
-        lacking = dhcp_clients.missing(client)
+        lacking = dhcp_runners.missing(client)
         row = {"client": client, "name": NAMES[client],
-               "version": None if lacking else dhcp_clients.version(client), "results": {}}
+               "version": None if lacking else dhcp_runners.version(client), "results": {}}
         for case in args.cases:
             row["results"][case] = {"not_run": lacking} if lacking else \
                 one_run(client, case, args.timeout)

@@ -8,14 +8,14 @@ USAGE: python3 tests/figures/fuzz.py [--frames N] [--seed S]
 Feeds N frames (default 1,000,000) to the reassembler and the core: valid
 requests of every kind (tagged, fragmented), truncated, extended, bit-flipped,
 byte-replaced and spliced, and random bytes. Every frame the core answers is
-checked with Scapy's independent dissection (the oracle of tests/frames.py
-that tests/test_safety.py uses), and the plain echo path must give the core's
+checked with Scapy's independent dissection (the oracle of tests/lib/frames.py
+that tests/offline/test_safety.py uses), and the plain echo path must give the core's
 reply or none. Every frame goes through the DHCP server, the advertiser
 and the probe's parser too (with their own seeds: DHCP messages, a Router
 Solicitation, answers to probes); a DHCP reply must dissect as one.
 Prints the figures; exits 1 on any exception or any answer to a frame that is
 not a well-formed request. No root, no network, and nothing but Scapy: the
-seed frames, fragment sets and oracle are the tests' own, from tests/frames.py
+seed frames, fragment sets and oracle are the tests' own, from tests/lib/frames.py
 (which needs no pytest).
 """
 
@@ -27,7 +27,7 @@ import time
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(TESTS))  # the tool
-sys.path.insert(0, TESTS)  # frames and netlab, also when run by runpy.run_path
+sys.path.insert(0, os.path.join(TESTS, "lib"))  # frames and netlab, also by runpy.run_path
 
 from scapy.error import log_runtime  # noqa: E402
 from scapy.layers.l2 import Dot1Q, Ether  # noqa: E402
@@ -36,10 +36,9 @@ import ipaddress  # noqa: E402
 
 from scapy.layers.dhcp import BOOTP  # noqa: E402
 
-from arp_icmp_vlan0 import (ETH_P_IP, ETH_P_IPV6, ND_ROUTER_SOLICIT, Advertiser,  # noqa: E402
-                            DhcpServer, Exchange, Framing, Lines, Prober, Reassembler, Scope,
-                            _icmpv6_message, ethertype_and_offset, plain_echo_replier,
-                            reply_to)
+from arp_icmp_vlan0 import (ETH_P_IP, Advertiser, DhcpServer, Events, Exchange,  # noqa: E402
+                            Framing, Lines, Prober, Reassembler, Scope, answer_with,
+                            ethertype_and_offset, observe_with, plain_echo_replier, reply_to)
 from frames import (SEEDS, assert_well_formed, dnssl_solicitation, ipv4_fragments,  # noqa: E402
                     ipv6_fragments, reassemble, service_seeds)
 from netlab import at_least  # noqa: E402
@@ -76,39 +75,37 @@ def mutate(rng, seeds):
 
 
 class Services:
-    """--dhcp, --ra and --probe as the loop runs them, on one interface."""
+    """--probe, --dhcp and --ra as the loop runs them (their contract), on
+    one interface."""
 
     def __init__(self):
         network = ipaddress.ip_network("198.51.100.0/24")
         server = ipaddress.ip_address("198.51.100.2").packed
         scope = Scope(targets=(network, ipaddress.ip_network("2001:db8::/64")), own=(server,),
                       leased={})
-        framing = Framing()
-        self.dhcp = DhcpServer(network, server, scope, framing)
-        self.advertiser = Advertiser(ipaddress.ip_network("2001:db8::/64"), 0, scope, framing)
-        self.prober = Prober((ipaddress.ip_address("198.51.100.1").packed,), scope, framing,
-                             0x4242)
-        self.prober.serving({"fuzz0"}, 0.0)
-        self.prober.tick(0.0, {"fuzz0"})
+        framing, events = Framing(), Events()
+        self.services = [
+            Prober((ipaddress.ip_address("198.51.100.1").packed,), scope, framing, 0x4242,
+                   events),
+            DhcpServer(network, server, scope, framing, events),
+            Advertiser(ipaddress.ip_network("2001:db8::/64"), 0, scope, framing)]
+        self.send_due(0.0)
         self.answered = 0
+
+    def send_due(self, now):
+        for service in self.services:
+            service.send_due(now, {"fuzz0"})
 
     def feed(self, frame, now):
         ethertype, offset = ethertype_and_offset(frame)
-        answer = None
-        if ethertype == ETH_P_IP:
-            answer = self.dhcp.answer(frame, offset, now)
-            if answer is not None:
-                assert Ether(answer.reply).haslayer(BOOTP), "a DHCP reply that is not one"
-        elif ethertype == ETH_P_IPV6:
-            message = _icmpv6_message(frame, offset)
-            if message and message[0] == ND_ROUTER_SOLICIT:
-                answer = self.advertiser.answer(frame, offset, message, now)
-        self.answered += answer is not None
-        for judge in (self.dhcp, self.advertiser):
-            judge.observe("fuzz0", frame, answer if answer and answer.kind == judge.service
-                          else None, now)
-        self.prober.observe("fuzz0", frame, now)
-        self.prober.tick(now, {"fuzz0"})
+        answer, by = answer_with(self.services, FuzzLink.name, frame, ethertype, offset, now)
+        if answer is not None and answer.kind == "dhcp":
+            assert Ether(answer.reply).haslayer(BOOTP), "a DHCP reply that is not one"
+        self.answered += answer is not None and answer.reply is not None
+        frames = () if answer is None or answer.reply is None else (answer.reply,)
+        observe_with(self.services, Exchange(FuzzLink, frame, now, frame, ethertype, answer,
+                                             frames, now, by))
+        self.send_due(now)
 
 
 def main():

@@ -60,7 +60,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
-sys.path.insert(0, TESTS)  # netlab, which adds the tool's folder
+sys.path.insert(0, os.path.join(TESTS, "lib"))  # netlab, which adds the tool's folder
 
 from netlab import (GUEST_IP, TOOL, TOOL_IP, Process, Unavailable, above_zero,  # noqa: E402
                     from_tool, json_path, library_path, names_from, report, require, run,

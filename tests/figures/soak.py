@@ -18,7 +18,7 @@ import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # netlab
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))  # netlab
 
 from netlab import BENCHMARK, GUEST_IF, HOST_IF, Lab, at_least, require  # noqa: E402
 

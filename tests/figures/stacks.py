@@ -63,7 +63,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # tests/: netlab, which adds the tool's folder
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))  # netlab, which adds the tool's folder
 
 from netlab import (DEFAULT_MAC, GUEST_IP, TOOL, TOOL_IP, Process, at_least,  # noqa: E402
                     entered, json_path, names_from, report, require, run)

@@ -40,7 +40,7 @@ import sys
 from typing import NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
 from netlab import TOOL, Process, run  # noqa: E402
 from qemu import CACHE, MIRROR, SYSTEM_QEMU  # noqa: E402

@@ -218,7 +218,7 @@ def test_reassembly_is_bounded_in_datagrams_and_bytes():
 
 
 # Fragments in any order with bits flipped (fragment soup): a property test
-# of tests/test_safety.py.
+# of tests/offline/test_safety.py.
 
 
 ETHER_TO_TOOL = bytes(Ether(src=PEER_MAC, dst=MAC, type=0x0800))

@@ -329,9 +329,9 @@ def test_error_lines_are_coalesced(capsys):
     clock = FakeClock()
     complaints = Complaints(clock)
     for _ in range(1000):
-        complaints.say("send tap0", "error: sending on tap0: No buffer space available")
+        complaints.log("send tap0", "error: sending on tap0: No buffer space available")
     clock.now += 1.0
-    complaints.say("send tap0", "error: sending on tap0: No buffer space available")
+    complaints.log("send tap0", "error: sending on tap0: No buffer space available")
     assert capsys.readouterr().err.splitlines() == [
         "arp_icmp_vlan0: error: sending on tap0: No buffer space available",
         "arp_icmp_vlan0: error: sending on tap0: No buffer space available (999 more like "

@@ -26,7 +26,8 @@ import sys
 import tempfile
 import time
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
+LIB = os.path.dirname(os.path.abspath(__file__))  # these helpers
+TESTS = os.path.dirname(LIB)
 REPO = os.path.dirname(TESTS)
 TOOL = os.path.join(REPO, "arp_icmp_vlan0.py")
 # The benchmark's load generator, which the tests and the other scripts run too.
@@ -37,7 +38,7 @@ from arp_icmp_vlan0 import DEFAULT_MAC, Process, VethPair  # noqa: E402
 from arp_icmp_vlan0 import run_command as run  # noqa: E402
 
 __all__ = ["BENCHMARK", "DEFAULT_MAC", "GUEST6", "GUEST_IF", "GUEST_IP", "HOST_IF", "Lab",
-           "Process", "REPO", "TESTS", "TOOL", "TOOL6", "TOOL_IP", "VethPair", "above_zero",
+           "LIB", "Process", "REPO", "TESTS", "TOOL", "TOOL6", "TOOL_IP", "VethPair", "above_zero",
            "assert_whole_replies", "at_least", "command_line", "drop_vlan0", "entered", "from_tool", "json_path",
            "library_path", "names_from", "open_tap_in", "ping", "read_reply", "report", "require", "run", "summary",
            "tagged_lines", "text_table", "Unavailable", "unpacked"]

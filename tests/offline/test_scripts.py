@@ -3,7 +3,7 @@
 option; a bad value is argparse's one-line error (status 2) and a missing
 tool one line naming its Debian package (status 1), never a traceback; the
 fuzz run needs Scapy alone (it takes the tests' frames and oracle from
-tests/frames.py, which needs no pytest).
+tests/lib/frames.py, which needs no pytest).
 
 The scripts run with a PATH of python3 alone (or of stand-ins never run, as
 non-root), so that even a check gone wrong stops at the missing tools, before
@@ -18,7 +18,7 @@ import tempfile
 import pytest
 
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"matrix.py": "vm/matrix.py", "scale.py": "figures/scale.py",
            "soak.py": "figures/soak.py", "clients.py": "figures/clients.py",
            "fuzz.py": "figures/fuzz.py", "paths.py": "figures/paths.py",

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Five real DHCP clients, each run by hand in a netlab.Lab's guest
-namespace against the tool's --dhcp server, for tests/test_netns_dhcp.py
-and tests/figures/dhcp_clients.py. No pytest here.
+namespace against the tool's --dhcp server, for
+tests/netns/test_netns_services.py and tests/figures/dhcp_clients.py. No pytest here.
 
 The clients: ISC dhclient (isc-dhcp-client), dhcpcd (dhcpcd-base: the binary
 alone; dhcpcd5 would start a service), busybox udhcpc, systemd-networkd and

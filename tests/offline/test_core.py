@@ -283,7 +283,7 @@ def test_wants_address(addr, targets, expected):
 # ---------------------------------------------------------------- checksums
 #
 # Random bytes, truncations and bit flips of every request: the property
-# tests of tests/test_safety.py.
+# tests of tests/offline/test_safety.py.
 
 @given(st.binary(max_size=200))
 def test_the_checksum_is_scapys(data):

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Frames real guests sent, replayed offline, as lldpd's tests replay theirs.
 
-tests/captures/ holds what the tool recorded with -w beside qemu guests
+tests/offline/captures/ holds what the tool recorded with -w beside qemu guests
 (tests/vm/guest.py: Debian's 6.1.0-56 kernel, qemu 7.2, TCG; the tool run
 with --until-verdict): an e1000 guest, which accepts the tagged replies, and
 a virtio-net-pci guest in normal mode, which drops them, each over IPv4 and
@@ -16,7 +16,8 @@ from scapy.layers.inet6 import ICMPv6ND_NA
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
-from arp_icmp_vlan0 import DEFAULT_MAC, Framing, Scope, Verdicts, reply_to
+from arp_icmp_vlan0 import DEFAULT_MAC, Framing, Replies, Scope, reply_to
+from checks import exchange
 
 CAPTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "captures")
 
@@ -42,7 +43,7 @@ def as_a_proxy(frame):
 def test_a_recorded_guest_gets_the_same_replies_and_verdict(capture, family, verdict):
     packets = rdpcap(os.path.join(CAPTURES, capture))
     scope, framing = Scope(), Framing()
-    verdicts = Verdicts(scope.mac_bytes)
+    verdicts = Replies(scope, framing)
     sent_then = [bytes(p) for p in packets if p.src == DEFAULT_MAC]
     sent_now, ignored = [], 0
     for packet in packets:
@@ -54,7 +55,7 @@ def test_a_recorded_guest_gets_the_same_replies_and_verdict(capture, family, ver
             ignored += 1
         else:
             sent_now.append(answer.reply)
-        verdicts.observe("tap0", frame, answer, float(packet.time))
+        verdicts.observe(exchange("tap0", frame, answer, float(packet.time)))
     assert sent_now == [as_a_proxy(frame) for frame in sent_then] and sent_then
     assert ignored >= 1  # the guest's own IPv6 chatter is in there, unanswered
     [guest] = verdicts.guests.values()

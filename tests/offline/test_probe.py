@@ -13,12 +13,13 @@ from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA,
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.utils import mac2str
 
-from arp_icmp_vlan0 import (CONTROL_SEQ, EXIT_DROPS, EXIT_NO_VERDICT, EXIT_OK, PROBE_GRACE,
-                            PROBE_INTERVAL, PROBE_RESTARTS, PROBES_LEARNT, PROBES_SENT,
-                            ArpRequest, Framing, Prober, Scope, Verdicts, all_settled,
-                            overall_status, parse_args,
+from arp_icmp_vlan0 import (ASKED, CONTROL_SEQ, EXIT_DROPS, EXIT_NO_VERDICT, EXIT_OK,
+                            PROBE_ANSWERED, PROBE_GRACE, PROBE_INTERVAL, PROBE_RESTARTS,
+                            PROBES_LEARNT, PROBES_SENT, ArpRequest, Events, Framing, Prober,
+                            Replies, Scope, all_settled, overall_status, parse_args,
                             parse_probe_answer, probe_echo, probe_refusal, probe_resolve,
                             tool_link_local)
+from checks import feed
 from frames import MAC, PEER6, PEER_IP, PEER_MAC, TOOL_IP
 
 TOOL = mac2str(MAC)
@@ -170,28 +171,36 @@ class Run:
     """A Prober on interface tap0, with a clock and the frames it sent."""
 
     def __init__(self, addresses=(V4,), scope=SCOPE_OWN, framing=Framing()):
-        self.prober = Prober(addresses, scope, framing, IDENT)
-        self.verdicts = Verdicts(scope.mac_bytes)
+        events = Events()
+        self.verdicts = Replies(scope, framing, events)
+        self.prober = Prober(addresses, scope, framing, IDENT, events)
+        self.told = []  # PROBE_ANSWERED, as the replies' judge hears it
+        events.subscribe(PROBE_ANSWERED, lambda *args: self.told.append(args))
         self.sent, self.decided, self.now = [], [], 0.0
 
     def until(self, end):
-        """Tick whenever the prober is due, up to `end` seconds."""
+        """Send whatever the prober has due, up to `end` seconds."""
         while True:
-            self.prober.serving({"tap0"}, self.now)
+            frames, decided = self.prober.send_due(self.now, {"tap0"})
+            self.sent += [(self.now, Ether(frame)) for _, frame in frames]
+            self.decided += decided
             due = self.now + self.prober.due(self.now)
             if due > end or not self.prober.pending:
                 self.now = max(self.now, end)
                 return
             self.now = due
-            frames, decided = self.prober.tick(self.now, {"tap0"})
-            self.sent += [(self.now, Ether(frame)) for _, frame in frames]
-            self.decided += decided
 
     def answer(self, frame):
-        result = self.prober.observe("tap0", frame, self.now)
-        if result and result[1]:
-            self.decided.append(result[0])
-        return result
+        """None if the prober does not take `frame`; else (the Probe it
+        answers, whether that decided it, whether it told the replies' judge
+        that a tagged probe was answered)."""
+        told = len(self.told)
+        taken, decided = feed(self.prober, "tap0", frame, self.now)
+        if taken is None:
+            return None
+        self.decided += decided
+        return (self.prober.probes[("tap0", taken.request.answer.address)], bool(decided),
+                len(self.told) > told)
 
     def probe(self, address=V4):
         return self.prober.probes[("tap0", address)]
@@ -213,7 +222,7 @@ def test_a_guest_that_answers_tagged_requests():
     assert run.answer(echo_answer(seq=1))[1:] == (True, True)
     probe = run.probe()
     assert probe.verdict == "answers" and run.decided == [probe]
-    assert probe.summary(Framing()) == (
+    assert probe.summary() == (
         f"tap0: guest {PEER_MAC} ({PEER_IP}) answers ARP requests and pings tagged vlan 0, p 0")
     assert overall_status([run.verdicts, run.prober]) == EXIT_OK
     assert all_settled([run.verdicts, run.prober])
@@ -230,7 +239,7 @@ def test_a_guest_that_answers_only_the_untagged_control():
     assert run.answer(arp_answer(to="0.0.0.0"))[1:] == (True, False)
     probe = run.probe()
     assert probe.verdict == "drops" and probe.mac == mac2str(PEER_MAC)
-    assert probe.summary(Framing()) == (
+    assert probe.summary() == (
         f"tap0: guest {PEER_MAC} ({PEER_IP}) does not answer ARP requests tagged vlan 0, p 0 "
         "but answers untagged ones: it drops frames tagged vlan 0, p 0")
     assert overall_status([run.verdicts, run.prober]) == EXIT_DROPS
@@ -246,10 +255,10 @@ def test_an_address_nobody_answers_at_is_no_verdict_never_a_drop():
     assert [p.verdict for p in run.decided] == ["no answer"] * 2
     assert run.now == 60 and max(t for t, _ in run.sent) < last
     assert overall_status([run.verdicts, run.prober]) == EXIT_NO_VERDICT
-    assert run.probe().summary(Framing()) == (
+    assert run.probe().summary() == (
         f"tap0: nobody answered at {PEER_IP}: 3 ARP requests tagged vlan 0, p 0 and 2 "
         "untagged went unanswered (down, filtered, or nobody there): no verdict")
-    assert "Neighbor Solicitations" in run.probe(V6).summary(Framing())
+    assert "Neighbor Solicitations" in run.probe(V6).summary()
 
 
 def test_a_guest_that_answers_tagged_arp_but_only_untagged_pings_drops_them():
@@ -269,8 +278,7 @@ def test_a_guest_that_answers_tagged_arp_but_only_untagged_pings_drops_them():
     assert run.sent[-1][1][ICMP].seq == CONTROL_SEQ
     run.answer(echo_answer(seq=CONTROL_SEQ))
     assert run.probe().verdict == "drops"
-    assert "answers ARP requests tagged vlan 0, p 0 but not pings" in run.probe().summary(
-        Framing())
+    assert "answers ARP requests tagged vlan 0, p 0 but not pings" in run.probe().summary()
 
 
 def test_ipv6_probe_tagged_answer_then_dad_form_control():
@@ -296,7 +304,7 @@ def test_without_an_ipv4_address_the_probe_resolves_and_says_why_it_cannot_ping(
     run.until(1)
     probe = run.probe()
     assert probe.verdict == "answers" and [k for k in run.kinds() if k[1] == "echo"] == []
-    assert "(no pings: the tool has no IPv4 address" in probe.summary(Framing())
+    assert "(no pings: the tool has no IPv4 address" in probe.summary()
 
 
 def test_a_mac_change_mid_probe_starts_it_again_for_the_new_station():
@@ -325,14 +333,14 @@ def test_two_stations_answering_in_turn_end_without_a_verdict():
     probe = run.probe()
     assert probe.verdict == "unclear" and not run.prober.pending
     assert overall_status([run.verdicts, run.prober]) == EXIT_NO_VERDICT
-    assert "one address, two stations?" in probe.summary(Framing())
+    assert "one address, two stations?" in probe.summary()
 
 
 def test_untagged_framing_has_no_control_to_compare_with():
     run = Run(framing=Framing(vlans=()))
     run.until(60)
     assert [k[2] for k in run.kinds()] == [False] * PROBES_SENT["resolve"]
-    assert run.probe().summary(Framing(vlans=())) == (
+    assert run.probe().summary() == (
         f"tap0: nobody answered at {PEER_IP}: 3 ARP requests untagged went unanswered "
         "(down, filtered, or nobody there): no verdict")
 
@@ -340,12 +348,10 @@ def test_untagged_framing_has_no_control_to_compare_with():
 def test_an_interface_not_served_is_probed_once_it_is():
     run = Run()
     prober = run.prober
-    prober.serving(set(), 0)
-    assert prober.tick(0, set()) == ([], []) and not prober.probes
-    prober.serving({"tap0"}, 1)
-    frames, _ = prober.tick(1, {"tap0"})
+    assert prober.send_due(0, set()) == ([], []) and not prober.probes
+    frames, _ = prober.send_due(1, {"tap0"})
     assert len(frames) == 1
-    frames, _ = prober.tick(2, set())  # gone: nothing sent, looked at again later
+    frames, _ = prober.send_due(2, set())  # gone: nothing sent, looked at again later
     assert frames == [] and prober.due(2) == PROBE_INTERVAL
 
 
@@ -356,25 +362,32 @@ def ask(source, target=TOOL_IP, mac=PEER_MAC):
                       ipaddress.ip_address(target).packed)
 
 
+def prober_told(addresses, scope):
+    """A Prober, and what publishes ASKED to it (as the replies' judge does)."""
+    events = Events()
+    prober = Prober(addresses, scope, Framing(), IDENT, events)
+    return prober, lambda interface, request, now: events.publish(ASKED, interface, request, now)
+
+
 def test_learnt_addresses_are_bounded_and_pinged_from_what_they_asked_for():
-    prober = Prober((), Scope(mac=MAC), Framing(), IDENT)
+    prober, heard_ask = prober_told((), Scope(mac=MAC))
     for host in range(1, PROBES_LEARNT + 5):
-        prober.heard_ask("tap0", ask(f"198.51.100.{host}", target="198.51.100.200"), 0)
+        heard_ask("tap0", ask(f"198.51.100.{host}", target="198.51.100.200"), 0)
     assert len(prober.probes) == PROBES_LEARNT
     first = prober.probes[("tap0", V4)]
     assert first.learnt and first.source == ipaddress.ip_address("198.51.100.200").packed
-    prober.heard_ask("tap1", ask("198.51.100.1"), 0)
+    heard_ask("tap1", ask("198.51.100.1"), 0)
     assert ("tap1", V4) in prober.probes  # the bound is per interface
 
 
 def test_nothing_outside_the_ip_prefix_is_learnt_and_explicit_probes_learn_no_more():
-    prober = Prober((), SCOPE_OWN, Framing(), IDENT)
-    prober.heard_ask("tap0", ask("203.0.113.9"), 0)
+    prober, heard_ask = prober_told((), SCOPE_OWN)
+    heard_ask("tap0", ask("203.0.113.9"), 0)
     assert not prober.probes
-    explicit = Prober((V4,), Scope(mac=MAC), Framing(), IDENT)
-    explicit.serving({"tap0"}, 0)
-    explicit.heard_ask("tap0", ask("198.51.100.9"), 0)
-    explicit.heard_ask("tap0", ask(PEER_IP, target="198.51.100.77"), 0)
+    explicit, heard_ask = prober_told((V4,), Scope(mac=MAC))
+    explicit.send_due(0, {"tap0"})
+    heard_ask("tap0", ask("198.51.100.9"), 0)
+    heard_ask("tap0", ask(PEER_IP, target="198.51.100.77"), 0)
     assert list(explicit.probes) == [("tap0", V4)]
     assert explicit.probes[("tap0", V4)].source == ipaddress.ip_address("198.51.100.77").packed
 
@@ -422,21 +435,22 @@ def test_bad_probe_addresses_are_usage_errors(argv, message, capsys):
 def test_an_address_found_on_one_interface_is_no_answer_on_none():
     # --probe ADDR on 'vnet*': one TAP has the guest, the others nobody.
     prober = Prober((V4,), SCOPE_OWN, Framing(), IDENT)
-    prober.serving({"tap0", "tap1"}, 0)
     now = 0.0
-    while prober.pending:
-        now += prober.due(now)
-        prober.tick(now, {"tap0", "tap1"})
+    while True:
+        prober.send_due(now, {"tap0", "tap1"})
         if ("tap0", V4) in prober.pending and prober.probes[("tap0", V4)].sent.get("resolve"):
-            prober.observe("tap0", arp_answer(), now)
-            prober.observe("tap0", echo_answer(), now)
+            feed(prober, "tap0", arp_answer(), now)
+            feed(prober, "tap0", echo_answer(), now)
+        if not prober.pending:
+            break
+        now += prober.due(now)
     assert sorted((p.interface, p.verdict) for p in prober.probes.values()) == [
         ("tap0", "answers"), ("tap1", "no answer")]
     assert overall_status([prober]) == EXIT_OK and prober.why_no_verdict() is None
     alone = Prober((V4,), SCOPE_OWN, Framing(), IDENT)
-    alone.serving({"tap1"}, 0)
     now = 0.0
+    alone.send_due(now, {"tap1"})
     while alone.pending:
         now += alone.due(now)
-        alone.tick(now, {"tap1"})
+        alone.send_due(now, {"tap1"})
     assert overall_status([alone]) == EXIT_NO_VERDICT

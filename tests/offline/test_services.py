@@ -18,10 +18,12 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.utils import mac2str
 
 import arp_icmp_vlan0
-from arp_icmp_vlan0 import (EXIT_DROPS, EXIT_OK, RA_INITIAL, Advertiser, DhcpServer, Framing,
-                            Leases, Prober, Scope, _icmpv6_message, all_settled, dhcp_pool,
-                            ethertype_and_offset, overall_status, parse_args,
-                            parse_probe_answer, reply_to, scope_from, tool_link_local)
+from arp_icmp_vlan0 import (ETH_P_IP, ETH_P_IPV6, EXIT_DROPS, EXIT_OK, RA_INITIAL, Advertiser,
+                            DhcpServer, Framing, Leases, Prober, Scope, all_settled, answer_with,
+                            dhcp_pool, ethertype_and_offset, observe_with, overall_status,
+                            parse_args, parse_probe_answer, reply_to, scope_from,
+                            tool_link_local)
+from checks import exchange, observed
 from frames import MAC, PEER_MAC, truncated_and_flipped
 
 NETWORK = ipaddress.ip_network("198.51.100.0/24")
@@ -49,7 +51,7 @@ def client_message(kind, mac=PEER_MAC, xid=0x1234, flags=0, ciaddr="0.0.0.0",
 
 def ask(dhcp, frame, now=0.0):
     _, offset = ethertype_and_offset(frame)
-    return dhcp.answer(frame, offset, now)
+    return dhcp.answer("tap0", frame, ETH_P_IP, offset, now)
 
 
 def dissect(answer):
@@ -237,7 +239,7 @@ def play(sequence, dhcp=None):
     changes = []
     for now, frame in sequence:
         answer = ask(dhcp, frame, now)
-        client = dhcp.observe("tap0", frame, answer, now)
+        client = observed(dhcp, "tap0", frame, answer, now)
         if client is not None:
             changes.append((now, client.verdict))
     return dhcp, changes
@@ -252,7 +254,7 @@ def test_discovers_repeated_after_answered_offers_drop(client, pace):
     dhcp, changes = play([(t, client_message("discover")) for t in pace])
     assert changes == [(pace[-1], "drops")]
     [record] = dhcp.clients.values()
-    assert record.summary(Framing()).endswith(
+    assert record.summary().endswith(
         f"sent 3 DHCPDISCOVERs in {pace[-1]:.1f} s and every one was answered: it drops "
         "DHCP offers tagged vlan 0, p 0 (compare with --untagged)")
     assert overall_status([dhcp]) == EXIT_DROPS
@@ -276,7 +278,7 @@ def test_a_request_for_the_offer_accepts_and_its_use_accepts_the_ack():
         (1.0, probe)], dhcp)
     assert changes == [(0.52, "accepts"), (1.0, "accepts")]
     [record] = dhcp.clients.values()
-    assert record.summary(Framing()) == (
+    assert record.summary() == (
         f"tap0: guest {PEER_MAC} ({offered}) accepts DHCP offers and ACKs tagged vlan 0, p 0: "
         f"480.0 ms after the answer it used {offered}")
     assert [e["event"] for e in record.evidence] == [
@@ -291,7 +293,7 @@ def test_requests_repeated_after_answered_acks_drop_them():
     dhcp, changes = play([(t, request) for t in (10, 14, 22)], dhcp)
     assert changes == [(22, "drops")]
     assert "sent 3 DHCPREQUESTs in 12.0 s and every one was answered: it drops DHCP ACKs" in \
-        next(iter(dhcp.clients.values())).summary(Framing())
+        next(iter(dhcp.clients.values())).summary()
 
 
 # -- the command line
@@ -334,8 +336,7 @@ def solicitation(src="fe80::5054:ff:fe12:3456", option=True):
 
 def solicit(ra, frame, now=0.0):
     _, offset = ethertype_and_offset(frame)
-    message = frame[offset + 40:]
-    return ra.answer(frame, offset, message, now)
+    return ra.answer("tap0", frame, ETH_P_IPV6, offset, now)
 
 
 def test_the_advertisement_to_a_soliciter():
@@ -380,44 +381,43 @@ def test_slaac_after_the_advertisement_accepts_and_repeated_solicitations_drop()
     ra = advertiser()
     for now, frame in ((0.0, solicitation()), (0.9, dad("2001:db8::5054:ff:fe12:3456"))):
         answer = solicit(ra, frame, now) if frame[54] == 133 else None
-        changed = ra.observe("tap0", frame, answer, now)
+        changed = observed(ra, "tap0", frame, answer, now)
     assert changed.verdict == "accepts" and changed.address == "2001:db8::5054:ff:fe12:3456"
-    assert changed.summary(Framing()).endswith(
+    assert changed.summary().endswith(
         "accepts Router Advertisements tagged vlan 0, p 0: 900.0 ms after the answer it took "
         "2001:db8::5054:ff:fe12:3456")
     ra = advertiser()
-    outcomes = [ra.observe("tap0", solicitation(), solicit(ra, solicitation(), t), t)
+    outcomes = [observed(ra, "tap0", solicitation(), solicit(ra, solicitation(), t), t)
                 for t in (0.0, 4.0, 8.0)]  # Linux: 4 s apart
     assert outcomes[:2] == [None, None] and outcomes[2].verdict == "drops"
-    assert "sent 3 Router Solicitations in 8.0 s" in outcomes[2].summary(Framing())
+    assert "sent 3 Router Solicitations in 8.0 s" in outcomes[2].summary()
     # DAD for an address outside the prefix (its link-local) tells nothing.
     ra = advertiser()
-    ra.observe("tap0", solicitation(), solicit(ra, solicitation()), 0.0)
-    assert ra.observe("tap0", dad("fe80::5054:ff:fe12:3456"), None, 1.0) is None
+    observed(ra, "tap0", solicitation(), solicit(ra, solicitation()), 0.0)
+    assert observed(ra, "tap0", dad("fe80::5054:ff:fe12:3456"), None, 1.0) is None
 
 
 def test_unsolicited_advertisements_at_rfc_4861s_pace():
     ra = advertiser()
-    ra.serving({"tap0"}, 100.0)
-    sent = []
     now = 100.0
+    frames, _ = ra.send_due(now, {"tap0"})
+    sent = [now] * len(frames)
     while now < 100.0 + 2000:
         now += ra.due(now)
-        frames, _ = ra.tick(now, {"tap0"})
+        frames, _ = ra.send_due(now, {"tap0"})
         sent += [now] * len(frames)
     assert [t - 100.0 for t in sent[:3]] == list(RA_INITIAL)
     gaps = [b - a for a, b in zip(sent[2:], sent[3:])]
     assert gaps and all(200 <= gap <= 600 for gap in gaps)
-    frame = Ether(ra.tick(sent[-1] + 601, {"tap0"})[0][0][1])
+    frame = Ether(ra.send_due(sent[-1] + 601, {"tap0"})[0][0][1])
     assert (frame.dst, frame[IPv6].dst) == ("33:33:00:00:00:01", "ff02::1")
 
 
 def test_slaac_from_an_unsolicited_advertisement_accepts_too():
     ra = advertiser()
-    assert ra.observe("tap0", dad("2001:db8::5054:ff:fe12:3456"), None, 1.0) is None  # none sent
-    ra.serving({"tap0"}, 5.0)
-    ra.tick(5.0, {"tap0"})
-    client = ra.observe("tap0", dad("2001:db8::5054:ff:fe12:3456"), None, 5.5)
+    assert observed(ra, "tap0", dad("2001:db8::5054:ff:fe12:3456"), None, 1.0) is None  # none sent
+    ra.send_due(5.0, {"tap0"})
+    client = observed(ra, "tap0", dad("2001:db8::5054:ff:fe12:3456"), None, 5.5)
     assert client.verdict == "accepts" and client.reason[0] == 0.5
 
 
@@ -443,25 +443,16 @@ def feed_everything(frame):
     """The frame through every guest-facing parser of the services and the
     probe, as the loop runs them."""
     dhcp, _ = server()
-    ra = advertiser()
-    ethertype, offset = ethertype_and_offset(frame)
-    answer = None
-    if ethertype == 0x0800:
-        answer = dhcp.answer(frame, offset, 0.0)
-        if answer is not None:
-            assert Ether(answer.reply).haslayer(BOOTP)
-    elif ethertype == 0x86DD:
-        message = _icmpv6_message(frame, offset)
-        if message and message[0] == 133:
-            answer = ra.answer(frame, offset, message, 0.0)
-    dhcp.observe("tap0", frame, answer if answer and answer.kind == "dhcp" else None, 0.0)
-    ra.observe("tap0", frame, answer if answer and answer.kind == "ra" else None, 0.0)
-    parse_probe_answer(frame, mac2str(MAC), 0x4242)
     prober = Prober((ipaddress.ip_address("198.51.100.1").packed,), Scope(mac=MAC), Framing(),
                     0x4242)
-    prober.serving({"tap0"}, 0.0)
-    prober.tick(0.0, {"tap0"})
-    prober.observe("tap0", frame, 0.5)
+    prober.send_due(0.0, {"tap0"})
+    services = [prober, dhcp, advertiser()]
+    ethertype, offset = ethertype_and_offset(frame)
+    answer, by = answer_with(services, "tap0", frame, ethertype, offset, 0.5)
+    if answer is not None and answer.kind == "dhcp":
+        assert Ether(answer.reply).haslayer(BOOTP)
+    observe_with(services, exchange("tap0", frame, answer, 0.5, by))
+    parse_probe_answer(frame, mac2str(MAC), 0x4242)
 
 
 @given(st.binary(max_size=600))

@@ -3,12 +3,12 @@
 addresses, builders of requests and of fragment sets, reassemble(), the seed
 frames and the independent Scapy oracle. Nothing but Scapy and the tool:
 fuzz.py imports this without pytest or hypothesis installed (the checks the
-tests build on it: tests/checks.py)."""
+tests build on it: tests/lib/checks.py)."""
 
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from scapy.layers.inet import ICMP, IP, fragment  # noqa: E402
 from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptDNSSL,  # noqa: E402

@@ -16,7 +16,8 @@ from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr
 from scapy.utils import mac2str
 
 from arp_icmp_vlan0 import (DEFAULT_MAC, PROBE_FILTER, PROBE_FILTER_EXPRESSION, REQUEST_FILTER,
-                            REQUEST_FILTER_EXPRESSION, Framing, Scope, kernel_filter, reply_to)
+                            REQUEST_FILTER_EXPRESSION, Framing, Scope, kernel_filter, probe_filter,
+                            reply_to)
 from conftest import need_root_and
 from frames import VALID_REQUESTS, arp_request, echo_request, wire
 
@@ -86,11 +87,11 @@ def test_filter_is_what_libpcap_compiles_from_the_expression():
 
 @pytest.mark.parametrize("mac", ["52:54:00:12:34:56", "02:00:00:00:00:01", "0a:ff:ff:ff:ff:fe"])
 def test_the_probe_filter_for_another_mac_is_libpcaps_for_it(mac):
-    program = kernel_filter(mac2str(mac), probe=True)
+    program = kernel_filter((REQUEST_FILTER, probe_filter(mac2str(mac))))
     assert program[:len(REQUEST_FILTER) - 1] == REQUEST_FILTER[:-1]
     assert program[len(REQUEST_FILTER) - 1:] == libpcap(
         PROBE_FILTER_EXPRESSION.replace(DEFAULT_MAC, mac))
-    assert kernel_filter(mac2str(mac)) == REQUEST_FILTER
+    assert kernel_filter((REQUEST_FILTER,)) == REQUEST_FILTER
 
 
 GUEST = "52:54:00:12:34:56"
@@ -109,7 +110,7 @@ PROBE_ANSWERS = [
 @pytest.mark.parametrize("frame", PROBE_ANSWERS, ids=["arp-reply", "echo-reply", "echo6-reply",
                                                       "advert", "advert-to-all-nodes"])
 def test_with_probe_its_answers_pass_too_and_only_inbound(frame):
-    program = kernel_filter(mac2str(DEFAULT_MAC), probe=True)
+    program = kernel_filter((REQUEST_FILTER, probe_filter(mac2str(DEFAULT_MAC))))
     assert passes(wire(frame), program=program)
     assert not passes(wire(frame), PACKET_OUTGOING, program=program)
     assert not passes(wire(frame))  # without --probe: dropped in the kernel
@@ -120,7 +121,7 @@ def test_with_probe_its_answers_pass_too_and_only_inbound(frame):
 @pytest.mark.parametrize("frame", PROBE_ANSWERS[:4], ids=["arp-reply", "echo-reply",
                                                           "echo6-reply", "advert"])
 def test_probe_answers_to_another_mac_are_dropped(frame):
-    program = kernel_filter(mac2str(DEFAULT_MAC), probe=True)
+    program = kernel_filter((REQUEST_FILTER, probe_filter(mac2str(DEFAULT_MAC))))
     frame = frame.copy()
     frame.dst = "02:00:00:00:00:99"
     assert not passes(wire(frame), program=program)

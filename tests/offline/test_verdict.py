@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The guest's verdict, offline: timed sequences of crafted frames, as a
-guest's stack sends them, through the core and the Verdicts book."""
+guest's stack sends them, through the core and the replies' judge
+(Replies)."""
 
 import ipaddress
 import json
@@ -11,8 +12,9 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.utils import mac2str
 
 from arp_icmp_vlan0 import (ASKS_FOR_DROPS, EXIT_DROPS, EXIT_NO_VERDICT,
-                            EXIT_OK, GUESTS_KEPT, RETRY_WINDOW, Framing, Scope, Verdicts,
+                            EXIT_OK, GUESTS_KEPT, RETRY_WINDOW, Framing, Replies, Scope,
                             reply_to)
+from checks import observed
 from frames import (MAC, PEER6, PEER_IP, PEER_MAC, SOLICITED_NODE, SOLICITED_NODE_MAC, TOOL6,
                     TOOL_IP)
 
@@ -46,11 +48,11 @@ def probe():
 def play(sequence, verdicts=None, scope=SCOPE, interface="tap0"):
     """Feed (time, frame) pairs as the tool does; return the book and the
     guests whose verdict formed or changed, in order, with when."""
-    verdicts = verdicts or Verdicts(scope.mac_bytes)
+    verdicts = verdicts or Replies(scope, FRAMING)
     changes = []
     for now, frame in sequence:
         answer = reply_to(frame, scope, FRAMING)
-        guest = verdicts.observe(interface, frame, answer, now)
+        guest = observed(verdicts, interface, frame, answer, now)
         if guest is not None:
             changes.append((now, guest.verdict, guest.mac))
     return verdicts, changes
@@ -66,7 +68,7 @@ def test_a_guest_that_stops_asking_and_pings_accepts():
     assert changes == [(0.0012, "accepts", PEER_MAC)]
     guest = only_guest(verdicts)
     assert (guest.interface, guest.family, guest.addresses) == ("tap0", 4, [PEER_IP])
-    line = guest.summary(Framing(), MAC)
+    line = guest.summary()
     assert line == (f"tap0: guest {PEER_MAC} ({PEER_IP}) accepts ARP replies tagged vlan 0, "
                     f"p 0: 1.2 ms after the reply for {TOOL_IP} it sent an ICMP echo request "
                     f"to {MAC}")
@@ -76,7 +78,7 @@ def test_a_guest_that_stops_asking_and_pings_accepts():
 def test_a_guest_that_asks_three_times_drops():
     verdicts, changes = play([(0.0, who_has()), (1.0, who_has()), (2.0, who_has())])
     assert changes == [(2.0, "drops", PEER_MAC)]
-    line = only_guest(verdicts).summary(Framing(), MAC)
+    line = only_guest(verdicts).summary()
     assert line == (f"tap0: guest {PEER_MAC} ({PEER_IP}) asked for {TOOL_IP} 3 times in "
                     "2.0 s and every request was answered: it drops ARP replies tagged "
                     "vlan 0, p 0 (compare with --untagged)")
@@ -89,12 +91,12 @@ def test_two_asks_are_no_verdict_yet():
     guest = only_guest(verdicts)
     assert guest.verdict is None
     assert "no verdict on ARP replies tagged vlan 0, p 0 yet: 2 answered asks for " \
-           f"{TOOL_IP}" in guest.summary(Framing(), MAC)
+           f"{TOOL_IP}" in guest.summary()
     assert not verdicts.settled() and verdicts.status() == EXIT_NO_VERDICT
 
 
 def test_nothing_heard_is_no_verdict():
-    verdicts = Verdicts(SCOPE.mac_bytes)
+    verdicts = Replies(SCOPE, FRAMING)
     assert not verdicts.settled() and verdicts.status() == EXIT_NO_VERDICT
 
 
@@ -133,7 +135,7 @@ def test_two_guests_on_one_interface_are_judged_apart():
 
 
 def test_the_same_guest_on_two_interfaces_is_two_guests():
-    verdicts = Verdicts(SCOPE.mac_bytes)
+    verdicts = Replies(SCOPE, FRAMING)
     play([(0.0, who_has()), (0.1, ping())], verdicts, interface="tap0")
     play([(0.0, who_has())], verdicts, interface="tap1")
     assert sorted((g.interface, g.verdict) for g in verdicts.guests.values()) == [
@@ -146,12 +148,12 @@ def test_ipv6_solicitations_and_pings():
     assert changes == [(0.002, "accepts", PEER_MAC)]
     guest = only_guest(verdicts)
     assert guest.family == 6 and guest.addresses == [PEER6]
-    assert "accepts Neighbor Advertisements tagged vlan 0, p 0" in guest.summary(Framing(), MAC)
-    assert "an ICMPv6 echo request" in guest.summary(Framing(), MAC)
+    assert "accepts Neighbor Advertisements tagged vlan 0, p 0" in guest.summary()
+    assert "an ICMPv6 echo request" in guest.summary()
     verdicts, changes = play([(0.0, solicit()), (1.0, solicit()), (2.0, solicit())])
     assert changes == [(2.0, "drops", PEER_MAC)]
     assert ("every solicitation was answered: it drops Neighbor Advertisements"
-            in only_guest(verdicts).summary(Framing(), MAC))
+            in only_guest(verdicts).summary())
 
 
 def test_families_are_judged_apart():
@@ -164,7 +166,7 @@ def test_a_unicast_ask_after_a_broadcast_one_accepts():
     # The guest learnt the MAC from the reply and checks reachability with it.
     verdicts, changes = play([(0.0, who_has()), (0.5, who_has(to=MAC))])
     assert changes == [(0.5, "accepts", PEER_MAC)]
-    assert "it sent a unicast ARP request" in only_guest(verdicts).summary(Framing(), MAC)
+    assert "it sent a unicast ARP request" in only_guest(verdicts).summary()
     verdicts, changes = play([(0.0, solicit()), (0.5, solicit(to_group=False))])
     assert changes == [(0.5, "accepts", PEER_MAC)]
 
@@ -197,8 +199,9 @@ def test_a_verdict_can_change_and_says_so():
 
 
 def test_untagged_replies_are_named_as_such():
-    verdicts, _ = play([(0.0, who_has()), (1.0, who_has()), (2.0, who_has())])
-    line = only_guest(verdicts).summary(Framing(vlans=()), MAC)
+    verdicts, _ = play([(0.0, who_has()), (1.0, who_has()), (2.0, who_has())],
+                       Replies(SCOPE, Framing(vlans=())))
+    line = only_guest(verdicts).summary()
     assert line.endswith("it drops ARP replies untagged")
     assert "--untagged" not in line
 
@@ -208,9 +211,10 @@ def test_flood_of_asks_keeps_the_book_small():
     verdicts, changes = play([(n * 1e-5, frame) for n in range(20000)])
     guest = only_guest(verdicts)
     assert [c[1] for c in changes] == ["drops"]
-    assert guest.runs == {TOOL_IP: [0.0, 19999 * 1e-5, 20000]}
+    assert {target: [run.first, run.last, run.count] for target, run in guest.runs.items()} == {
+        TOOL_IP: [0.0, 19999 * 1e-5, 20000]}
     assert len(guest.evidence) <= 32
-    assert "asked for 198.51.100.2 20000 times in 0.2 s" in guest.summary(Framing(), MAC)
+    assert "asked for 198.51.100.2 20000 times in 0.2 s" in guest.summary()
 
 
 def test_many_guests_keep_the_book_bounded():
@@ -226,7 +230,7 @@ def test_many_guests_keep_the_book_bounded():
 
 def test_json_has_the_evidence_with_times():
     verdicts, _ = play([(10.0, who_has()), (11.0, who_has()), (12.0, who_has())])
-    record = only_guest(verdicts).to_json(Framing(), MAC)
+    record = only_guest(verdicts).to_json()
     assert record["verdict"] == "drops" and record["mac"] == PEER_MAC
     assert record["evidence"] == [
         {"time": t, "event": "asked", "for": TOOL_IP, "to": "broadcast"}
@@ -246,20 +250,20 @@ def test_a_guest_asking_for_200000_addresses_keeps_its_record_small():
     verdict line."""
     import tracemalloc
     template = arp_from(PEER_MAC, "198.52.0.0")  # 200,000 addresses, none its own
-    verdicts = Verdicts(SCOPE.mac_bytes)
+    verdicts = Replies(SCOPE, FRAMING)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for n in range(200000):
         frame = template[:38] + (0xC6340000 + n).to_bytes(4, "big") + template[42:]
-        verdicts.observe("tap0", frame, reply_to(frame, SCOPE, FRAMING), n * 1e-3)
+        observed(verdicts, "tap0", frame, reply_to(frame, SCOPE, FRAMING), n * 1e-3)
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     guest = only_guest(verdicts)
     assert grown < 1 << 20, grown
     assert len(guest.runs) == 8 and guest.targets_not_kept == 200000 - 8
-    line = guest.summary(FRAMING, MAC)
+    line = guest.summary()
     assert len(line) < 300 and "and 199,997 more" in line and "200,000 answered asks" in line
-    assert len(json.dumps(guest.to_json(FRAMING, MAC))) < 8000
+    assert len(json.dumps(guest.to_json())) < 8000
 
 
 def test_a_flood_of_spoofed_macs_does_not_push_out_a_guest_with_a_verdict():
@@ -269,7 +273,7 @@ def test_a_flood_of_spoofed_macs_does_not_push_out_a_guest_with_a_verdict():
     for n in range(100000):
         mac = b"\x52\x54" + n.to_bytes(4, "big")
         frame = template[:6] + mac + template[12:22] + mac + template[28:]
-        verdicts.observe("tap0", frame, reply_to(frame, SCOPE, FRAMING), 1.0 + n * 1e-4)
+        observed(verdicts, "tap0", frame, reply_to(frame, SCOPE, FRAMING), 1.0 + n * 1e-4)
     assert len(verdicts.guests) == GUESTS_KEPT
     assert verdicts.guests[("tap0", mac2str(PEER_MAC), 4)].verdict == "accepts"
     assert verdicts.forgotten == 100000 + 1 - GUESTS_KEPT
@@ -280,8 +284,7 @@ def test_a_guest_with_many_addresses_names_a_few_in_its_line():
                         for n in range(20)])
     guest = only_guest(verdicts)
     assert len(guest.addresses) == 8 and guest.addresses_not_kept == 12
-    assert "(198.51.100.10, 198.51.100.11, 198.51.100.12 and 17 more)" in guest.summary(
-        FRAMING, MAC)
+    assert "(198.51.100.10, 198.51.100.11, 198.51.100.12 and 17 more)" in guest.summary()
 
 
 def test_settled_follows_every_guests_verdict_through_eviction():

@@ -1,15 +1,18 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The checks of the core's replies that several offline test modules make:
 the core's answer (with the plain echo path agreeing), its tag read off the
-wire bytes, an echo's data, and the oracle's verdict on any frame. Built on
-tests/frames.py; no pytest, no hypothesis."""
+wire bytes, an echo's data, and the oracle's verdict on any frame; and a
+service driven as the loop drives it (exchange, observed). Built on
+tests/lib/frames.py; no pytest, no hypothesis."""
 
 import struct
+from types import SimpleNamespace
 
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Dot1Q
 
-from arp_icmp_vlan0 import Framing, Scope, plain_echo_replier, reply_to
+from arp_icmp_vlan0 import (Exchange, Framing, Scope, ethertype_and_offset, plain_echo_replier,
+                            reply_to)
 from frames import MAC, assert_well_formed, wire
 
 FRAMING = Framing()
@@ -67,3 +70,29 @@ def assert_one_tag(reply, framing, inner_type):
     assert (tci >> 13, tci >> 12 & 1, tci & 0xFFF) == (framing.prio, 0, framing.vlans[0])
     assert inner == inner_type, "more than one tag" if inner == 0x8100 else inner
     assert reply[Dot1Q].vlan == framing.vlans[0]
+
+
+def exchange(interface, frame, answer, now, by=None):
+    """The Exchange the loop makes of `frame`, received on `interface` at
+    `now`, with `answer` (None: ignored) by the service `by`, its reply sent
+    at once."""
+    frames = () if answer is None or answer.reply is None else (answer.reply,)
+    return Exchange(SimpleNamespace(name=interface), frame, now, frame,
+                    ethertype_and_offset(frame)[0], answer, frames, now, by)
+
+
+def observed(service, interface, frame, answer, now, by=None):
+    """What `service` makes of that exchange (Service.observe): the one
+    record whose verdict it formed or changed, or None."""
+    changed = list(service.observe(exchange(interface, frame, answer, now, by)))
+    assert len(changed) <= 1, changed
+    return changed[0] if changed else None
+
+
+def feed(service, interface, frame, now):
+    """`frame` offered to `service` (Service.answer) and the exchange shown
+    to it, as the loop does: (its Answer or None, the records whose verdict
+    formed or changed)."""
+    ethertype, offset = ethertype_and_offset(frame)
+    answer = service.answer(interface, frame, ethertype, offset, now)
+    return answer, list(service.observe(exchange(interface, frame, answer, now, service)))

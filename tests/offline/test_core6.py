@@ -169,7 +169,7 @@ def test_ip_option_and_families_limit_ipv6():
     assert core_reply(echo6(), families=frozenset({6})) is not None
 
 
-# Truncations, bit flips and random IPv6 frames: tests/test_safety.py's
+# Truncations, bit flips and random IPv6 frames: tests/offline/test_safety.py's
 # property tests.
 
 

@@ -88,6 +88,7 @@ import ipaddress
 import json
 import os
 import pwd
+import queue
 import random
 import re
 import resource
@@ -112,9 +113,9 @@ try:
     from scapy.error import log_runtime
     from scapy.interfaces import InterfaceProvider, NetworkInterface
     from scapy.layers.dhcp import BOOTP, DHCP
-    from scapy.layers.inet import ICMP, IP, UDP, fragment
+    from scapy.layers.inet import ICMP, IP, UDP
     from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6ND_RA,
-                                    ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, IPv6, fragment6)
+                                    ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, IPv6)
     from scapy.layers.l2 import ARP, Dot1Q, Ether
     from scapy.libs.structures import bpf_insn, sock_fprog
     from scapy.utils import RawPcapWriter, mac2str, str2mac
@@ -125,7 +126,7 @@ except ImportError as exc:  # reported by main() as one line, not a traceback
 
 # ---------------------------------------------------------------- wire constants and kinds
 
-__version__ = "1.3.0"
+__version__ = "1.4.0"
 
 # Locally administered, unicast; its bytes spell "vlan0" in ASCII.
 DEFAULT_MAC = "02:76:6c:61:6e:30"
@@ -148,7 +149,7 @@ PR_SET_KEEPCAPS, PR_CAPBSET_DROP = 8, 24
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 ETH_HLEN, ETH_ZLEN = 14, 60  # Ethernet header; minimum frame without its FCS
-ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
+ETH_P_ALL, ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0003, 0x0800, 0x0806, 0x86DD
 ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ1 = 0x8100, 0x88A8, 0x9100
 VLAN_TPIDS = (ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ1)
 VLAN_HLEN = 4
@@ -379,8 +380,8 @@ def ipv4_header_length(frame, offset):
 
 class Answer(NamedTuple):
     """What a service makes of a frame it takes (Service.answer)."""
-    kind: str        # what the statistics count it as: a name in KINDS, "dhcp",
-                     # "ra"; with no reply, what it is to the service ("probe")
+    kind: str        # what the statistics count it as: a name in KINDS, "dhcp";
+                     # with no reply, what it is ("an answer to a probe")
     request: tuple   # the parsed request (ArpRequest, EchoRequest, DhcpExchange,
                      # RouterSolicitation...); None from plain_echo_replier's
     reply: Optional[bytes]  # the reply frame, whole; None: nothing to send (an
@@ -635,24 +636,60 @@ def echo6_reply(request, mac, framing):
 
 def fit_to_mtu(reply, mtu, framing):
     """`reply` as a list of frames none of whose IP packets exceeds `mtu`
-    (less 4 bytes per tag beyond the first): Scapy's fragment() splits an
-    IPv4 echo reply, fragment6() gives an IPv6 one Fragment headers (RFC
-    8200 4.5); each piece is framed anew. Only ping -s beyond the MTU gets
-    here, so Scapy's speed does not matter."""
+    (less 4 bytes per tag beyond the first): an IPv4 echo reply cut into
+    fragments (RFC 791), an IPv6 one given Fragment headers (RFC 8200 4.5),
+    each framed anew. In bytes, as the rest of the core: a guest's 64 KB
+    pings cost slices and a header each, not Scapy's layers."""
     if len(reply) <= framing.largest_frame(mtu):  # the usual case: it fits, padding and all
         return [reply]
     start = ETH_HLEN + len(framing.tags)
-    budget = framing.largest_frame(mtu) - start
+    budget = framing.largest_frame(mtu) - start  # for each IP packet
     ethertype = int.from_bytes(reply[start - 2:start], "big")
     if ethertype == ETH_P_IP:
-        packet = IP(reply[start:])
-        pieces = fragment(packet, fragsize=budget - packet.ihl * 4)
+        pieces = _ipv4_fragments(reply[start:], budget)
     elif ethertype == ETH_P_IPV6:
-        pieces = fragment6(IPv6(reply[start:]), budget)
+        pieces = _ipv6_fragments(reply[start:], budget)
     else:
         return [reply]
-    return [framing.frame(reply[:6], reply[6:12], ethertype, bytes(piece))
-            for piece in pieces]
+    return [framing.frame(reply[:6], reply[6:12], ethertype, piece) for piece in pieces]
+
+def _ipv4_fragments(packet, budget):
+    """IPv4 `packet` (its header without options, as the core builds one)
+    in fragments of at most `budget` bytes: the header copied, with its
+    length, offset, more-fragments bit and checksum each its own."""
+    header_len = (packet[0] & 0x0F) * 4
+    total = packet[2] << 8 | packet[3]
+    header, data = packet[:header_len], packet[header_len:total]
+    step = (budget - header_len) // 8 * 8
+    pieces = []
+    for at in range(0, len(data), step):
+        chunk = data[at:at + step]
+        head = bytearray(header)
+        head[2:4] = (header_len + len(chunk)).to_bytes(2, "big")
+        more = IP_MORE_FRAGMENTS if at + step < len(data) else 0
+        head[6:8] = (more | at // 8).to_bytes(2, "big")
+        head[10:12] = b"\x00\x00"
+        head[10:12] = checksum(head).to_bytes(2, "big")
+        pieces.append(bytes(head) + chunk)
+    return pieces
+
+def _ipv6_fragments(packet, budget):
+    """IPv6 `packet` (an ICMPv6 message right after the header, as the core
+    builds one) in fragments of at most `budget` bytes, each the header and
+    a Fragment header (RFC 8200 4.5) with one random identification."""
+    header, data = packet[:IPV6_HLEN], packet[IPV6_HLEN:]
+    next_header, ident = header[6], random.getrandbits(32)
+    step = (budget - IPV6_HLEN - IPV6_FRAG_HLEN) // 8 * 8
+    pieces = []
+    for at in range(0, len(data), step):
+        chunk = data[at:at + step]
+        head = bytearray(header)
+        head[4:6] = (IPV6_FRAG_HLEN + len(chunk)).to_bytes(2, "big")
+        head[6] = IPPROTO_FRAGMENT
+        more = IPV6_MORE_FRAGMENTS if at + step < len(data) else 0
+        fragment_header = struct.pack("!BBHI", next_header, 0, at | more, ident)
+        pieces.append(bytes(head) + fragment_header + chunk)
+    return pieces
 
 def plain_echo_replier(scope, framing):
     """A function that takes a frame and returns reply_to(frame, scope,
@@ -903,7 +940,8 @@ COPES = (ACCEPTS, ANSWERS)            # the verdicts of a guest that copes
 ASKS_FOR_DROPS = 3   # an answered ask, then two more in the run: it drops
 EVIDENCE_KEPT = 32   # events per guest kept for the JSON summary
 NAMED_IN_A_LINE = 3  # addresses (or guests) a line names before "and N more"
-GUESTS_KEPT = 4096   # records per judge; beyond, one with no verdict is forgotten first
+GUESTS_KEPT = 4096   # records a judge keeps in all (Book)
+GUESTS_PER_INTERFACE = 256  # records a judge keeps of one interface's guests
 LONGEST_WAIT = 3600  # seconds: "nothing due", the longest the loop waits
 
 
@@ -954,6 +992,100 @@ class Asks:
         return self.last - self.first
 
 
+class Book:
+    """Whom a judge keeps a record of. A record, once made, stays: a
+    verdict formed is never forgotten, so that no flood of made-up guests
+    erases one (a "drops" least of all). Room is shared fairly: at most
+    GUESTS_PER_INTERFACE records an interface, GUESTS_KEPT in all, so that
+    one interface's flood cannot take another's. A guest beyond them is
+    counted, not tracked, and the exit status says so (no verdict for it)."""
+
+    def __init__(self):
+        self.kept = 0
+        self.per_interface = {}  # interface -> records kept
+        self.not_tracked = {}    # key -> None: guests turned away, up to GUESTS_KEPT
+        self.more_not_tracked = 0  # beyond those
+
+    def has_room(self, interface):
+        return self.kept < GUESTS_KEPT and \
+            self.per_interface.get(interface, 0) < GUESTS_PER_INTERFACE
+
+    def admit(self, interface, key=None):
+        """True, and one more record on `interface`, if there is room; else
+        False, and `key` (the guest) counted as not tracked."""
+        if self.has_room(interface):
+            self.kept += 1
+            self.per_interface[interface] = self.per_interface.get(interface, 0) + 1
+            return True
+        key = key or interface
+        if key not in self.not_tracked:
+            if len(self.not_tracked) < GUESTS_KEPT:
+                self.not_tracked[key] = None
+            else:
+                self.more_not_tracked += 1
+        return False
+
+    @property
+    def untracked(self):
+        return len(self.not_tracked) + self.more_not_tracked
+
+    def by_interface(self):
+        """interface -> guests not tracked on it (those named)."""
+        counts = {}
+        for key in self.not_tracked:
+            interface = key[0] if isinstance(key, tuple) else key
+            counts[interface] = counts.get(interface, 0) + 1
+        return counts
+
+    def lines(self, what):
+        if not self.untracked:
+            return []
+        where = ", ".join(f"{count:,} on {interface}"
+                          for interface, count in self.by_interface().items())
+        more = f" and {self.more_not_tracked:,} more" if self.more_not_tracked else ""
+        return [f"{what} not tracked: {where}{more} (at most {GUESTS_PER_INTERFACE:,} an "
+                f"interface, {GUESTS_KEPT:,} in all): no verdict for them"]
+
+    def why(self, what):
+        lines = self.lines(what)
+        return lines[0] if lines else None
+
+
+def from_a_station(frame, scope):
+    """`frame` comes from a station that may be answered: its Ethernet
+    source is unicast and not the tool's own (the rule of every reply)."""
+    return len(frame) >= ETH_HLEN and not frame[6] & 1 and frame[6:12] != scope.mac_bytes
+
+
+class Budget:
+    """What one interface may make a cold path (Scapy's dissection and
+    building) cost: a burst of `burst` frames, then `rate` a second, on the
+    frames' clock (a token bucket per interface). A guest's flood is then
+    refused after a cheap look, and the other interfaces keep theirs."""
+
+    def __init__(self, burst, rate):
+        self.burst, self.rate = burst, rate
+        self.buckets = {}  # interface -> [tokens, when last filled]
+        self.over = {}     # interface -> frames refused
+
+    def take(self, interface, now):
+        """True if `interface` may spend one now."""
+        bucket = self.buckets.get(interface)
+        if bucket is None:
+            if len(self.buckets) >= GUESTS_KEPT:  # interfaces long gone go first
+                del self.buckets[next(iter(self.buckets))]
+            bucket = self.buckets[interface] = [float(self.burst), now]
+        tokens = min(self.burst, bucket[0] + max(0.0, now - bucket[1]) * self.rate)
+        bucket[1] = max(bucket[1], now)
+        if tokens < 1:
+            bucket[0] = tokens
+            if interface in self.over or len(self.over) < GUESTS_KEPT:
+                self.over[interface] = self.over.get(interface, 0) + 1
+            return False
+        bucket[0] = tokens - 1
+        return True
+
+
 def _some(names, more):
     """The first few of `names`, and how many more there are (and `more`)."""
     more += max(0, len(names) - NAMED_IN_A_LINE)
@@ -968,6 +1100,7 @@ ASKED = "asked"            # (interface, ArpRequest or NeighborSolicitation, now
 LEASED = "leased"          # (interface, address, server, now): a DHCPACK to a REQUEST
 PROBE_ANSWERED = "probe answered"  # (interface, mac, family, now): a guest answered
                                    # a tagged probe
+HEARD = "heard"            # (interface, mac, now): a judge of every guest made a record
 
 
 class Events:
@@ -1000,9 +1133,8 @@ class Service:
     so that a service is tested with timed frames and no loop."""
 
     counted = ()       # the Answer kinds of its replies, as the statistics list them
-    sent_as = None     # the Stats counter of the frames it sends unasked
     taken_as = None    # the Stats counter of the frames it takes without a reply
-    sends = False      # it sends frames unasked: the loop asks send_due()
+    sends = False      # it has something due unasked: the loop asks due(), send_due()
     json_keys = ()     # its keys in the JSON summary (null when it is off)
 
     def describe(self):
@@ -1031,7 +1163,8 @@ class Service:
 
     def send_due(self, now, served):
         """What is due at `now` on the interfaces `served` (names): a list of
-        (interface, frame) to send, and of the records its silence decided."""
+        (interface, frame, the Stats counter or reply kind it counts as) to
+        send, and of the records its silence decided."""
         return [], []
 
     def verdicts(self):
@@ -1041,6 +1174,10 @@ class Service:
     def decided(self):
         """Nothing it holds is waiting for a verdict."""
         return True
+
+    def untracked(self):
+        """Guests it heard but had no room to judge (Book): no verdict."""
+        return 0
 
     def lines(self):
         """A line per record, for the statistics."""
@@ -1096,7 +1233,8 @@ def overall_status(services):
     verdicts = [verdict for service in services for verdict in service.verdicts()]
     if DROPS in verdicts:
         return EXIT_DROPS
-    if not verdicts or any(verdict not in COPES for verdict in verdicts):
+    if not verdicts or any(verdict not in COPES for verdict in verdicts) or any(
+            service.untracked() for service in services):
         return EXIT_NO_VERDICT
     return EXIT_OK
 
@@ -1158,25 +1296,35 @@ class ClientService(Service):
     what shows it arrived is the service's own (_accepted())."""
 
     service, answers, answers_used, window = "", "", "", 0.0
+    awaited = ""  # what a guest it never heard from did not send: "no DHCPDISCOVER"
 
-    def __init__(self, framing):
+    def __init__(self, framing, events=None):
         self.framing = framing
+        self.events = Events() if events is None else events
         self.counted = (self.service,)
-        self.clients = {}   # (interface, MAC bytes) -> Client
-        self.forgotten = 0
+        self.clients = {}   # (interface, MAC bytes) -> Client, never forgotten
+        self.book = Book()
 
-    def _client(self, interface, mac):
+    def has_room(self, interface):
+        return self.book.has_room(interface)
+
+    def _client(self, interface, mac, now):
+        """The Client (interface, `mac`), made if there is room (Book);
+        None if not: counted as not tracked."""
         key = (interface, mac)
         client = self.clients.get(key)
-        if client is None:
-            if len(self.clients) >= GUESTS_KEPT:
-                undecided = [k for k, c in self.clients.items() if c.verdict is None]
-                del self.clients[(undecided or list(self.clients))[0]]
-                self.forgotten += 1
+        if client is None and self.book.admit(interface, key):
             client = self.clients[key] = Client(interface, str2mac(mac), self.service,
                                                 self.answers, self.answers_used, self.window,
                                                 self.framing)
+            self.events.publish(HEARD, interface, mac, now)
         return client
+
+    def verdict_of(self, interface, mac):
+        """The verdict on guest (interface, `mac`): None if none yet or not
+        heard."""
+        client = self.clients.get((interface, mac))
+        return client and client.verdict
 
     def _asked(self, client, now, asked, answers):
         """An ask answered at `now`: a repeat, or drops (the Client, if its
@@ -1205,13 +1353,17 @@ class ClientService(Service):
     def decided(self):
         return all(client.verdict for client in self.clients.values())
 
+    def untracked(self):
+        return self.book.untracked
+
     def lines(self):
-        return [client.summary() for client in self.clients.values()]
+        return [client.summary() for client in self.clients.values()] + self.book.lines(
+            f"{self.service.upper()} clients")
 
     def why_no_verdict(self):
         waiting = [f"{c.mac} on {c.interface}" for c in self.clients.values() if not c.verdict]
         if not waiting:
-            return None
+            return self.book.why(f"{self.service.upper()} clients")
         return f"no {self.service.upper()} verdict for {_some(waiting, 0)} yet"
 
 
@@ -1290,9 +1442,10 @@ class Replies(Service):
     - drops: three answered asks for the same address, each within
       RETRY_WINDOW of the one before, with no acceptance in between.
 
-    The state is bounded: GUESTS_KEPT guests, each with the bounds above."""
+    The state is bounded: the Book's room for guests, each with the bounds
+    above."""
 
-    json_keys = ("guests", "guests_forgotten")
+    json_keys = ("guests", "guests_not_tracked")
 
     def __init__(self, scope, framing, events=None):
         self.scope, self.framing = scope, framing
@@ -1302,7 +1455,8 @@ class Replies(Service):
                              if kind.family in scope.families)
         self.guests = {}     # (interface, guest MAC bytes, family) -> Guest, oldest first
         self.undecided = {}  # the keys of guests with no verdict yet, oldest first
-        self.forgotten = 0   # guests forgotten to stay within GUESTS_KEPT
+        self.unicast_first = {}  # key -> (time, request): a guest's first ask, unicast
+        self.book = Book()
         self.events.subscribe(PROBE_ANSWERED, self._probe_answered)
 
     def describe(self):
@@ -1336,17 +1490,28 @@ class Replies(Service):
         return ()
 
     def _asked(self, interface, kind, request, to_us, now):
+        """An ask the tool answered. A guest's first, if unicast (it knew
+        the tool's MAC: a neighbour entry checked again), is no question
+        yet: it is judged only if it asks again within RETRY_WINDOW."""
         key = (interface, request.requester, kind.family)
         guest = self.guests.get(key)
         if guest is None:
-            if len(self.guests) >= GUESTS_KEPT:
-                victim = next(iter(self.undecided), None) or next(iter(self.guests))
-                del self.guests[victim]
-                self.undecided.pop(victim, None)
-                self.forgotten += 1
+            first = self.unicast_first.pop(key, None)
+            if to_us and (first is None or now - first[0] > RETRY_WINDOW):
+                if len(self.unicast_first) >= GUESTS_KEPT:
+                    del self.unicast_first[next(iter(self.unicast_first))]
+                self.unicast_first[key] = (now, request)
+                return None
+            if not self.book.admit(interface, key):
+                return None
             guest = self.guests[key] = Guest(interface, str2mac(request.requester),
                                              kind.family, self.framing, str2mac(self.tool_mac))
             self.undecided[key] = None
+            if first is not None and now - first[0] <= RETRY_WINDOW:
+                self._ask(key, guest, kind, first[1], True, first[0])
+        return self._ask(key, guest, kind, request, to_us, now)
+
+    def _ask(self, key, guest, kind, request, to_us, now):
         address = _address_text(request.source)
         if address not in guest.addresses:
             if len(guest.addresses) < ADDRESSES_KEPT:
@@ -1409,23 +1574,26 @@ class Replies(Service):
         --until-verdict: the set of undecided guests makes it one look)."""
         return not self.undecided
 
+    def untracked(self):
+        return self.book.untracked
+
     def lines(self):
-        return [guest.summary() for guest in self.guests.values()]
+        return [guest.summary() for guest in self.guests.values()] + self.book.lines("guests")
 
     def why_no_verdict(self):
-        if not self.guests:
+        if not self.guests and not self.book.untracked:
             return ("no verdict: no guest was heard (no ARP request or Neighbor "
                     "Solicitation was answered)")
         waiting = [f"{g.mac} on {g.interface} (IPv{g.family})"
                    for g in self.guests.values() if g.verdict is None]
         if not waiting:
-            return None
+            return self.book.why("guests")
         return (f"no verdict for {_some(waiting, 0)}: nothing yet showed whether the "
                 "replies arrived (neither a frame to the tool's MAC nor asks repeated)")
 
     def to_json(self):
         return {"guests": [guest.to_json() for guest in self.guests.values()],
-                "guests_forgotten": self.forgotten}
+                "guests_not_tracked": self.book.untracked}
 
 
 # ---------------------------------------------------------------- service: the probe
@@ -1633,7 +1801,7 @@ class Prober(Service):
     LEASED; PROBE_ANSWERED tells the replies' judge that a guest answered a
     tagged probe."""
 
-    sent_as, taken_as, sends = "probes_sent", "probe_answers", True
+    taken_as, sends = "probe_answers", True
     json_keys = ("probes",)
 
     def __init__(self, addresses, scope, framing, ident, events=None):
@@ -1743,7 +1911,7 @@ class Prober(Service):
             else:
                 frame = self._step(probe, now)
                 if frame is not None:
-                    frames.append((probe.interface, frame))
+                    frames.append((probe.interface, frame, "probes_sent"))
                 if probe.verdict is not None:
                     decided.append(probe)
                     continue
@@ -1811,7 +1979,7 @@ class Prober(Service):
         tagged = probe and self._answers_tagged(probe, heard)
         if tagged is None:
             return None
-        return Answer("probe", ProbeHeard(heard, tagged), None)
+        return Answer("an answer to a probe", ProbeHeard(heard, tagged), None)
 
     def observe(self, exchange):
         """An answer to a probe (one this service took): the Probe it
@@ -1855,22 +2023,30 @@ class Prober(Service):
 
     def _answers_tagged(self, probe, answer):
         """Whether `answer` answers one of `probe`'s tagged probes (True) or
-        its controls (False); None if it answers none of them."""
+        its controls (False); None if it answers nothing sent yet: an answer
+        counts as one to a control only once a control went out, and as one
+        to a tagged probe only once a tagged one did."""
+        sent = probe.sent
         if answer.kind == "echo":
-            if answer.to != probe.source or not probe.sent.get("ping"):
+            if answer.to != probe.source:
                 return None
-            return answer.seq < CONTROL_SEQ
+            if answer.seq < CONTROL_SEQ:
+                return True if 1 <= answer.seq <= sent.get("ping", 0) else None
+            return False if answer.seq - CONTROL_SEQ < sent.get("ping control", 0) else None
         if probe.family == 6:
             control = answer.to == IN6_ALL_NODES
-            if control and not probe.sent.get("control"):
-                return None  # an unsolicited advertisement
-            return not control
+            if control:
+                return False if sent.get("control") else None  # else: unsolicited
+            return True if sent.get("resolve") else None
         tagged_source = probe.source or IPV4_ANY
         if answer.to == IPV4_ANY:
-            # A request from 0.0.0.0: a control, or, when the tool has no IPv4
-            # address, a tagged probe too; PROBE_GRACE separates them in time.
-            return tagged_source == IPV4_ANY and not probe.sent.get("control")
-        return True if answer.to == tagged_source else None
+            # A request from 0.0.0.0: a control once one went out, or, when
+            # the tool has no IPv4 address, a tagged probe before that
+            # (PROBE_GRACE separates them in time).
+            if sent.get("control"):
+                return False
+            return True if tagged_source == IPV4_ANY and sent.get("resolve") else None
+        return True if answer.to == tagged_source and sent.get("resolve") else None
 
     def _another_mac(self, probe, mac, now):
         """A second station answers for the probe's address: the probe starts
@@ -1948,19 +2124,39 @@ BOOTP_BROADCAST = 0x8000
 LEASE_TIME = 3600        # seconds (option 51); renewal at half (58), rebinding at 7/8 (59)
 OFFER_HELD = 60.0        # seconds an offered address waits for its client's request
 LEASES_KEPT = 4096       # leases and offers; beyond, the oldest offer (then lease) goes
+LEASES_PER_INTERFACE = 16  # leases and offers held for one interface's clients
 DECLINED_KEPT = 256      # addresses a client declined (in use), not offered again
+DECLINED_PER_INTERFACE = 4  # of them declined from one interface at a time
 DECLINED_FOR = 600.0     # seconds
 DHCP_RETRY_WINDOW = 70.0  # seconds: a DISCOVER this soon after an offered one repeats it
+DHCP_BUDGET = (32, 8.0)  # DHCP messages an interface may have parsed: a burst, then a second
+BOOTP_FIXED = 236        # the BOOTP header before the options' magic cookie
+DHCP_MAGIC = b"\x63\x82\x53\x63"
+
+def looks_like_dhcp(frame, offset):
+    """The cheap look before any dissection, in bytes: a whole IPv4 UDP
+    datagram to port 67 holding a BOOTREQUEST for Ethernet, straight from
+    the client (giaddr 0.0.0.0: no relay), whose chaddr is the frame's
+    Ethernet source, with the DHCP magic cookie. What fails here costs a
+    few microseconds, whatever a guest sends."""
+    header_len = ipv4_header_length(frame, offset)
+    if header_len is None or frame[offset + 9] != socket.IPPROTO_UDP or (
+            frame[offset + 6] << 8 | frame[offset + 7]) & IP_FRAGMENT_BITS:
+        return False
+    udp = offset + header_len
+    bootp = udp + 8
+    return (len(frame) >= bootp + BOOTP_FIXED + len(DHCP_MAGIC)
+            and frame[udp + 2:udp + 4] == DHCP_SERVER_PORT.to_bytes(2, "big")
+            and frame[bootp:bootp + 3] == b"\x01\x01\x06"  # BOOTREQUEST, Ethernet, 6
+            and frame[bootp + 24:bootp + 28] == IPV4_ANY                   # giaddr
+            and frame[bootp + 28:bootp + 34] == frame[6:12]                # chaddr
+            and frame[bootp + BOOTP_FIXED:bootp + BOOTP_FIXED + 4] == DHCP_MAGIC)
+
 
 def dhcp_message(frame, offset):
     """The DHCP message (Scapy's BOOTP and its options) of `frame` if it is
     a client's UDP datagram to port 67, unfragmented; else None."""
-    header_len = ipv4_header_length(frame, offset)
-    if header_len is None or frame[offset + 9] != socket.IPPROTO_UDP or (
-            frame[offset + 6] << 8 | frame[offset + 7]) & IP_FRAGMENT_BITS:
-        return None
-    udp = offset + header_len
-    if len(frame) < udp + 8 or frame[udp + 2:udp + 4] != DHCP_SERVER_PORT.to_bytes(2, "big"):
+    if not looks_like_dhcp(frame, offset):
         return None
     try:
         packet = IP(frame[offset:])
@@ -1986,6 +2182,7 @@ class DhcpRequest(NamedTuple):
     ciaddr: bytes      # packed; 0.0.0.0 unless the client is bound
     requested: Optional[bytes]  # option 50
     server: Optional[bytes]     # option 54
+    client_id: Optional[bytes] = None  # option 61
 
 
 class DhcpExchange(NamedTuple):
@@ -2013,8 +2210,10 @@ def parse_dhcp_request(frame, offset):
             return socket.inet_aton(value) if isinstance(value, str) else None
         except OSError:
             return None
+    client_id = options.get("client_id")
     return DhcpRequest(chaddr, kind, bootp.xid, bool(bootp.flags & BOOTP_BROADCAST),
-                       _ip_packed(bootp.ciaddr), address("requested_addr"), address("server_id"))
+                       _ip_packed(bootp.ciaddr), address("requested_addr"), address("server_id"),
+                       bytes(client_id) if isinstance(client_id, bytes) else None)
 
 
 def _ip_packed(text):
@@ -2055,114 +2254,178 @@ def dhcp_reply(request, kind, yiaddr, server, network, mac, framing):
     return framing.frame(ether_dst, mac, ETH_P_IP, bytes(packet))
 
 
+@dataclass
+class Lease:
+    """An address held for one client (interface, MAC)."""
+    address: bytes                     # packed
+    state: str                         # "offered" or "bound"
+    until: float
+    client_id: Optional[bytes] = None  # option 61, if the client sent one
+
+
 class Leases:
     """The addresses the DHCP server hands out from `network`, all but
-    `server` (packed), in memory, bounded: a MAC gets the same address
-    again (a hash of the MAC picks where in the pool its search starts, so
-    also after the tool restarts), an offer lapses after OFFER_HELD, a
-    declined address is not offered for DECLINED_FOR."""
+    `server` (packed), in memory, bounded. A client is (interface, MAC):
+    two guests with one MAC on two interfaces are two clients. A MAC gets
+    the same address again (a hash of the MAC picks where in the pool its
+    search starts, so also after the tool restarts); an offer lapses after
+    OFFER_HELD; a declined address is not offered for DECLINED_FOR. The pool
+    is shared fairly: one interface's clients hold LEASES_PER_INTERFACE
+    leases and offers at most, and DECLINED_PER_INTERFACE declined
+    addresses, so that no interface takes the pool from the others."""
 
     def __init__(self, network, server, holder=None):
-        """`holder`: the dict to keep address -> MAC in (the Scope's
+        """`holder`: the dict to keep address -> client in (the Scope's
         `leased`, so that the tool answers no ARP for a leased address)."""
         self.network, self.server = network, server
         first = int(network.network_address) + (1 if network.num_addresses > 2 else 0)
         last = int(network.broadcast_address) - (1 if network.num_addresses > 2 else 0)
         self.first, self.size = first, last - first + 1
-        self.by_mac = {}       # MAC -> [address (packed), "offered" or "bound", until]
-        self.holder = {} if holder is None else holder  # address -> MAC
-        self.declined = {}     # address -> until
+        self.by_client = {}    # (interface, MAC) -> Lease, the most recent last
+        self.on = {}           # interface -> {client: None}: the clients holding one
+        self.holder = {} if holder is None else holder  # address -> client
+        self.declined = {}     # address -> (until, interface)
+        self.refused = {}      # interface -> offers and leases refused at its cap
 
     def __contains__(self, packed):
         return packed in self.holder
 
-    def lease_of(self, mac, now):
-        lease = self.by_mac.get(mac)
-        if lease is not None and lease[2] < now:
-            self._drop(mac)
+    def lease_of(self, client, now):
+        lease = self.by_client.get(client)
+        if lease is not None and lease.until < now:
+            self._drop(client)
             return None
         return lease
 
-    def _drop(self, mac):
-        address = self.by_mac.pop(mac)[0]
-        self.holder.pop(address, None)
+    def _drop(self, client):
+        lease = self.by_client.pop(client)
+        if self.holder.get(lease.address) == client:
+            del self.holder[lease.address]
+        held = self.on.get(client[0])
+        if held is not None:
+            held.pop(client, None)
+            if not held:
+                del self.on[client[0]]
 
-    def _free(self, packed, mac, now):
-        """`packed` can be `mac`'s: in the pool, not the server's, not
+    def _free(self, packed, client, now):
+        """`packed` can be `client`'s: in the pool, not the server's, not
         declined, nobody else's (or theirs lapsed)."""
         if packed == self.server or not 0 <= int.from_bytes(packed, "big") - self.first < self.size:
             return False
-        if self.declined.get(packed, 0) > now:
+        if self.declined.get(packed, (0, None))[0] > now:
             return False
         holder = self.holder.get(packed)
-        return holder is None or holder == mac or self.lease_of(holder, now) is None
+        return holder is None or holder == client or self.lease_of(holder, now) is None
 
-    def preferred(self, mac, now):
-        """The address this MAC gets: its own, or the first free one from
-        where its hash points; None if the pool has none."""
-        lease = self.lease_of(mac, now)
+    def preferred(self, client, now):
+        """The address this client gets: its own, or the first free one
+        from where its MAC's hash points; None if the pool has none."""
+        lease = self.lease_of(client, now)
         if lease is not None:
-            return lease[0]
-        start = int.from_bytes(hashlib.sha256(mac).digest()[:8], "big")
+            return lease.address
+        start = int.from_bytes(hashlib.sha256(client[1]).digest()[:8], "big")
         # Among this many candidates one is free, whatever is held.
         for step in range(min(self.size, LEASES_KEPT + DECLINED_KEPT + 2)):
             packed = (self.first + (start + step) % self.size).to_bytes(4, "big")
-            if self._free(packed, mac, now):
+            if self._free(packed, client, now):
                 return packed
         return None
 
-    def offer(self, mac, requested, now):
-        """The address to offer `mac` (its requested one if free), held for
-        it; None if there is none."""
-        address = self.lease_of(mac, now)
-        address = address[0] if address else (
-            requested if requested and self._free(requested, mac, now)
-            else self.preferred(mac, now))
-        if address is None or not self._make_room(mac, now):
+    def offer(self, client, requested, now, client_id=None):
+        """The address to offer `client` (its requested one if free), held
+        for it; None if there is none, or its interface is at its cap."""
+        lease = self.lease_of(client, now)
+        address = lease.address if lease else (
+            requested if requested and self._free(requested, client, now)
+            else self.preferred(client, now))
+        if address is None or not self._make_room(client, now):
             return None
-        state = self.by_mac.get(mac, [None, "offered"])[1]
-        self._hold(mac, address, state, now + (LEASE_TIME if state == "bound" else OFFER_HELD))
+        state = lease.state if lease else "offered"
+        self._hold(client, address, state,
+                   now + (LEASE_TIME if state == "bound" else OFFER_HELD), client_id)
         return address
 
-    def bind(self, mac, address, now):
-        """Lease `address` to `mac` if it can be its (a REQUEST); True if
-        it is now."""
-        if not self._free(address, mac, now) or not self._make_room(mac, now):
+    def bind(self, client, address, now, client_id=None):
+        """Lease `address` to `client` if it can be its (a REQUEST); True
+        if it is now."""
+        if not self._free(address, client, now) or not self._make_room(client, now):
             return False
-        self._hold(mac, address, "bound", now + LEASE_TIME)
+        self._hold(client, address, "bound", now + LEASE_TIME, client_id)
         return True
 
-    def _hold(self, mac, address, state, until):
-        old = self.by_mac.get(mac)
-        if old is not None and old[0] != address:
-            self.holder.pop(old[0], None)
-        self.by_mac.pop(mac, None)
-        self.by_mac[mac] = [address, state, until]  # last, as the most recent
-        self.holder[address] = mac
+    def _hold(self, client, address, state, until, client_id):
+        old = self.by_client.pop(client, None)
+        if old is not None and old.address != address and self.holder.get(old.address) == client:
+            del self.holder[old.address]
+        self.by_client[client] = Lease(address, state, until,
+                                       client_id or (old and old.client_id))
+        self.holder[address] = client
+        self.on.setdefault(client[0], {})[client] = None
 
-    def _make_room(self, mac, now):
-        if mac in self.by_mac or len(self.by_mac) < LEASES_KEPT:
+    def _make_room(self, client, now):
+        """Room for `client`'s record: within its interface's cap (its
+        oldest offer, unrequested, goes first) and LEASES_KEPT in all."""
+        if client in self.by_client:
             return True
-        lapsed = [m for m, (_, _, until) in self.by_mac.items() if until < now]
-        offered = [m for m, (_, state, _) in self.by_mac.items() if state == "offered"]
+        interface = client[0]
+        held = self.on.get(interface, {})
+        for other in list(held):  # lapsed ones first
+            self.lease_of(other, now)
+        held = self.on.get(interface, {})
+        if len(held) >= LEASES_PER_INTERFACE:
+            offered = [c for c in held if self.by_client[c].state == "offered"]
+            if not offered:
+                self.refused[interface] = self.refused.get(interface, 0) + 1
+                return False
+            self._drop(offered[0])
+        if len(self.by_client) < LEASES_KEPT:
+            return True
+        lapsed = [c for c, lease in self.by_client.items() if lease.until < now]
+        offered = [c for c, lease in self.by_client.items() if lease.state == "offered"]
         victims = lapsed or offered
         if not victims:
+            self.refused[interface] = self.refused.get(interface, 0) + 1
             return False
         self._drop(victims[0])
         return True
 
-    def release(self, mac, address):
-        lease = self.by_mac.get(mac)
-        if lease is not None and lease[0] == address:
-            self._drop(mac)
+    def holds(self, client, address, client_id, now):
+        """`client` holds `address` (offered or bound), and its client
+        identifier, if the lease has one, is the message's: what a RELEASE
+        or DECLINE must show (RFC 2131 4.3.4, 4.3.3)."""
+        lease = self.lease_of(client, now)
+        return (lease is not None and lease.address == address
+                and (lease.client_id is None or lease.client_id == client_id))
 
-    def decline(self, mac, address, now):
-        self.release(mac, address)
+    def release(self, client, address, client_id, now):
+        """DHCPRELEASE: the lease is freed if `client` holds it."""
+        if self.holds(client, address, client_id, now):
+            self._drop(client)
+
+    def decline(self, client, address, client_id, now):
+        """DHCPDECLINE: if `client` holds `address`, it is freed and, within
+        its interface's share of DECLINED_KEPT, not offered again for
+        DECLINED_FOR (someone else uses it)."""
+        if not self.holds(client, address, client_id, now):
+            return
+        self._drop(client)
+        interface = client[0]
+        for packed, (until, _) in list(self.declined.items()):
+            if until <= now:
+                del self.declined[packed]
+        if sum(1 for _, by in self.declined.values() if by == interface) \
+                >= DECLINED_PER_INTERFACE:
+            return
         if len(self.declined) >= DECLINED_KEPT:
             del self.declined[next(iter(self.declined))]
-        self.declined[address] = now + DECLINED_FOR
+        self.declined[address] = (now + DECLINED_FOR, interface)
 
-
+    def withdraw(self, client, now):
+        """A REQUEST naming another server: the offer made to `client` (on
+        its interface, to its MAC) is free again; a lease stays."""
+        lease = self.lease_of(client, now)
+        if lease is not None and lease.state == "offered":
+            self._drop(client)
 
 
 class DhcpServer(ClientService):
@@ -2174,13 +2437,14 @@ class DhcpServer(ClientService):
 
     service, window = "dhcp", DHCP_RETRY_WINDOW
     answers, answers_used = "DHCP offers", "DHCP offers and ACKs"
+    awaited = "no DHCPDISCOVER"
     json_keys = ("dhcp",)
 
     def __init__(self, network, server, scope, framing, events=None):
-        super().__init__(framing)
+        super().__init__(framing, events)
         self.network, self.server, self.scope = network, server, scope
-        self.events = Events() if events is None else events
         self.leases = Leases(network, server, scope.leased)
+        self.budget = Budget(*DHCP_BUDGET)
 
     def describe(self):
         return (f"; a DHCP server for {self.network}, leasing its addresses but "
@@ -2191,46 +2455,48 @@ class DhcpServer(ClientService):
 
     def answer(self, interface, frame, ethertype, offset, now):
         """The Answer to a DHCP client's message, or None (not one, relayed,
-        for another server, or nothing to say)."""
-        if ethertype != ETH_P_IP:
+        for another server, over its interface's budget, or nothing to
+        say). The cheap look comes first; Scapy's dissection only within
+        the interface's budget (DHCP_BUDGET)."""
+        if ethertype != ETH_P_IP or not from_a_station(frame, self.scope) \
+                or not looks_like_dhcp(frame, offset) or not self.budget.take(interface, now):
             return None
         request = parse_dhcp_request(frame, offset)
         if request is None:
             return None
-        leases, mac = self.leases, request.requester
+        leases, client = self.leases, (interface, request.requester)
         kind, address = None, None
         if request.kind == DHCP_DISCOVER:
-            address = leases.offer(mac, request.requested, now)
+            address = leases.offer(client, request.requested, now, request.client_id)
             kind = address and DHCP_OFFER
         elif request.kind == DHCP_REQUEST:
             if request.server is not None and request.server != self.server:
-                lease = leases.lease_of(mac, now)
-                if lease and lease[1] == "offered":
-                    leases.release(mac, lease[0])  # it chose another server
+                leases.withdraw(client, now)  # it chose another server
                 return None
             address = request.requested or request.ciaddr
             if address == IPV4_ANY:
                 return None
-            if request.server is None and leases.lease_of(mac, now) is None \
-                    and address != leases.preferred(mac, now):
+            if request.server is None and leases.lease_of(client, now) is None \
+                    and address != leases.preferred(client, now):
                 # INIT-REBOOT or renewing with no record: silent (RFC 2131
                 # 4.3.2) unless the address is not even on this network.
                 if ipaddress.ip_address(address) in self.network:
                     return None
                 kind = DHCP_NAK
             elif request.server is not None:  # SELECTING: only what was offered
-                lease = leases.lease_of(mac, now)
-                kind = DHCP_ACK if lease and lease[0] == address and leases.bind(
-                    mac, address, now) else DHCP_NAK
+                lease = leases.lease_of(client, now)
+                kind = DHCP_ACK if lease and lease.address == address and leases.bind(
+                    client, address, now, request.client_id) else DHCP_NAK
             else:
-                kind = DHCP_ACK if leases.bind(mac, address, now) else DHCP_NAK
+                kind = DHCP_ACK if leases.bind(client, address, now,
+                                               request.client_id) else DHCP_NAK
         elif request.kind == DHCP_RELEASE:
             if request.server in (None, self.server):
-                leases.release(mac, request.ciaddr)
+                leases.release(client, request.ciaddr, request.client_id, now)
             return None
         elif request.kind == DHCP_DECLINE:
             if request.requested and request.server in (None, self.server):
-                leases.decline(mac, request.requested, now)
+                leases.decline(client, request.requested, request.client_id, now)
             return None
         elif request.kind == DHCP_INFORM and request.ciaddr != IPV4_ANY:
             kind, address = DHCP_ACK, request.ciaddr
@@ -2261,7 +2527,7 @@ class DhcpServer(ClientService):
 
     def _exchanged(self, interface, exchanged, now):
         request, sent, address = exchanged
-        client = self._client(interface, request.requester)
+        client = self._client(interface, request.requester, now)
         client.evidence.append({"time": now, "event": DHCP_NAMES[request.kind],
                                 "answered": DHCP_NAMES[sent],
                                 "address": _address_text(address)})
@@ -2288,11 +2554,25 @@ class DhcpServer(ClientService):
             return address in (frame[offset + 14:offset + 18], frame[offset + 24:offset + 28])
         return ethertype == ETH_P_IP and frame[offset + 12:offset + 16] == address
 
+    def lines(self):
+        lines = super().lines()
+        for interface, count in self.leases.refused.items():
+            lines.append(f"{interface}: {count:,} DHCP offers or leases refused: its clients "
+                         f"held {LEASES_PER_INTERFACE} (at most {LEASES_PER_INTERFACE} an "
+                         "interface)")
+        for interface, count in self.budget.over.items():
+            lines.append(f"{interface}: {count:,} DHCP messages not answered: over its budget "
+                         f"of {DHCP_BUDGET[1]:g} a second")
+        return lines
+
     def to_json(self):
         return {"dhcp": {
             "clients": [client.to_json() for client in self.clients.values()],
-            "leases": {str2mac(mac): {"address": _address_text(address), "state": state}
-                       for mac, (address, state, _) in self.leases.by_mac.items()}}}
+            "leases": [{"interface": interface, "mac": str2mac(mac),
+                        "address": _address_text(lease.address), "state": lease.state}
+                       for (interface, mac), lease in self.leases.by_client.items()],
+            "refused_at_cap": dict(self.leases.refused),
+            "over_budget": dict(self.budget.over)}}
 
 
 # ---------------------------------------------------------------- service: Router Advertisements
@@ -2300,27 +2580,41 @@ class DhcpServer(ClientService):
 # With --ra the tool is also the guests' router's advertisements, tagged
 # like every reply: a guest's Router Solicitation is the first thing it
 # asks for IPv6, and whether it takes an address in the prefix from the
-# tagged advertisement is the verdict. A cold path: Scapy's ICMPv6 ND layers
-# build (RFC 4861).
+# tagged advertisement is the verdict. As RFC 4861 6.2.6 asks, every answer
+# waits a random time up to MAX_RA_DELAY_TIME, and answers to all nodes (to
+# a soliciter without an address) are MIN_DELAY_BETWEEN_RAS apart at least;
+# so are unicast answers to one soliciter. The advertisement is built once
+# with Scapy's ICMPv6 ND layers; each destination gets a fresh checksum.
 
 ND_ROUTER_SOLICIT = 133
 RA_RETRY_WINDOW = 10.0   # seconds: Linux solicits 4 s apart
 RA_INITIAL = (0.0, 16.0, 32.0)  # RFC 4861 6.2.4: the first advertisements, 16 s apart
 RA_INTERVAL = (200.0, 600.0)    # then MinRtrAdvInterval..MaxRtrAdvInterval
 RA_VALID, RA_PREFERRED = 86400, 14400  # the prefix's lifetimes, seconds (radvd's)
+MIN_DELAY_BETWEEN_RAS = 3.0  # seconds (RFC 4861 10)
+MAX_RA_DELAY_TIME = 0.5      # seconds
+UNICAST_RA_BUDGET = (4, 1.0)  # unicast answers an interface gets: a burst, then a second;
+                              # beyond, its soliciters are answered to all nodes
 
 
-def router_advertisement(scope, framing, prefix, lifetime, destination, ether_dst):
-    """The Router Advertisement for `prefix` (on-link, autonomous), from the
-    tool's link-local address, hop limit 255, built with Scapy's layers."""
-    packet = IPv6(src=_address_text(scope.link_local), dst=_address_text(destination),
-                  hlim=ND_HOP_LIMIT) / \
-        ICMPv6ND_RA(chlim=REPLY_TTL, routerlifetime=lifetime) / \
+def router_advertisement_message(scope, prefix, lifetime):
+    """The ICMPv6 Router Advertisement for `prefix` (on-link, autonomous)
+    from the tool, its checksum zero, built with Scapy's layers."""
+    message = ICMPv6ND_RA(chlim=REPLY_TTL, routerlifetime=lifetime, cksum=0) / \
         ICMPv6NDOptSrcLLAddr(lladdr=scope.mac) / \
         ICMPv6NDOptPrefixInfo(prefixlen=prefix.prefixlen, L=1, A=1, validlifetime=RA_VALID,
                               preferredlifetime=RA_PREFERRED,
                               prefix=str(prefix.network_address))
-    return framing.frame(ether_dst, scope.mac_bytes, ETH_P_IPV6, bytes(packet))
+    return bytes(message)
+
+
+def router_advertisement(scope, framing, message, destination, ether_dst):
+    """`message` (router_advertisement_message()) to `destination`, from the
+    tool's link-local address, hop limit 255."""
+    message = bytearray(message)
+    message[2:4] = _icmpv6_checksum(scope.link_local, destination, message).to_bytes(2, "big")
+    header = _ipv6_header(0, len(message), ND_HOP_LIMIT, scope.link_local, destination)
+    return framing.frame(ether_dst, scope.mac_bytes, ETH_P_IPV6, header + bytes(message))
 
 
 class RouterSolicitation(NamedTuple):
@@ -2340,25 +2634,40 @@ def parse_router_solicitation(frame, offset, message):
     return RouterSolicitation(frame[6:12], source)
 
 
+def _link_local_unicast(packed):
+    """fe80::/10, as a soliciter with its link-local address sends from."""
+    return packed[0] == 0xFE and packed[1] & 0xC0 == 0x80
+
+
 class Advertiser(ClientService):
     """--ra: Router Advertisements for the --ip /64, in answer to each
-    Router Solicitation (unicast to the soliciter, as radvd does) and
+    Router Solicitation (unicast to a soliciter with a link-local address,
+    as radvd's AdvRASolicitedUnicast does; to all nodes for one from ::) and
     unsolicited to all nodes at RFC 4861's pace; each soliciter's verdict:
     accepts when it then takes an address in the prefix (its DAD for it, or
     a frame from it), drops when its solicitations go on although each was
-    answered."""
+    answered. A solicitation is taken at once and answered a moment later
+    (send_due), within RFC 4861 6.2.6's bounds; one that comes before the
+    answer to the last has gone is covered by it, no new ask."""
 
     service, window = "ra", RA_RETRY_WINDOW
     answers = answers_used = "Router Advertisements"
-    sent_as, sends = "advertisements", True
+    awaited = "no Router Solicitation nor an address taken from the prefix"
+    taken_as, sends = "answered_later", True
     json_keys = ("ra",)
 
-    def __init__(self, prefix, lifetime, scope, framing):
-        super().__init__(framing)
+    def __init__(self, prefix, lifetime, scope, framing, events=None):
+        super().__init__(framing, events)
+        self.counted = ()  # its answers go later: counted as advertisements
         self.prefix, self.lifetime, self.scope = prefix, lifetime, scope
-        self.next_at = {}   # interface -> when its next unsolicited advertisement is due
-        self.count = {}     # interface -> unsolicited advertisements sent
-        self.advertised = {}  # interface -> when the last of them went
+        self.message = router_advertisement_message(scope, prefix, lifetime)
+        self.next_at = {}     # interface -> when its next unsolicited advertisement is due
+        self.count = {}       # interface -> unsolicited advertisements sent
+        self.advertised = {}  # interface -> when the last to all nodes went
+        self.multicast_at = {}  # interface -> when the answer to all nodes due goes
+        self.unicast_at = {}    # (interface, MAC) -> (when, destination): an answer due
+        self.answered = {}      # (interface, MAC) -> when its last answer goes or went
+        self.unicast_budget = Budget(*UNICAST_RA_BUDGET)
         self.started = set()
 
     def describe(self):
@@ -2369,30 +2678,58 @@ class Advertiser(ClientService):
         return SOLICITATION_FILTER
 
     def answer(self, interface, frame, ethertype, offset, now):
-        if ethertype != ETH_P_IPV6:
+        """A valid Router Solicitation from a station is taken, its answer
+        due within MAX_RA_DELAY_TIME (or when the bounds allow): unicast to
+        a link-local source (within the interface's UNICAST_RA_BUDGET), to
+        all nodes from :: or another unicast source (or past the budget);
+        never to a multicast, loopback or other source."""
+        if ethertype != ETH_P_IPV6 or not from_a_station(frame, self.scope) \
+                or len(frame) < offset + IPV6_HLEN + 8 or frame[offset + 6] != IPPROTO_ICMPV6 \
+                or frame[offset + IPV6_HLEN] != ND_ROUTER_SOLICIT:
             return None
         message = _icmpv6_message(frame, offset)
         solicitation = message and parse_router_solicitation(frame, offset, message)
         if solicitation is None:
             return None
-        if solicitation.source == IN6_UNSPECIFIED:
-            destination, ether_dst = IN6_ALL_NODES, IN6_ALL_NODES_MAC
+        source, key = solicitation.source, (interface, solicitation.requester)
+        if source != IN6_UNSPECIFIED and not _is_unicast(source):
+            return None
+        delay = random.uniform(0, MAX_RA_DELAY_TIME)
+        last = self.answered.get(key)
+        if last is not None and now <= last:
+            at = last  # the answer due covers it
+        elif _link_local_unicast(source) and (key in self.clients or self.has_room(interface)) \
+                and self.unicast_budget.take(interface, now):
+            at = max(now + delay, (last or -MIN_DELAY_BETWEEN_RAS) + MIN_DELAY_BETWEEN_RAS)
+            self.unicast_at[key] = (at, source)
         else:
-            destination, ether_dst = solicitation.source, solicitation.requester
-        return Answer("ra", solicitation, router_advertisement(
-            self.scope, self.framing, self.prefix, self.lifetime, destination, ether_dst))
+            at = self.multicast_at.get(interface)
+            if at is None:
+                at = max(now + delay, self.advertised.get(interface, -MIN_DELAY_BETWEEN_RAS)
+                         + MIN_DELAY_BETWEEN_RAS)
+                self.multicast_at[interface] = at
+        covered = last is not None and now <= last
+        return Answer("answered a moment later", (solicitation, at, covered), None)
 
     def observe(self, exchange):
         """Its own exchanges, and a guest taking an address in the prefix:
         the Client whose verdict formed or changed, if any."""
         answer, now, interface = exchange.answer, exchange.stamp, exchange.link.name
-        if answer is not None and answer.kind == "ra":
-            client = self._client(interface, answer.request.requester)
+        if answer is not None and exchange.by is self:
+            (solicitation, at, covered) = answer.request
+            key = (interface, solicitation.requester)
+            if covered:
+                return ()
+            self._remember(key, at)
+            client = self._client(interface, solicitation.requester, now)
+            if client is None:
+                return ()
             client.acked = client.acked or now
             client.evidence.append({"time": now, "event": "Router Solicitation",
-                                    "answered": "Router Advertisement"})
-            client = self._asked(client, now, "Router Solicitations", "Router Advertisements")
-            return (client,) if client else ()
+                                    "answered": "Router Advertisement", "at": at})
+            changed = self._asked(client, now, "Router Solicitations", "Router Advertisements")
+            client.answered_at = at
+            return (changed,) if changed else ()
         frame = exchange.whole
         client = self.clients.get((interface, frame[6:12]))
         if client is not None and (client.acked is None or client.verdict == ACCEPTS):
@@ -2403,11 +2740,21 @@ class Advertiser(ClientService):
         if client is None:  # it took the prefix from an unsolicited advertisement
             if interface not in self.advertised:
                 return ()
-            client = self._client(interface, frame[6:12])
+            client = self._client(interface, frame[6:12], now)
+            if client is None:
+                return ()
             client.answered_at = client.acked = self.advertised[interface]
         client.address = _address_text(address)
-        client = self._accepted(client, now, f"took {client.address}", now - client.answered_at)
+        client = self._accepted(client, now, f"took {client.address}",
+                                max(0.0, now - client.answered_at))
         return (client,) if client else ()
+
+    def _remember(self, key, at):
+        """When the answer to `key`'s last ask goes (bounded as the clients)."""
+        self.answered.pop(key, None)
+        if len(self.answered) >= GUESTS_KEPT:
+            del self.answered[next(iter(self.answered))]
+        self.answered[key] = at
 
     def _address_in_prefix(self, frame):
         """The address in the prefix that `frame` shows its sender taking:
@@ -2421,7 +2768,7 @@ class Advertiser(ClientService):
             and len(message) >= 24 else source
         return candidate if ipaddress.ip_address(candidate) in self.prefix else None
 
-    # -- the unsolicited advertisements
+    # -- what goes out: the answers, and the unsolicited advertisements
 
     def _serving(self, served, now):
         for interface in served - self.started:
@@ -2429,20 +2776,36 @@ class Advertiser(ClientService):
             self.next_at[interface], self.count[interface] = now, 0
 
     def due(self, now):
-        return max(0.0, min(self.next_at.values()) - now) if self.next_at else LONGEST_WAIT
+        times = [*self.next_at.values(), *self.multicast_at.values(),
+                 *(at for at, _ in self.unicast_at.values())]
+        return max(0.0, min(times) - now) if times else LONGEST_WAIT
 
     def send_due(self, now, served):
         self._serving(served, now)
         frames = []
         if self.due(now) > 0:
             return frames, []
+        for key, (at, destination) in list(self.unicast_at.items()):
+            if at <= now:
+                del self.unicast_at[key]
+                if key[0] in served:
+                    frames.append((key[0], router_advertisement(
+                        self.scope, self.framing, self.message, destination, key[1]), "advertisements"))
+        for interface, at in list(self.multicast_at.items()):
+            if at <= now:
+                del self.multicast_at[interface]
+                if interface in served:
+                    frames.append((interface, self._to_all_nodes(interface, now),
+                                   "advertisements"))
         for interface, at in list(self.next_at.items()):
             if at > now or interface not in served:
                 continue
-            frames.append((interface, router_advertisement(
-                self.scope, self.framing, self.prefix, self.lifetime, IN6_ALL_NODES,
-                IN6_ALL_NODES_MAC)))
-            self.advertised[interface] = now
+            spaced = self.advertised.get(interface, -MIN_DELAY_BETWEEN_RAS) + MIN_DELAY_BETWEEN_RAS
+            if spaced > now:  # an answer to all nodes went a moment ago
+                self.next_at[interface] = spaced
+                continue
+            self.multicast_at.pop(interface, None)  # this one answers that solicitation too
+            frames.append((interface, self._to_all_nodes(interface, now), "advertisements"))
             sent = self.count[interface] = self.count[interface] + 1
             if sent < len(RA_INITIAL):
                 self.next_at[interface] = now + RA_INITIAL[sent] - RA_INITIAL[sent - 1]
@@ -2450,20 +2813,153 @@ class Advertiser(ClientService):
                 self.next_at[interface] = now + random.uniform(*RA_INTERVAL)
         return frames, []
 
+    def _to_all_nodes(self, interface, now):
+        self.advertised[interface] = now
+        return router_advertisement(self.scope, self.framing, self.message, IN6_ALL_NODES,
+                                    IN6_ALL_NODES_MAC)
+
     def to_json(self):
         return {"ra": [client.to_json() for client in self.clients.values()]}
+
+
+# ---------------------------------------------------------------- the roll of guests
+#
+# With more than the replies to judge (--dhcp, --ra), exit status 0 must mean
+# that every judge asked for has judged every guest heard: a guest that took
+# its lease at once and solicits only later must not end the run first, and
+# one that never solicits must not pass for one that copes.
+
+JUDGED_WITHIN = 15.0  # seconds from a guest's first frame for every judge to judge it
+MISSING = "not judged"  # the roll's verdict on a guest a judge asked for did not judge
+
+
+@dataclass
+class Attendance:
+    """One guest (interface, MAC) heard while judges of every guest were on."""
+    interface: str
+    mac: str
+    first: float                   # its first frame
+    judges: tuple = field(repr=False)  # the ClientServices that must judge it
+    verdict: Optional[str] = None  # None, or MISSING once a judge's time is up
+    missing: list = field(default_factory=list)  # the judges that did not judge it
+
+    def summary(self):
+        who = f"{self.interface}: guest {self.mac}"
+        if self.verdict == MISSING:
+            return "; ".join(
+                f"{who}: {judge.awaited} in {JUDGED_WITHIN:g} s: {judge.answers} not judged "
+                f"(--{judge.service})" for judge in self.missing)
+        return f"{who}: judged by {', '.join(judge.service for judge in self.judges)}"
+
+    def to_json(self):
+        mac = mac2str(self.mac)
+        return {"interface": self.interface, "mac": self.mac, "first_frame": self.first,
+                **{judge.service: judge.verdict_of(self.interface, mac)
+                   for judge in self.judges},
+                "not_judged": [judge.service for judge in self.missing]}
+
+
+class Roster(Service):
+    """The roll of guests for the judges of every guest asked for (`judges`:
+    DhcpServer, Advertiser): a guest heard (any frame from it, or a record
+    one of them made) is settled once each has its verdict on it, or
+    JUDGED_WITHIN seconds after its first frame; then each judge that has
+    none is one line, and the guest has no verdict (status 4)."""
+
+    json_keys, sends = ("judged",), True
+
+    def __init__(self, judges, scope, events=None):
+        self.judges, self.scope = tuple(judges), scope
+        self.events = Events() if events is None else events
+        self.guests = {}      # (interface, MAC bytes) -> Attendance
+        self.waiting = {}     # the keys of guests not yet judged by all, oldest first
+        self.book = Book()
+        self.events.subscribe(HEARD, self._heard)
+
+    def _heard(self, interface, mac, now):
+        key = (interface, mac)
+        if key not in self.guests and self.book.admit(interface, key):
+            self.guests[key] = Attendance(interface, str2mac(mac), now, self.judges)
+            self.waiting[key] = None
+
+    def observe(self, exchange):
+        frame = exchange.whole
+        if from_a_station(frame, self.scope):
+            self._heard(exchange.link.name, frame[6:12], exchange.stamp)
+        return ()
+
+    def _judged(self, guest):
+        return all(judge.verdict_of(guest.interface, mac2str(guest.mac)) is not None
+                   for judge in self.judges)
+
+    def _oldest_waiting(self):
+        """The guest first heard of those still waiting for a judge (those
+        judged meanwhile leave the roll from the front: a look per frame
+        costs one lookup, whatever a flood put on the roll)."""
+        while self.waiting:
+            guest = self.guests[next(iter(self.waiting))]
+            if not self._judged(guest):
+                return guest
+            del self.waiting[next(iter(self.waiting))]
+        return None
+
+    def due(self, now):
+        guest = self._oldest_waiting()
+        return LONGEST_WAIT if guest is None else max(0.0, guest.first + JUDGED_WITHIN - now)
+
+    def send_due(self, now, served):
+        """Nothing to send; the guests whose time is up, a judge missing."""
+        decided = []
+        for key in list(self.waiting):
+            guest = self.guests[key]
+            if self._judged(guest):
+                del self.waiting[key]
+            elif guest.first + JUDGED_WITHIN <= now:
+                del self.waiting[key]
+                guest.missing = [judge for judge in self.judges
+                                 if judge.verdict_of(guest.interface, mac2str(guest.mac))
+                                 is None]
+                guest.verdict = MISSING
+                decided.append(guest)
+            else:
+                break  # the oldest first: the others' time is not up either
+        return [], decided
+
+    def verdicts(self):
+        return [guest.verdict for guest in self.guests.values() if guest.verdict]
+
+    def decided(self):
+        return self._oldest_waiting() is None
+
+    def untracked(self):
+        return self.book.untracked
+
+    def lines(self):
+        return [guest.summary() for guest in self.guests.values() if guest.verdict] + \
+            self.book.lines("guests on the roll")
+
+    def why_no_verdict(self):
+        missing = [guest for guest in self.guests.values() if guest.verdict == MISSING]
+        if missing:
+            return (f"{len(missing):,} guest{'s' if len(missing) != 1 else ''} not judged by "
+                    f"every judge asked for within {JUDGED_WITHIN:g} s of its first frame")
+        return self.book.why("guests on the roll")
+
+    def to_json(self):
+        return {"judged": [guest.to_json() for guest in self.guests.values()]}
 
 
 # ---------------------------------------------------------------- the services on
 
 # Every service, in the order a frame is offered to them, their verdicts
 # are reported and the start-up line names them.
-SERVICES = (Replies, Prober, DhcpServer, Advertiser)
+SERVICES = (Replies, Prober, DhcpServer, Advertiser, Roster)
 
 
 def services_from(settings):
     """The services the command line asks for, in SERVICES' order, sharing
-    one Events: the replies always; the probe, DHCP and RA when asked."""
+    one Events: the replies always; the probe, DHCP and RA when asked, and
+    with DHCP or RA the roll of guests."""
     events, scope, framing = Events(), settings.scope, settings.framing
     services = [Replies(scope, framing, events)]
     if settings.probe is not None:
@@ -2472,13 +2968,18 @@ def services_from(settings):
     if settings.dhcp:
         services.append(DhcpServer(*settings.dhcp, scope, framing, events))
     if settings.ra:
-        services.append(Advertiser(settings.ra, settings.router_lifetime, scope, framing))
+        services.append(Advertiser(settings.ra, settings.router_lifetime, scope, framing,
+                                   events))
+    judges = [service for service in services if isinstance(service, ClientService)]
+    if judges:
+        services.append(Roster(judges, scope, events))
     return services
 
 
 # ---------------------------------------------------------------- the loop
 
 BATCH = 64           # frames read from one socket before the next one's turn
+TURN = 0.002         # seconds a socket's turn lasts at most (64 costly frames would not)
 
 
 class Loop:
@@ -2631,11 +3132,11 @@ class Loop:
         except Exception as exc:  # a bug: said, and serving goes on
             self.complaints.log("timed", f"error: sending on its own: {exc!r}")
             return
-        for name, frame in frames:
+        for name, frame, counter in frames:
             link = links[name]
             sent_at = self.send(link, (frame,))
             if sent_at is not None:
-                link.stats.count(service.sent_as)
+                link.stats.count(counter)
                 if self.recorder:
                     self.recorder.reply(frame, sent_at)
         for record in decided:
@@ -2716,17 +3217,18 @@ class Loop:
                 sock.setblocking(False)
 
     def _drain(self, link, blocking=False):
-        """Answer the frames queued on `link`'s socket: at most BATCH, so
-        that one guest's flood cannot starve the others, and say whether
-        more wait; blocking: every frame, until a signal or the timer breaks
-        the receive, a held line printed whenever the queue is empty."""
+        """Answer the frames queued on `link`'s socket: at most BATCH, and
+        for TURN seconds at most, so that one guest's flood cannot starve the
+        others, and say whether more wait; blocking: every frame, until a
+        signal or the timer breaks the receive, a held line printed whenever
+        the queue is empty."""
         sock, plain_echo, largest = link.sock, self.plain_echo, link.largest_frame
         quick = self.settings.verbose < 0 and not self.recorder
         lines = self.lines
         receive = sock.ins.recv if quick else sock.recv_raw
-        handled = 0
+        handled, turn_ends = 0, time.monotonic() + TURN
         while True:
-            if handled == BATCH and not blocking:
+            if not blocking and (handled == BATCH or time.monotonic() > turn_ends):
                 return True
             if blocking and lines.held and (quick or not _queued(sock.ins)):
                 lines.write(idle=True)  # nothing waits: a line's turn, then look again
@@ -2774,6 +3276,8 @@ def _queued(sock):
 
 # ---------------------------------------------------------------- interfaces and sockets
 
+GONE_KEPT = 64  # interfaces let go whose counts are kept apart; beyond, summed
+
 class Link:
     """A served interface: its claim, socket and MTU."""
 
@@ -2782,8 +3286,12 @@ class Link:
         self.mtu, self.stats = mtu, stats
         self.largest_frame = framing.largest_frame(mtu)  # longer replies are fragmented
 
-    def close(self):
-        self.sock.close()
+    def close(self, later=False):
+        """Close its socket (`later`: close_later()) and its claim."""
+        if later:
+            close_later(self.sock)
+        else:
+            self.sock.close()
         self.claim.close()
 
 
@@ -2805,9 +3313,15 @@ class Interfaces:
             name for name, kind in KINDS.items() if kind.family in settings.scope.families)
         self.links = {}        # name -> Link being served
         self.by_fd = {}        # socket fd -> Link
-        self.stats = {}        # name -> Stats, kept after an interface leaves
-        self.lost = []         # every interface lost, in order
+        self.by_index = {}     # interface index -> Link
+        self.stats = {}        # name -> Stats, kept after an interface leaves (GONE_KEPT)
+        self.gone = {}         # the names of interfaces let go whose Stats are kept
+        self.gone_stats = Stats.for_kinds(self.kinds)  # those of the others, summed
+        self.gone_count = 0    # how many those are
+        self.lost = {}         # interfaces lost, in order (GONE_KEPT of them named)
+        self.lost_count = 0
         self.refused = set()   # interfaces refused, said once
+        self.retry = {}        # name -> index: to serve, tried again at netlink's next news
         self.program = REQUEST_FILTER if program is None else program
         self.poller = select.epoll()
         self.netlink = socket.socket(socket.AF_NETLINK,
@@ -2834,6 +3348,7 @@ class Interfaces:
         link = Link(name, index, claim, sock, mtu, stats, self.settings.framing)
         sock.ins.setblocking(False)
         self.links[name], self.by_fd[sock.ins.fileno()] = link, link
+        self.by_index[index] = link
         self.poller.register(sock.ins, select.EPOLLIN)
         if not quiet:
             if name in self.lost:
@@ -2846,9 +3361,11 @@ class Interfaces:
 
     def let_go(self, link, why):
         del self.links[link.name], self.by_fd[link.sock.ins.fileno()]
+        if self.by_index.get(link.index) is link:
+            del self.by_index[link.index]
         self.poller.unregister(link.sock.ins)
-        link.close()
-        self.lost.append(link.name)
+        link.close(later=True)
+        self._retire(link.name)
         if self.settings.exit_on_down:
             return  # the loop ends, and says why
         if link.name in self.settings.specs:
@@ -2856,36 +3373,79 @@ class Interfaces:
         else:
             log(f"{link.name}: {why}; let go")
 
+    def _retire(self, name):
+        """`name` was let go: it is lost (said once it is back), and its
+        counts stay as they are; past GONE_KEPT such interfaces, the oldest
+        one's are summed into one line, so that churn cannot grow them."""
+        self.lost.pop(name, None)
+        self.lost[name] = None
+        self.lost_count += 1
+        self.gone.pop(name, None)
+        self.gone[name] = None
+        while len(self.gone) > GONE_KEPT:
+            oldest = next(iter(self.gone))
+            del self.gone[oldest]
+            self.lost.pop(oldest, None)
+            self.gone_stats += self.stats.pop(oldest)
+            self.gone_count += 1
+
     def reconcile(self, quiet=False):
         """Serve every wanted interface that is up (and virtual, unless
         --allow-physical), let go of those gone or down; `quiet`: without a
-        line for each one served (at start, the start-up line lists them)."""
+        line for each one served (at start, the start-up line lists them).
+        A look at every interface: at start, and when netlink lost news."""
         present = {name: index for index, name in socket.if_nameindex()}
         for link in list(self.links.values()):
             if present.get(link.name) != link.index:
                 self.let_go(link, "gone")
             elif not _is_up(link.name):
                 self.let_go(link, "down")
-        settings = self.settings
-        if settings.exit_on_down and self.lost:
+        if self.settings.exit_on_down and self.lost:
             return
         for name in sorted(present):
-            if name in self.links or not self.wanted(name) or not _is_up(name):
-                continue
-            refusal = cannot_carry_a_guest(name, settings.scope.targets, settings.any_address)
-            if refusal is None and not settings.allow_physical and physical_device(name):
-                refusal = f"{name}: a physical interface; not served (--allow-physical overrides)"
-            if refusal is not None:
-                self._refuse(name, refusal)
-                continue
-            try:
-                self.serve(name, present[name], quiet)
-            except InterfaceTaken as taken:  # tried again at the next look
-                self._refuse(name, f"{name}: {_taken(taken)}; skipped")
-            except OSError as exc:  # gone again, or not quite there: the next look retries
-                if exc.errno not in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN):
-                    self._refuse(name, f"{name}: cannot open a packet socket: "
-                                 f"{exc.strerror or exc}")
+            if name not in self.links and self.wanted(name) and _is_up(name):
+                self._offer(name, present[name], quiet)
+
+    def _look(self, name, index, up, deleted):
+        """Netlink's news of one interface (RTM_NEWLINK, RTM_DELLINK): let it
+        go if served and gone, renamed or down; serve it if wanted and up.
+        A few microseconds for an interface the tool does not want, however
+        many there are."""
+        renamed = self.by_index.get(index)
+        if renamed is not None and renamed.name != name:
+            self.let_go(renamed, "gone")
+        link = self.links.get(name)
+        if link is not None and (deleted or link.index != index):
+            self.let_go(link, "gone")
+        elif link is not None and not up:  # news of a deletion say "down" first
+            self.let_go(link, "down" if _index_of(name) == index else "gone")
+        if deleted or not up or name in self.links or not self.wanted(name) \
+                or self.settings.exit_on_down and self.lost:
+            return
+        self._offer(name, index, quiet=False)
+
+    def _offer(self, name, index, quiet):
+        """Serve wanted interface `name`, which is up, unless it is refused;
+        one another copy serves, or not quite there, is tried again with
+        the next news from netlink."""
+        settings = self.settings
+        self.retry.pop(name, None)
+        refusal = cannot_carry_a_guest(name, settings.scope.targets, settings.any_address)
+        if refusal is None and not settings.allow_physical and physical_device(name):
+            refusal = f"{name}: a physical interface; not served (--allow-physical overrides)"
+        if refusal is not None:
+            self._refuse(name, refusal)
+            return
+        try:
+            self.serve(name, index, quiet)
+        except InterfaceTaken as taken:
+            self._refuse(name, f"{name}: {_taken(taken)}; skipped")
+            self.retry[name] = index
+        except OSError as exc:  # gone again, or not quite there
+            if exc.errno not in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN):
+                self._refuse(name, f"{name}: cannot open a packet socket: "
+                             f"{exc.strerror or exc}")
+            self.retry[name] = index
 
     def _refuse(self, name, why):
         """Say once why `name` is not served."""
@@ -2894,18 +3454,32 @@ class Interfaces:
             log(why)
 
     def changed(self):
-        """Drain the netlink notifications, then look once."""
+        """Drain the netlink notifications and look at the interfaces they
+        name (and at those to try again); if some were lost (the socket
+        overflowed), at every interface."""
+        news, lost = {}, False
         while True:
             try:
-                if not self.netlink.recv(1 << 16):
-                    break
+                data = self.netlink.recv(1 << 16)
             except BlockingIOError:
                 break
             except OSError as exc:
                 if exc.errno != errno.ENOBUFS:
                     break
-                # Notifications were lost (the socket overflowed): the look below sees all.
-        self.reconcile()
+                lost = True
+                continue
+            if not data:
+                break
+            for index, name, up, deleted in _link_news(data):
+                news[index] = (name, up, deleted)
+        if lost:
+            self.reconcile()
+            return
+        for index, (name, up, deleted) in news.items():
+            self._look(name, index, up, deleted)
+        for name, index in list(self.retry.items()):
+            if name not in self.links and _is_up(name):
+                self._offer(name, index, quiet=False)
 
     def say_why_unserved(self, pattern):
         """At start, for a pattern that serves nothing yet: what matches it."""
@@ -2924,6 +3498,7 @@ class Interfaces:
     def close(self):
         for link in self.links.values():
             link.close()
+        closed_all()
         self.netlink.close()
         self.poller.close()
 
@@ -3089,6 +3664,37 @@ def kernel_filter(programs):
     return tuple(program) + programs[-1]
 
 
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+IFLA_IFNAME = 3
+NLMSG_HEADER = struct.Struct("=IHHII")
+IFINFO = struct.Struct("=BxHiII")
+
+
+def _link_news(data):
+    """(index, name, up, deleted) of each RTM_NEWLINK and RTM_DELLINK in
+    `data`, what a netlink socket bound to RTMGRP_LINK received."""
+    offset = 0
+    while offset + NLMSG_HEADER.size <= len(data):
+        length, kind, _, _, _ = NLMSG_HEADER.unpack_from(data, offset)
+        if length < NLMSG_HEADER.size or offset + length > len(data):
+            return
+        body = offset + NLMSG_HEADER.size
+        if kind in (RTM_NEWLINK, RTM_DELLINK) and length >= NLMSG_HEADER.size + IFINFO.size:
+            _, _, index, flags, _ = IFINFO.unpack_from(data, body)
+            attribute, name = body + IFINFO.size, None
+            while attribute + 4 <= offset + length:
+                size, kind_of = struct.unpack_from("=HH", data, attribute)
+                if size < 4:
+                    break
+                if kind_of == IFLA_IFNAME:
+                    name = data[attribute + 4:attribute + size].split(b"\0", 1)[0].decode(
+                        errors="replace")
+                attribute += (size + 3) & ~3
+            if name is not None:
+                yield index, name, bool(flags & IFF_UP), kind == RTM_DELLINK
+        offset += (length + 3) & ~3
+
+
 def open_socket(iface, program=REQUEST_FILTER):
     """A packet socket bound to `iface` with the request filter attached and
     a receive buffer that holds a burst of a few thousand requests. The
@@ -3100,7 +3706,10 @@ def open_socket(iface, program=REQUEST_FILTER):
     # meanwhile); a name-only interface, as Scapy 2.5 makes itself, avoids it.
     device = NetworkInterface(InterfaceProvider(), data={
         "name": iface, "network_name": iface, "description": iface, "dummy": True})
-    sock = L2Socket(iface=device, promisc=False)
+    # Made for no protocol, then bound for every one once set up: a packet
+    # socket made for ETH_P_ALL and bound again waits out an RCU grace period
+    # in the kernel (5 ms here), which every other guest would wait too.
+    sock = L2Socket(iface=device, type=0, promisc=False)
     sock.ins.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack(
         "IHH8s", socket.if_nametoindex(iface), PACKET_MR_PROMISC, 0, b""))
     insns = (bpf_insn * len(program))(*program)
@@ -3109,12 +3718,53 @@ def open_socket(iface, program=REQUEST_FILTER):
         sock.ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
     except PermissionError:
         sock.ins.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    try:  # what arrived before the filter was attached
-        while sock.ins.recv(MTU, socket.MSG_DONTWAIT):
-            pass
-    except BlockingIOError:
-        pass
+    sock.ins.bind((iface, ETH_P_ALL))
     return sock
+
+
+def close_later(sock):
+    """Close packet socket `sock` on a thread of its own: closing one waits
+    out an RCU grace period in the kernel (6 ms here), which the loop need
+    not wait."""
+    if _closer.thread is None:
+        _closer.queue = queue.SimpleQueue()
+        _closer.thread = threading.Thread(target=_close_queued, name="closer", daemon=True)
+        _closer.thread.start()
+    _closer.queue.put(sock)
+
+
+def _close_queued():
+    while True:
+        sock = _closer.queue.get()
+        if sock is None:
+            return
+        try:
+            sock.close()
+        except OSError:
+            pass  # gone with its interface
+
+
+def closed_all():
+    """Wait for the sockets close_later() took (the end of a run)."""
+    if _closer.thread is not None:
+        _closer.queue.put(None)
+        _closer.thread.join()
+        _closer.thread = None
+
+
+class _Closer:
+    thread = queue = None
+
+
+_closer = _Closer()
+
+
+def _index_of(name):
+    """The index of interface `name`, or None if there is none."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
 
 
 def _is_up(name):
@@ -3347,17 +3997,20 @@ class Stdout:
 @dataclass
 class Stats:
     """One interface's counts. Every frame seen ends in exactly one of:
-    a reply sent, ignored, a fragment held for reassembly, an answer to a
-    probe, or an error."""
+    a reply sent, ignored, answered a moment later (a Router Solicitation),
+    a fragment held for reassembly, an answer to a probe, or an error. What
+    the tool sends of its own accord (probes, advertisements) is counted
+    apart."""
     replies: dict                  # kind -> replies sent, for the kinds served
     seen: int = 0
     ignored: int = 0
     fragments: int = 0             # held; the one that completes a datagram is answered
     send_errors: int = 0
     internal_errors: int = 0
-    probes_sent: int = 0           # --probe: requests the tool sent itself (Prober.sent_as)
+    answered_later: int = 0        # --ra: solicitations taken, their answer sent later
+    probes_sent: int = 0           # --probe: requests the tool sent itself
     probe_answers: int = 0         # frames seen that answer them (Prober.taken_as)
-    advertisements: int = 0        # --ra: unsolicited advertisements (Advertiser.sent_as)
+    advertisements: int = 0        # --ra: Router Advertisements sent, solicited or not
 
     @classmethod
     def for_kinds(cls, kinds):
@@ -3365,7 +4018,8 @@ class Stats:
         return cls(dict.fromkeys(kinds, 0))
 
     def count(self, counter):
-        """One more of `counter` (a Service's sent_as or taken_as)."""
+        """One more of `counter` (a Service's taken_as, or what its
+        send_due() names)."""
         setattr(self, counter, getattr(self, counter) + 1)
 
     @property
@@ -3376,7 +4030,7 @@ class Stats:
         for kind, count in other.replies.items():
             self.replies[kind] = self.replies.get(kind, 0) + count
         for name in ("seen", "ignored", "fragments", "send_errors", "internal_errors",
-                     "probes_sent", "probe_answers", "advertisements"):
+                     "answered_later", "probes_sent", "probe_answers", "advertisements"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
@@ -3384,12 +4038,14 @@ class Stats:
         kinds = ", ".join(f"{n} {k}" for k, n in self.replies.items())
         line = (f"{self.seen} frames seen, {self.replied} replies sent ({kinds}), "
                 f"{self.ignored} ignored")
+        if self.answered_later:
+            line += f", {self.answered_later} answered a moment later"
         if self.fragments:
             line += f", {self.fragments} fragments held"
         if self.probes_sent or self.probe_answers:
             line += f", {self.probes_sent} probes sent, {self.probe_answers} answers to them"
         if self.advertisements:
-            line += f", {self.advertisements} unsolicited advertisements"
+            line += f", {self.advertisements} advertisements sent"
         if self.send_errors or self.internal_errors:
             line += (f", {self.send_errors} send errors, "
                      f"{self.internal_errors} internal errors")
@@ -3398,6 +4054,7 @@ class Stats:
     def to_json(self):
         return {"frames_seen": self.seen, "replies_sent": self.replied,
                 "replies": dict(self.replies), "ignored": self.ignored,
+                "answered_later": self.answered_later,
                 "fragments_held": self.fragments, "send_errors": self.send_errors,
                 "internal_errors": self.internal_errors, "probes_sent": self.probes_sent,
                 "probe_answers": self.probe_answers, "advertisements": self.advertisements}
@@ -3446,6 +4103,18 @@ class OutputFile:
         done = 0
         while done < len(data):
             done += os.write(self.fd, data[done:])
+
+    def write_json(self, value):
+        """`value` as JSON and a newline, written as it is encoded: a large
+        summary is never one string in memory."""
+        chunks, size = [], 0
+        for chunk in json.JSONEncoder(indent=1).iterencode(value):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= 1 << 16:
+                self.write("".join(chunks).encode())
+                chunks, size = [], 0
+        self.write(("".join(chunks) + "\n").encode())
 
     def close(self):
         if self.fd is not None:
@@ -3673,8 +4342,10 @@ class Lines:
 
     def format(self, exchange):
         where = f"{_timestamp(exchange.stamp)} {exchange.link.name}"
-        if not exchange.replied:
+        if exchange.answer is None:
             return f"{where} ignored: {frame_summary(exchange.whole)}"
+        if not exchange.replied:  # taken: its line says what it is
+            return f"{where} {frame_summary(exchange.whole)} ({exchange.answer.kind})"
         pieces = f" in {len(exchange.frames)} fragments" if len(exchange.frames) > 1 else ""
         return (f"{where} {frame_summary(exchange.whole)} ==> "
                 f"{frame_summary(exchange.answer.reply)}{pieces} {self.framing}")
@@ -3713,6 +4384,7 @@ class Report:
                                  for kind in service.counted])
         for stats in self.loop.interfaces.stats.values():
             total += stats
+        total += self.loop.interfaces.gone_stats
         return total
 
     def lines(self):
@@ -3720,17 +4392,21 @@ class Report:
         served), fragments, recording, then one verdict line per guest."""
         loop = self.loop
         elapsed = f"time {time.monotonic() - loop.started:.1f}s"
-        stats = loop.interfaces.stats
-        if not stats:
+        stats, gone = loop.interfaces.stats, loop.interfaces.gone_count
+        if not stats and not gone:
             lines = ["--- arp_icmp_vlan0 statistics: no interface was served ---",
                      f"{self.total().line()}, {elapsed}"]
-        elif len(stats) == 1:
+        elif len(stats) == 1 and not gone:
             [name] = stats
             lines = [f"--- {name} arp_icmp_vlan0 statistics ---",
                      f"{self.total().line()}, {elapsed}"]
         else:
-            lines = [f"--- arp_icmp_vlan0 statistics: {len(stats)} interfaces, {elapsed} ---"]
+            lines = [f"--- arp_icmp_vlan0 statistics: {len(stats) + gone} interfaces, "
+                     f"{elapsed} ---"]
             lines += [f"{name}: {counts.line()}" for name, counts in stats.items()]
+            if gone:
+                lines.append(f"{gone:,} more that went away: "
+                             f"{loop.interfaces.gone_stats.line()}")
             lines.append(f"total: {self.total().line()}")
         reassembler = loop.reassembler
         if reassembler.reassembled or reassembler.dropped or reassembler.pending:
@@ -3753,6 +4429,8 @@ class Report:
             "duration_s": round(time.monotonic() - loop.started, 3),
             "interfaces": {name: stats.to_json()
                            for name, stats in loop.interfaces.stats.items()},
+            "interfaces_gone": {"count": loop.interfaces.gone_count,
+                                "total": loop.interfaces.gone_stats.to_json()},
             "total": self.total().to_json(),
             "fragmented_requests": {"reassembled": reassembler.reassembled,
                                     "dropped": reassembler.dropped,
@@ -3793,12 +4471,15 @@ examples:
 
 exit status:
   0  normal end; with --until-verdict: every guest heard accepts the replies
-     (and, with --probe, answers the tagged requests)
+     (and, with --probe, answers the tagged requests; with --dhcp and --ra,
+     takes the offers and advertisements: each judge asked for judged it)
   1  error (unknown, down or physical interface, no permission...)
   2  usage error
   3  --until-verdict: a guest drops the tagged replies (or, probed, the requests)
-  4  --until-verdict: no verdict for every guest before the end (--timeout), or
-     nobody answered a probe, tagged or untagged
+  4  --until-verdict: no verdict for every guest before the end (--timeout);
+     nobody answered a probe, tagged or untagged; a judge asked for (--dhcp,
+     --ra) did not judge a guest within 15 s of its first frame; or guests
+     beyond the room to judge them (256 an interface, 4,096 in all)
   5  the -w recording is incomplete (a write error stopped it); 3 and 4 win
 """
 
@@ -4244,7 +4925,8 @@ class Session:
         if args.until_verdict:
             status = overall_status(self.services)
             if status == EXIT_NO_VERDICT:
-                heard = [service for service in self.services if service.verdicts()]
+                heard = [service for service in self.services
+                         if service.verdicts() or service.untracked()]
                 for service in heard or self.services:
                     reason = service.why_no_verdict()
                     if reason:
@@ -4258,8 +4940,7 @@ class Session:
         if self.summary:
             try:
                 self.summary.start()
-                self.summary.write(json.dumps(report.to_json(status), indent=1).encode()
-                                   + b"\n")
+                self.summary.write_json(report.to_json(status))
             except OSError as exc:
                 raise Fatal(f"cannot write {args.json}: {exc.strerror or exc}") from None
         return status

@@ -4,8 +4,9 @@
 
 USAGE: sudo python3 tests/figures/benchmark.py [--quick] [--peers a,b,...] [--json FILE]
                                                [--tool PATH]
-       sudo python3 tests/figures/benchmark.py --two-guests [--flood-rate N]
-                                               [--flood-seconds S] [--peers a,b,...]
+       sudo python3 tests/figures/benchmark.py --two-guests [--floods a,b,...]
+                                               [--flood-rate N] [--flood-seconds S]
+                                               [--peers a,b,...]
                                                [--json FILE] [--tool PATH]
 
 Builds its own pair of network namespaces ("guest" and "host", joined by a
@@ -40,10 +41,15 @@ machine.
 second guest namespace (guest B, 203.0.113.1/24) is joined to the same host
 namespace by a second veth, and peers kernel, tool and tool-q serve both host
 ends (the kernel with 198.51.100.2/24 and 203.0.113.2/24). Guest A floods at
---flood-rate frames a second for --flood-seconds, to the peer's MAC, either
-tiny IPv4 fragments of ICMP echo datagrams that never complete (8 data bytes,
-more-fragments set, every offset of 8 datagrams once) or whole echo requests;
-meanwhile guest B pings the peer every 0.2 s. A row per peer and flood: the
+--flood-rate frames a second for --flood-seconds, one flood after the other
+(--floods): "fragments", tiny IPv4 fragments of ICMP echo datagrams that
+never complete (8 data bytes, more-fragments set, every offset of 8
+datagrams once); "echo", whole echo requests; "big", the fragments of whole
+64 KB echo requests (ping -s 65000), whose replies the peer fragments in
+turn; "dhcp", DHCPDISCOVERs from 4,096 made-up clients; "rs", Router
+Solicitations from 4,096 made-up stations (for these two the tool runs with
+--dhcp --ra and --ip for both guests' prefixes). Meanwhile guest B pings the
+peer every 0.2 s. A row per peer and flood: the
 rate achieved, what guest A received, guest B's replies received of sent,
 their average and highest round trip, and the peer's CPU (of one core, over
 the flood). Goal: guest B keeps every reply, and a round trip within a few
@@ -80,7 +86,7 @@ sys.path.insert(0, os.path.dirname(TESTS))  # the tool
 sys.path.insert(0, os.path.join(TESTS, "lib"))  # netlab
 
 from netlab import (GUEST_IF, GUEST_IP, HOST_IF, TOOL, TOOL_IP, Lab,  # noqa: E402
-                    above_zero, command_line, require, text_table)
+                    above_zero, command_line, names_from, require, text_table)
 from netlab import run as run_command  # noqa: E402 (run: this file's main mode)
 
 LADDER = (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 75_000, 100_000)
@@ -93,7 +99,12 @@ PEERS = ("kernel", "c-floor", "python-floor", "tool-q", "tool-busy-poll", "tool"
 
 # --two-guests: guest B on a second veth into the same host namespace.
 TWO_GUEST_PEERS = ("kernel", "tool", "tool-q")
-FLOODS = ("fragments", "echo")
+FLOODS = ("fragments", "echo", "big", "dhcp", "rs")
+# The tool's options for a flood of DHCPDISCOVERs or Router Solicitations:
+# what it serves then, guest B's address among the --ip ones.
+SERVICE_OPTIONS = ("--ip", "198.51.100.2/24", "--ip", "203.0.113.2/24", "--ip",
+                   "2001:db8::2/64", "--dhcp", "--ra")
+BIG_PING = 65000      # data bytes of a "big" flood's echo requests, as ping -s 65000
 HOST_B_IF, GUEST_B_IF = "veth-host-b", "veth-guest-b"
 GUEST_B_IP, PEER_B_IP = "203.0.113.1", "203.0.113.2"
 PING_INTERVAL = 0.2
@@ -281,6 +292,57 @@ def fragment_frames(peer_mac):
     return frames
 
 
+def big_frames(peer_mac, datagrams=64):
+    """The fragments of `datagrams` whole 64 KB echo requests (ping -s
+    65000), 1,480 data bytes each, one datagram after the other."""
+    head = mac_bytes(peer_mac) + mac_bytes(GUEST_MAC) + b"\x08\x00"
+    addresses = socket.inet_aton(GUEST_IP) + socket.inet_aton(TOOL_IP)
+    frames = []
+    for ident in range(1, datagrams + 1):
+        icmp = bytearray(struct.pack("!BBHHH", 8, 0, 0, 0x4242, ident) + bytes(BIG_PING))
+        icmp[2:4] = struct.pack("!H", checksum(bytes(icmp)))
+        for at in range(0, len(icmp), 1480):
+            piece = bytes(icmp[at:at + 1480])
+            more = 0x2000 if at + 1480 < len(icmp) else 0
+            ip = bytearray(struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(piece), ident,
+                                       more | at // 8, 64, 1, 0) + addresses)
+            ip[10:12] = struct.pack("!H", checksum(bytes(ip)))
+            frames.append(head + bytes(ip) + piece)
+    return frames
+
+
+def dhcp_frames(count=4096):
+    """DHCPDISCOVERs from `count` made-up clients (chaddr their source)."""
+    frames = []
+    for n in range(count):
+        mac = b"\x02\x00\x00\x03" + n.to_bytes(2, "big")
+        bootp = (struct.pack("!BBBBIHH4s4s4s4s", 1, 1, 6, 0, n, 0, 0, bytes(4), bytes(4),
+                             bytes(4), bytes(4)) + mac + bytes(10) + bytes(192)
+                 + b"\x63\x82\x53\x63" + b"\x35\x01\x01\xff")
+        udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
+        ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                                   bytes(4), b"\xff" * 4))
+        ip[10:12] = struct.pack("!H", checksum(bytes(ip)))
+        frames.append(b"\xff" * 6 + mac + b"\x08\x00" + bytes(ip) + udp)
+    return frames
+
+
+def rs_frames(count=4096):
+    """Router Solicitations from `count` made-up stations, each from its
+    link-local address with its source link-layer option."""
+    frames = []
+    for n in range(count):
+        mac = b"\x02\x00\x00\x04" + n.to_bytes(2, "big")
+        source = b"\xfe\x80" + bytes(6) + b"\x00\x00\x00\xff\xfe\x00" + n.to_bytes(2, "big")
+        group = b"\xff\x02" + bytes(13) + b"\x02"
+        message = bytearray(struct.pack("!BBHI", 133, 0, 0, 0) + b"\x01\x01" + mac)
+        pseudo = source + group + struct.pack("!I3xB", len(message), 58)
+        message[2:4] = struct.pack("!H", checksum(pseudo + bytes(message)))
+        ip6 = struct.pack("!IHBB", 6 << 28, len(message), 58, 255) + source + group
+        frames.append(b"\x33\x33\x00\x00\x00\x02" + mac + b"\x86\xdd" + ip6 + bytes(message))
+    return frames
+
+
 def arp_frames():
     body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac_bytes(GUEST_MAC),
                        socket.inet_aton(GUEST_IP), b"\x00" * 6, socket.inet_aton(TOOL_IP))
@@ -376,8 +438,10 @@ def generate(args):
         result = burst(sock, args.peer_mac)
     elif args.generate == "flood":
         sock.setblocking(False)
-        frames = (fragment_frames(args.peer_mac) if args.frames == "fragments"
-                  else echo_frames(args.peer_mac, 4096))
+        frames = {"fragments": lambda: fragment_frames(args.peer_mac),
+                  "echo": lambda: echo_frames(args.peer_mac, 4096),
+                  "big": lambda: big_frames(args.peer_mac),
+                  "dhcp": dhcp_frames, "rs": rs_frames}[args.frames]()
         print("flooding", flush=True)
         before = rx_packets()
         sent, took = send_at_rate(sock, frames, args.rate, args.count / args.rate)
@@ -396,11 +460,14 @@ def generate(args):
 class Peer:
     """One responder in the host namespace, started and stopped by PID."""
 
-    def __init__(self, lab, name, floor_binary, tool, served=((HOST_IF, TOOL_IP),)):
+    def __init__(self, lab, name, floor_binary, tool, served=((HOST_IF, TOOL_IP),), options=()):
         """`served`: the (host interface, the kernel's address there) pairs
-        it answers on."""
+        it answers on; `options`: the tool's, beyond its peer's."""
         self.lab, self.name, self.served = lab, name, served
         self.command = peer_command(name, floor_binary, tool, [i for i, _ in served])
+        if self.command and options:  # the services on, so IPv6 too
+            self.command = [word for word in self.command if word != "-4"]
+            self.command[2:2] = options
         self.process = None
         self.mac = TOOL_MAC
         if name in ("kernel", "scapy-am", "scapy-am-reused"):
@@ -670,15 +737,15 @@ def flood_case(lab, guest_b, peer, kind, rate, seconds):
             "peer_cpu_percent": None if peer.command is None else round(cpu * 100)}
 
 
-def run_two_guests(names, tool, rate, seconds):
+def run_two_guests(names, tool, rate, seconds, floods=FLOODS):
     with Lab(prefix="avzb") as lab, SecondGuest(lab) as guest_b:
         lab.in_guest("ip", "link", "set", "dev", GUEST_IF, "address", GUEST_MAC)
         lab.in_host("sysctl", "-qw", f"net.ipv6.conf.{HOST_IF}.disable_ipv6=1")
         served = ((HOST_IF, TOOL_IP), (HOST_B_IF, PEER_B_IP))
-        peers = [Peer(lab, name, None, tool, served) for name in names]
         results = []
-        for kind in FLOODS:
-            for peer in peers:
+        for kind in floods:
+            options = SERVICE_OPTIONS if kind in ("dhcp", "rs") else ()
+            for peer in [Peer(lab, name, None, tool, served, options) for name in names]:
                 print(f"{peer.name}: guest A floods {kind} at {rate}/s, guest B pings ...",
                       flush=True)
                 results.append(flood_case(lab, guest_b, peer, kind, rate, seconds))
@@ -717,6 +784,9 @@ def main():
     parser.add_argument("--two-guests", action="store_true",
                         help="instead: does guest A's flood (fragments, then echo requests) "
                         "starve guest B's pings through the same peer?")
+    parser.add_argument("--floods", type=names_from(FLOODS, "flood"), default=list(FLOODS),
+                        metavar="A,B,...", help=f"with --two-guests: which floods (default: "
+                        f"all of {','.join(FLOODS)})")
     parser.add_argument("--flood-rate", type=above_zero(int), default=4000, metavar="N",
                         help="--two-guests: frames a second guest A sends (default 4000)")
     parser.add_argument("--flood-seconds", type=above_zero(float), default=15.0, metavar="S",
@@ -752,7 +822,7 @@ def main():
           f"Python {info['python']}, Scapy {info['scapy']}", flush=True)
     started = time.monotonic()
     if args.two_guests:
-        results = run_two_guests(names, tool, args.flood_rate, args.flood_seconds)
+        results = run_two_guests(names, tool, args.flood_rate, args.flood_seconds, args.floods)
         print(command_line())
         print(f"date: {time.strftime('%Y-%m-%d')}, {time.monotonic() - started:.0f} s")
         print(two_guests_table(results))

@@ -82,8 +82,10 @@ def exchange(interface, frame, answer, now, by=None):
 
 
 def observed(service, interface, frame, answer, now, by=None):
-    """What `service` makes of that exchange (Service.observe): the one
-    record whose verdict it formed or changed, or None."""
+    """What `service` makes of that exchange (Service.observe), `answer`
+    being its own unless `by` says whose: the one record whose verdict it
+    formed or changed, or None."""
+    by = service if by is None and answer is not None else by
     changed = list(service.observe(exchange(interface, frame, answer, now, by)))
     assert len(changed) <= 1, changed
     return changed[0] if changed else None

@@ -119,8 +119,8 @@ def test_dhcp_and_probe_judge_both_directions_of_a_guest_that_only_asked_for_a_l
     assert probe["address"] == client["address"] and probe["learnt"], record
     assert f"({client['address']}) answers ARP requests and pings tagged vlan 0, p 0" in \
         tool.output
-    assert record["dhcp"]["leases"][client["mac"]] == {"address": client["address"],
-                                                       "state": "bound"}
+    assert record["dhcp"]["leases"] == [{"interface": client["interface"], "mac": client["mac"],
+                                         "address": client["address"], "state": "bound"}]
     shown = lab.in_guest("ip", "-4", "-o", "addr", "show", "dev", GUEST_IF).stdout
     assert f"inet {client['address']}/24" in shown, shown  # the lease the tool judged
 
@@ -156,7 +156,8 @@ def assert_accepts(run, tagged):
     assert (f"({bare}) accepts DHCP offers {tagged}: " in run.output
             and f"after the answer it requested {bare}" in run.output
             and run.verdicts() == ["accepts"] and run.summary["exit_status"] == 0
-            and run.summary["dhcp"]["leases"][run.mac] == {"address": bare, "state": "bound"}
+            and {"interface": run.summary["dhcp"]["clients"][0]["interface"], "mac": run.mac,
+                 "address": bare, "state": "bound"} in run.summary["dhcp"]["leases"]
             ), run.said()
 
 

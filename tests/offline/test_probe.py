@@ -182,7 +182,7 @@ class Run:
         """Send whatever the prober has due, up to `end` seconds."""
         while True:
             frames, decided = self.prober.send_due(self.now, {"tap0"})
-            self.sent += [(self.now, Ether(frame)) for _, frame in frames]
+            self.sent += [(self.now, Ether(frame)) for _, frame, _ in frames]
             self.decided += decided
             due = self.now + self.prober.due(self.now)
             if due > end or not self.prober.pending:

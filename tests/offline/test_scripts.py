@@ -22,7 +22,8 @@ TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"matrix.py": "vm/matrix.py", "scale.py": "figures/scale.py",
            "soak.py": "figures/soak.py", "clients.py": "figures/clients.py",
            "fuzz.py": "figures/fuzz.py", "paths.py": "figures/paths.py",
-           "stacks.py": "figures/stacks.py", "dhcp_clients.py": "figures/dhcp_clients.py"}
+           "stacks.py": "figures/stacks.py", "dhcp_clients.py": "figures/dhcp_clients.py",
+           "bounds.py": "figures/bounds.py"}
 # Run as a script, with pytest and hypothesis made unimportable.
 WITHOUT_PYTEST = ("import runpy, sys; sys.modules.update(pytest=None, hypothesis=None); "
                   "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")

@@ -15,10 +15,11 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_RS,
                                 ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, IPv6)
 from scapy.layers.l2 import ARP, Dot1Q, Ether
-from scapy.utils import mac2str
+from scapy.utils import mac2str, str2mac
 
 import arp_icmp_vlan0
-from arp_icmp_vlan0 import (ETH_P_IP, ETH_P_IPV6, EXIT_DROPS, EXIT_OK, RA_INITIAL, Advertiser,
+from arp_icmp_vlan0 import (ETH_P_IP, ETH_P_IPV6, EXIT_DROPS, EXIT_OK, MAX_RA_DELAY_TIME,
+                            RA_INITIAL, Advertiser,
                             DhcpServer, Framing, Leases, Prober, Scope, all_settled, answer_with,
                             dhcp_pool, ethertype_and_offset, observe_with, overall_status,
                             parse_args, parse_probe_answer, reply_to, scope_from,
@@ -148,7 +149,7 @@ def test_renewing_is_acked_unicast_to_ciaddr():
 
 def test_init_reboot_with_no_record_is_silent_unless_off_the_network():
     dhcp, _ = server()
-    own = ipaddress.ip_address(dhcp.leases.preferred(mac2str(PEER_MAC), 0))
+    own = ipaddress.ip_address(dhcp.leases.preferred(("tap0", mac2str(PEER_MAC)), 0))
     taken = str(own + 1)
     assert ask(dhcp, client_message("request", requested_addr=taken)) is None  # RFC 2131 4.3.2
     _, options = dissect(ask(dhcp, client_message("request", requested_addr="203.0.113.5")))
@@ -197,7 +198,7 @@ def test_replies_are_framed_like_every_reply():
 # -- the lease table
 
 def test_a_mac_gets_the_same_address_again_and_from_another_copy_of_the_tool():
-    macs = [mac2str(f"52:54:00:00:00:{i:02x}") for i in range(50)]
+    macs = [(f"tap{i}", mac2str(f"52:54:00:00:00:{i:02x}")) for i in range(50)]
     table = Leases(NETWORK, SERVER)
     first = [table.offer(mac, None, 0) for mac in macs]
     assert [table.offer(mac, None, 1) for mac in macs] == first  # a retry, a reboot
@@ -213,7 +214,7 @@ def test_a_mac_gets_the_same_address_again_and_from_another_copy_of_the_tool():
 def test_a_full_pool_offers_nothing_and_a_lapsed_offer_is_reused():
     network = ipaddress.ip_network("198.51.100.0/29")  # .1-.6, .2 the server's: 5 to lease
     table = Leases(network, SERVER)
-    macs = [mac2str(f"52:54:00:00:01:{i:02x}") for i in range(6)]
+    macs = [("tap0", mac2str(f"52:54:00:00:01:{i:02x}")) for i in range(6)]
     offered = [table.offer(mac, None, 0) for mac in macs]
     assert offered[-1] is None and None not in offered[:5]
     assert table.offer(macs[5], None, 61.0) is not None  # the others' offers lapsed
@@ -223,11 +224,11 @@ def test_the_table_is_bounded(monkeypatch):
     monkeypatch.setattr(arp_icmp_vlan0, "LEASES_KEPT", 8)
     table = Leases(ipaddress.ip_network("198.51.0.0/16"), SERVER)
     for i in range(20):
-        table.offer(mac2str(f"52:54:00:00:02:{i:02x}"), None, 0)
-    assert len(table.by_mac) == 8 and len(table.holder) == 8
-    bound = mac2str("52:54:00:00:03:00")
+        table.offer((f"tap{i}", mac2str(f"52:54:00:00:02:{i:02x}")), None, 0)
+    assert len(table.by_client) == 8 and len(table.holder) == 8
+    bound = ("tap99", mac2str("52:54:00:00:03:00"))
     assert table.bind(bound, table.preferred(bound, 0), 0)
-    assert table.by_mac[bound][1] == "bound" and len(table.by_mac) == 8
+    assert table.by_client[bound].state == "bound" and len(table.by_client) == 8
 
 
 # -- the verdict, at each client's pace
@@ -339,9 +340,22 @@ def solicit(ra, frame, now=0.0):
     return ra.answer("tap0", frame, ETH_P_IPV6, offset, now)
 
 
+def answered(ra, frame, now=0.0):
+    """The Router Advertisement that `ra` sends in answer to `frame` a
+    moment later (RFC 4861 6.2.6), or None if it takes none."""
+    answer = solicit(ra, frame, now)
+    if answer is None:
+        return None
+    assert answer.reply is None  # taken: the answer goes a moment later
+    observed(ra, "tap0", frame, answer, now)
+    at = answer.request[1]
+    assert now <= at <= now + MAX_RA_DELAY_TIME
+    frames, _ = ra.send_due(at, {"tap0"})
+    return frames[0][1]  # the answers go before the unsolicited ones
+
+
 def test_the_advertisement_to_a_soliciter():
-    answer = solicit(advertiser(lifetime=0), solicitation())
-    frame = Ether(answer.reply)
+    frame = Ether(answered(advertiser(lifetime=0), solicitation()))
     assert frame[Dot1Q].vlan == 0 and (frame.src, frame.dst) == (MAC, PEER_MAC)
     ip6 = frame[IPv6]
     assert (ip6.src, ip6.dst, ip6.hlim) == (tool_link_local(MAC), "fe80::5054:ff:fe12:3456", 255)
@@ -358,7 +372,7 @@ def test_the_advertisement_to_a_soliciter():
 
 
 def test_a_solicitation_from_unspecified_is_answered_to_all_nodes():
-    frame = Ether(solicit(advertiser(), solicitation(src="::", option=False)).reply)
+    frame = Ether(answered(advertiser(), solicitation(src="::", option=False)))
     assert (frame.dst, frame[IPv6].dst) == ("33:33:00:00:00:01", "ff02::1")
     assert solicit(advertiser(), solicitation(src="::", option=True)) is None  # RFC 4861 6.1.1
     hop_limit_64 = solicitation().replace(b"\xff\x02", b"\xff\x02", 1)
@@ -367,7 +381,7 @@ def test_a_solicitation_from_unspecified_is_answered_to_all_nodes():
 
 
 def test_the_router_lifetime_is_asked_for():
-    frame = Ether(solicit(advertiser(lifetime=1800), solicitation()).reply)
+    frame = Ether(answered(advertiser(lifetime=1800), solicitation()))
     assert frame[ICMPv6ND_RA].routerlifetime == 1800
 
 
@@ -379,9 +393,11 @@ def dad(target):
 
 def test_slaac_after_the_advertisement_accepts_and_repeated_solicitations_drop():
     ra = advertiser()
-    for now, frame in ((0.0, solicitation()), (0.9, dad("2001:db8::5054:ff:fe12:3456"))):
-        answer = solicit(ra, frame, now) if frame[54] == 133 else None
-        changed = observed(ra, "tap0", frame, answer, now)
+    answer = solicit(ra, solicitation(), 0.0)
+    observed(ra, "tap0", solicitation(), answer, 0.0)
+    at = answer.request[1]  # when the answer goes
+    ra.send_due(at, {"tap0"})
+    changed = observed(ra, "tap0", dad("2001:db8::5054:ff:fe12:3456"), None, at + 0.9)
     assert changed.verdict == "accepts" and changed.address == "2001:db8::5054:ff:fe12:3456"
     assert changed.summary().endswith(
         "accepts Router Advertisements tagged vlan 0, p 0: 900.0 ms after the answer it took "
@@ -439,20 +455,56 @@ SEEDS = [client_message("discover"),
          solicitation(src="::", option=False), dad("2001:db8::1")] + probe_answers()
 
 
-def feed_everything(frame):
+def feed_everything(frame, framing=Framing(vlans=(5,), prio=3)):
     """The frame through every guest-facing parser of the services and the
-    probe, as the loop runs them."""
-    dhcp, _ = server()
-    prober = Prober((ipaddress.ip_address("198.51.100.1").packed,), Scope(mac=MAC), Framing(),
-                    0x4242)
+    probe, as the loop runs them; whatever they answer must be a well-formed
+    answer to a station: tagged as configured, from the tool's MAC, to the
+    asker's MAC (or the group it is for), dissecting as one message."""
+    dhcp = DhcpServer(NETWORK, SERVER, Scope(mac=MAC, targets=(NETWORK,), own=(SERVER,),
+                                             leased={}), framing)
+    prober = Prober((ipaddress.ip_address("198.51.100.1").packed,),
+                    Scope(mac=MAC, targets=(NETWORK,), own=(SERVER,)), framing, 0x4242)
     prober.send_due(0.0, {"tap0"})
-    services = [prober, dhcp, advertiser()]
+    ra = advertiser(framing)
+    ra.send_due(0.0, {"tap0"})  # the first unsolicited one, out of the way
+    services = [prober, dhcp, ra]
     ethertype, offset = ethertype_and_offset(frame)
     answer, by = answer_with(services, "tap0", frame, ethertype, offset, 0.5)
-    if answer is not None and answer.kind == "dhcp":
-        assert Ether(answer.reply).haslayer(BOOTP)
     observe_with(services, exchange("tap0", frame, answer, 0.5, by))
-    parse_probe_answer(frame, mac2str(MAC), 0x4242)
+    if answer is None:
+        return None
+    asker = str2mac(frame[6:12])
+    assert not frame[6] & 1 and frame[6:12] != mac2str(MAC), "answered a group or itself"
+    if by is prober:
+        assert answer.reply is None and parse_probe_answer(frame, mac2str(MAC), 0x4242)
+        return "probe"
+    if by is dhcp:
+        replies = [answer.reply]
+        assert Ether(answer.reply).dst in (asker, "ff:ff:ff:ff:ff:ff")
+    else:
+        assert by is ra and answer.reply is None
+        replies = [f for _, f, _ in ra.send_due(answer.request[1], {"tap0"})[0]]
+        assert len(replies) == 1 and Ether(replies[0]).dst in (asker, "33:33:00:00:00:01")
+    for reply in replies:
+        packet = Ether(reply)
+        assert packet.src == MAC and (packet[Dot1Q].vlan, packet[Dot1Q].prio) == (5, 3)
+        assert not packet[Dot1Q].payload.haslayer(Dot1Q)  # one tag, exactly
+        if by is dhcp:
+            assert packet.haslayer(BOOTP) and packet[BOOTP].op == 2 and packet[UDP].dport == 68
+            assert packet[DHCP].options[0][0] == "message-type"
+        else:
+            assert packet.haslayer(ICMPv6ND_RA) and packet[IPv6].hlim == 255
+            fresh = packet.copy()
+            del fresh[ICMPv6ND_RA].cksum
+            assert bytes(Ether(bytes(fresh))) == bytes(packet), "its checksum"
+    return "dhcp" if by is dhcp else "ra"
+
+
+def test_the_seeds_are_answered_and_checked_as_any_answer_is():
+    # So that the property tests below check answers, not silence alone.
+    answered = [feed_everything(seed) for seed in SEEDS]
+    assert answered.count("dhcp") == 2 and answered.count("ra") == 2, answered
+    assert answered.count("probe") == 1, answered  # the ARP reply: a probe went out
 
 
 @given(st.binary(max_size=600))

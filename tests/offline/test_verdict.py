@@ -11,8 +11,8 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptSrcLLA
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import mac2str
 
-from arp_icmp_vlan0 import (ASKS_FOR_DROPS, EXIT_DROPS, EXIT_NO_VERDICT,
-                            EXIT_OK, GUESTS_KEPT, RETRY_WINDOW, Framing, Replies, Scope,
+from arp_icmp_vlan0 import (ASKS_FOR_DROPS, EXIT_DROPS, EXIT_NO_VERDICT, EXIT_OK, GUESTS_KEPT,
+                            GUESTS_PER_INTERFACE, RETRY_WINDOW, Framing, Replies, Scope,
                             reply_to)
 from checks import observed
 from frames import (MAC, PEER6, PEER_IP, PEER_MAC, SOLICITED_NODE, SOLICITED_NODE_MAC, TOOL6,
@@ -217,15 +217,27 @@ def test_flood_of_asks_keeps_the_book_small():
     assert "asked for 198.51.100.2 20000 times in 0.2 s" in guest.summary()
 
 
-def test_many_guests_keep_the_book_bounded():
-    template = who_has()
-    frames = []
-    for n in range(GUESTS_KEPT + 10):
-        mac = b"\x52\x54" + n.to_bytes(4, "big")  # in the Ethernet and ARP sender fields
-        frames.append((float(n), template[:6] + mac + template[12:22] + mac + template[28:]))
-    verdicts, _ = play(frames)
-    assert len(verdicts.guests) == GUESTS_KEPT
-    assert ("tap0", b"\x52\x54" + (GUESTS_KEPT + 9).to_bytes(4, "big"), 4) in verdicts.guests
+def spoofed(n, template=who_has()):
+    """who_has() from made-up MAC number `n` (in the Ethernet and ARP
+    sender fields), made by patching bytes (fast)."""
+    mac = b"\x52\x54" + n.to_bytes(4, "big")
+    return template[:6] + mac + template[12:22] + mac + template[28:]
+
+
+def test_many_guests_keep_the_book_bounded_and_each_interface_its_share():
+    verdicts = Replies(SCOPE, FRAMING)
+    interfaces = GUESTS_KEPT // GUESTS_PER_INTERFACE
+    for n in range(GUESTS_KEPT + 10):  # every interface full, the last one over
+        play([(float(n), spoofed(n))], verdicts,
+             interface=f"tap{min(n // GUESTS_PER_INTERFACE, interfaces - 1)}")
+    assert len(verdicts.guests) == GUESTS_KEPT  # none forgotten, none more
+    assert verdicts.book.untracked == 10
+    assert ("tap0", b"\x52\x54" + bytes(4), 4) in verdicts.guests  # the first stays
+    play([(99999.0, who_has())], verdicts, interface="tap-new")
+    assert verdicts.book.untracked == 11  # a new interface: no room left at all
+    line = verdicts.lines()[-1]
+    assert line.startswith(f"guests not tracked: 10 on tap{interfaces - 1}, 1 on tap-new")
+    assert verdicts.why_no_verdict() is not None
 
 
 def test_json_has_the_evidence_with_times():
@@ -269,14 +281,13 @@ def test_a_guest_asking_for_200000_addresses_keeps_its_record_small():
 def test_a_flood_of_spoofed_macs_does_not_push_out_a_guest_with_a_verdict():
     verdicts, _ = play([(0.0, who_has()), (0.5, ping())])
     assert only_guest(verdicts).verdict == "accepts"
-    template = who_has()
     for n in range(100000):
-        mac = b"\x52\x54" + n.to_bytes(4, "big")
-        frame = template[:6] + mac + template[12:22] + mac + template[28:]
+        frame = spoofed(n)
         observed(verdicts, "tap0", frame, reply_to(frame, SCOPE, FRAMING), 1.0 + n * 1e-4)
-    assert len(verdicts.guests) == GUESTS_KEPT
+    assert len(verdicts.guests) == GUESTS_PER_INTERFACE
     assert verdicts.guests[("tap0", mac2str(PEER_MAC), 4)].verdict == "accepts"
-    assert verdicts.forgotten == 100000 + 1 - GUESTS_KEPT
+    assert verdicts.book.untracked == 100000 + 1 - GUESTS_PER_INTERFACE
+    assert verdicts.status() == EXIT_NO_VERDICT  # those not tracked have none
 
 
 def test_a_guest_with_many_addresses_names_a_few_in_its_line():
@@ -296,3 +307,16 @@ def test_settled_follows_every_guests_verdict_through_eviction():
     play([(1.5, ping(mac=OTHER_MAC, ip=OTHER_IP))], verdicts)
     assert verdicts.settled()
     assert all(g.verdict for g in verdicts.guests.values())
+
+
+def test_a_single_unicast_ask_is_no_question_and_holds_no_run():
+    # A neighbour entry checked again (Linux's NUD_PROBE): one unicast ask,
+    # answered, then silence. The guest knew the MAC already: nothing to judge.
+    verdicts, changes = play([(0.0, who_has(to=MAC)), (30.0, who_has(to=MAC))])
+    assert changes == [] and not verdicts.guests
+    assert verdicts.status() == EXIT_NO_VERDICT and "no guest was heard" in \
+        verdicts.why_no_verdict()
+    # Beside a guest judged otherwise, it leaves the status to that one.
+    verdicts, _ = play([(0.0, who_has()), (0.1, ping())])
+    play([(1.0, who_has(mac=OTHER_MAC, ip=OTHER_IP, to=MAC))], verdicts)
+    assert verdicts.settled() and verdicts.status() == EXIT_OK

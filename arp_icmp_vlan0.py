@@ -1179,6 +1179,11 @@ class Service:
         """Guests it heard but had no room to judge (Book): no verdict."""
         return 0
 
+    def verdict_of(self, interface, mac):
+        """Its verdict on guest (interface, `mac` bytes), for a judge of
+        every guest (the roll asks); None if none yet, or not its kind."""
+        return None
+
     def lines(self):
         """A line per record, for the statistics."""
         return []
@@ -1305,9 +1310,6 @@ class ClientService(Service):
         self.clients = {}   # (interface, MAC bytes) -> Client, never forgotten
         self.book = Book()
 
-    def has_room(self, interface):
-        return self.book.has_room(interface)
-
     def _client(self, interface, mac, now):
         """The Client (interface, `mac`), made if there is room (Book);
         None if not: counted as not tracked."""
@@ -1321,8 +1323,6 @@ class ClientService(Service):
         return client
 
     def verdict_of(self, interface, mac):
-        """The verdict on guest (interface, `mac`): None if none yet or not
-        heard."""
         client = self.clients.get((interface, mac))
         return client and client.verdict
 
@@ -2698,7 +2698,7 @@ class Advertiser(ClientService):
         last = self.answered.get(key)
         if last is not None and now <= last:
             at = last  # the answer due covers it
-        elif _link_local_unicast(source) and (key in self.clients or self.has_room(interface)) \
+        elif _link_local_unicast(source) and (key in self.clients or self.book.has_room(interface)) \
                 and self.unicast_budget.take(interface, now):
             at = max(now + delay, (last or -MIN_DELAY_BETWEEN_RAS) + MIN_DELAY_BETWEEN_RAS)
             self.unicast_at[key] = (at, source)

@@ -10,13 +10,15 @@ arp_icmp_vlan0  Answer ARP, Neighbor Solicitation and ICMP/ICMPv6 echo requests
                 priority-tags (VLAN ID 0) every frame it sends, to test how a
                 guest's NIC driver and network stack cope, and says whether
                 the guest accepts the tagged replies. It can also ask the
-                guest itself (--probe), and serve DHCP and Router
+                guest itself (--probe), serve DHCP and Router
                 Advertisements (--dhcp, --ra) to guests that configure
-                themselves.
+                themselves, and boot files over TFTP (--boot-file) to
+                firmware that boots from the network.
 
 USAGE: arp_icmp_vlan0.py [-h] [--mac MAC] [--ip ADDR[/LEN]] [-4 | -6]
                          [--answer-multicast-ping] [--probe [ADDR ...]]
-                         [--dhcp] [--ra] [--router-lifetime SECONDS]
+                         [--dhcp] [--ra] [--boot-file [ARCH=]FILE]
+                         [--router-lifetime SECONDS]
                          [--vlan VID] [--prio PCP] [--dei] [--tpid TPID]
                          [--untagged] [--no-pad] [--allow-physical]
                          [--any-address] [--user USER] [--keep-root]
@@ -65,8 +67,8 @@ section Benchmark.
 
 The file, top-down, in the order a frame travels: wire constants and the
 KINDS table; framing and scope; the byte core; reassembly; the services'
-contract; one section per service (the replies, the probe, DHCP, Router
-Advertisements) and the list of them; the loop; interfaces and sockets (the
+contract; one section per service (the replies, the probe, DHCP, TFTP,
+Router Advertisements) and the list of them; the loop; interfaces and sockets (the
 kernel filter's programs beside kernel_filter()); privileges and signals;
 errors and output; the command line; a run of the tool; namespaces and the
 self-test; main.
@@ -126,7 +128,7 @@ except ImportError as exc:  # reported by main() as one line, not a traceback
 
 # ---------------------------------------------------------------- wire constants and kinds
 
-__version__ = "1.4.0"
+__version__ = "1.5.0"
 
 # Locally administered, unicast; its bytes spell "vlan0" in ASCII.
 DEFAULT_MAC = "02:76:6c:61:6e:30"
@@ -935,6 +937,7 @@ ACCEPTS, DROPS = "accepts", "drops"   # the guest took, or dropped, the answers
 ANSWERS = "answers"                   # --probe: it answered the tagged requests
 NO_ANSWER = "no answer"               # --probe: nothing answered, tagged or not
 UNCLEAR = "unclear"                   # --probe: two stations answered in turn
+NO_VERDICT = "no verdict"             # the guest's silence says nothing: the reason why
 COPES = (ACCEPTS, ANSWERS)            # the verdicts of a guest that copes
 
 ASKS_FOR_DROPS = 3   # an answered ask, then two more in the run: it drops
@@ -1097,7 +1100,8 @@ def _some(names, more):
 # subscriber's handler takes the arguments named.
 ASKED = "asked"            # (interface, ArpRequest or NeighborSolicitation, now): an
                            # ask the replies answered (not a probe or DAD)
-LEASED = "leased"          # (interface, address, server, now): a DHCPACK to a REQUEST
+LEASED = "leased"          # (interface, address, server, now, mac, stage, boot file):
+                           # a DHCPACK to a REQUEST (the boot file named, or None)
 PROBE_ANSWERED = "probe answered"  # (interface, mac, family, now): a guest answered
                                    # a tagged probe
 HEARD = "heard"            # (interface, mac, now): a judge of every guest made a record
@@ -1135,6 +1139,7 @@ class Service:
     counted = ()       # the Answer kinds of its replies, as the statistics list them
     taken_as = None    # the Stats counter of the frames it takes without a reply
     sends = False      # it has something due unasked: the loop asks due(), send_due()
+    every_guest = False  # it judges every guest heard (the roll waits for its verdict)
     json_keys = ()     # its keys in the JSON summary (null when it is off)
 
     def describe(self):
@@ -1255,7 +1260,8 @@ class Client:
     answers_used: str              # ... once the guest used what they gave (used)
     window: float = field(repr=False)      # its asks' (Asks)
     framing: Framing = field(repr=False)   # the answers', for the line
-    verdict: Optional[str] = None  # None, ACCEPTS or DROPS
+    stage: str = ""                # a firmware's (iPXE, EDK2 PXE...); "" for the OS's client
+    verdict: Optional[str] = None  # None, ACCEPTS, DROPS or NO_VERDICT
     reason: tuple = ()             # what formed the verdict
     address: Optional[str] = None  # the address offered, leased or taken
     tentative: bool = False        # the address is only offered: "(offered ...)"
@@ -1273,9 +1279,13 @@ class Client:
         """The verdict in one line."""
         framing = self.framing
         offered = "offered " if self.tentative else ""
-        who = f"{self.interface}: guest {self.mac}" + (
-            f" ({offered}{self.address})" if self.address else "")
+        about = ([f"firmware, {self.stage}"] if self.stage else []) + (
+            [f"{offered}{self.address}"] if self.address else [])
+        who = f"{self.interface}: guest {self.mac}" + (f" ({'; '.join(about)})" if about else "")
         tagged = f"tagged {framing}" if framing.vlans else "untagged"
+        if self.verdict == NO_VERDICT:
+            why, = self.reason
+            return f"{who}: no verdict on {self.answers} {tagged}: {why}"
         if self.verdict == DROPS:
             asked, count, span, answers = self.reason
             return (f"{who} sent {count} {asked} in {span:.1f} s and every one was answered: "
@@ -1289,7 +1299,7 @@ class Client:
 
     def to_json(self):
         return {"interface": self.interface, "mac": self.mac, "service": self.service,
-                "address": self.address, "verdict": self.verdict,
+                "stage": self.stage or None, "address": self.address, "verdict": self.verdict,
                 "line": self.summary(), "evidence": list(self.evidence)}
 
 
@@ -1310,15 +1320,16 @@ class ClientService(Service):
         self.clients = {}   # (interface, MAC bytes) -> Client, never forgotten
         self.book = Book()
 
-    def _client(self, interface, mac, now):
-        """The Client (interface, `mac`), made if there is room (Book);
-        None if not: counted as not tracked."""
-        key = (interface, mac)
+    def _client(self, interface, mac, now, stage=None):
+        """The Client (interface, `mac`), or (interface, `mac`, `stage`)
+        for a service that judges each stage of a guest apart, made if
+        there is room (Book); None if not: counted as not tracked."""
+        key = (interface, mac) if stage is None else (interface, mac, stage)
         client = self.clients.get(key)
         if client is None and self.book.admit(interface, key):
             client = self.clients[key] = Client(interface, str2mac(mac), self.service,
                                                 self.answers, self.answers_used, self.window,
-                                                self.framing)
+                                                self.framing, stage or "")
             self.events.publish(HEARD, interface, mac, now)
         return client
 
@@ -1874,7 +1885,7 @@ class Prober(Service):
         if self._add(interface, address, now, learnt=True, source=asked_for):
             self.learnt[interface] = self.learnt.get(interface, 0) + 1
 
-    def _heard_lease(self, interface, address, server, now):
+    def _heard_lease(self, interface, address, server, now, *_):
         """LEASED: the tool leased `address` to a guest; with --probe alone
         it is probed, from the server's address, once the client has had
         the time to check it (RFC 5227: a few seconds)."""
@@ -2132,6 +2143,15 @@ DHCP_RETRY_WINDOW = 70.0  # seconds: a DISCOVER this soon after an offered one r
 DHCP_BUDGET = (32, 8.0)  # DHCP messages an interface may have parsed: a burst, then a second
 BOOTP_FIXED = 236        # the BOOTP header before the options' magic cookie
 DHCP_MAGIC = b"\x63\x82\x53\x63"
+# Network boot (RFC 4578, the PXE specification): the client architecture
+# (option 93) -> the --boot-file key that serves it.
+ARCHITECTURES = {0: "bios", 6: "efi-ia32", 7: "efi-x64", 9: "efi-x64", 10: "efi-arm32",
+                 11: "efi-arm64", 16: "efi-x64"}  # 16: x64 UEFI HTTP boot
+BOOT_FILE_KEYS = ("bios", "efi-ia32", "efi-x64", "efi-arm32", "efi-arm64", "ipxe")
+# A firmware's stage, from its vendor class (option 60) and user class (77):
+# iPXE says "iPXE" in its user class (and UNDI 002001 or 003010 in its vendor
+# class); EDK2's own PXE says UNDI 003000; UEFI HTTP boot says HTTPClient.
+STAGE_IPXE, STAGE_EDK2, STAGE_HTTP, STAGE_PXE = "iPXE", "EDK2 PXE", "UEFI HTTP", "PXE"
 
 def looks_like_dhcp(frame, offset):
     """The cheap look before any dissection, in bytes: a whole IPv4 UDP
@@ -2183,6 +2203,27 @@ class DhcpRequest(NamedTuple):
     requested: Optional[bytes]  # option 50
     server: Optional[bytes]     # option 54
     client_id: Optional[bytes] = None  # option 61
+    vendor_class: bytes = b""   # option 60: "PXEClient:Arch:00007:UNDI:003000" and the like
+    user_class: bytes = b""     # option 77: "iPXE" from iPXE
+    arch: Optional[int] = None  # option 93, the first architecture listed
+
+    @property
+    def stage(self):
+        """The firmware that asks (STAGE_*), or "" for an operating system's
+        client."""
+        return dhcp_stage(self.vendor_class, self.user_class)
+
+
+def dhcp_stage(vendor_class, user_class):
+    """The firmware stage a DHCP client's classes tell (STAGE_*), or "" for
+    the client of a running operating system."""
+    if b"iPXE" in user_class or re.search(rb"UNDI:00(2001|3010)", vendor_class):
+        return STAGE_IPXE
+    if vendor_class.startswith(b"HTTPClient"):
+        return STAGE_HTTP
+    if vendor_class.startswith(b"PXEClient"):
+        return STAGE_EDK2 if b"UNDI:003000" in vendor_class else STAGE_PXE
+    return ""
 
 
 class DhcpExchange(NamedTuple):
@@ -2191,6 +2232,7 @@ class DhcpExchange(NamedTuple):
     request: DhcpRequest
     sent: int          # DHCP_OFFER, DHCP_ACK or DHCP_NAK
     address: bytes     # what was offered or acknowledged; 0.0.0.0 with a NAK
+    boot_file: Optional[str] = None  # the boot file the answer named
 
 
 def parse_dhcp_request(frame, offset):
@@ -2210,10 +2252,14 @@ def parse_dhcp_request(frame, offset):
             return socket.inet_aton(value) if isinstance(value, str) else None
         except OSError:
             return None
-    client_id = options.get("client_id")
+    def raw(name):
+        value = options.get(name)
+        return value if isinstance(value, bytes) else b""
+    arch = raw("pxe_client_architecture")
     return DhcpRequest(chaddr, kind, bootp.xid, bool(bootp.flags & BOOTP_BROADCAST),
                        _ip_packed(bootp.ciaddr), address("requested_addr"), address("server_id"),
-                       bytes(client_id) if isinstance(client_id, bytes) else None)
+                       raw("client_id") or None, raw("vendor_class_id"), raw("user_class"),
+                       int.from_bytes(arch[:2], "big") if len(arch) >= 2 else None)
 
 
 def _ip_packed(text):
@@ -2223,13 +2269,20 @@ def _ip_packed(text):
         return IPV4_ANY
 
 
-def dhcp_reply(request, kind, yiaddr, server, network, mac, framing):
+def dhcp_reply(request, kind, yiaddr, server, network, mac, framing, boot_file=None):
     """The DHCPOFFER, DHCPACK or DHCPNAK to `request` from `server` (packed)
     for `yiaddr`, built with Scapy's layers, sent as RFC 2131 4.1 says: a
     NAK to broadcast; to a bound client (ciaddr) unicast to it; else to
     broadcast if the client asked for that, or unicast to its hardware
-    address and yiaddr."""
+    address and yiaddr. With `boot_file` (a name the TFTP service serves),
+    what a PXE client needs: the tool as next server (siaddr), the name in
+    option 67 and the file field. Not option 60 "PXEClient": without the
+    PXE vendor options (43) EDK2 takes such an offer for a BINL one and asks
+    port 4011 (PXE-E16); a plain offer with a boot file it takes as it is,
+    as iPXE does (what ISC dhcpd's filename and next-server give)."""
     options = [("message-type", kind), ("server_id", _address_text(server))]
+    if boot_file and kind != DHCP_NAK:
+        options += [("boot-file-name", boot_file.encode())]
     if kind != DHCP_NAK:
         options += [("subnet_mask", str(network.netmask)), ("router", _address_text(server)),
                     ("broadcast_address", str(network.broadcast_address))]
@@ -2249,7 +2302,9 @@ def dhcp_reply(request, kind, yiaddr, server, network, mac, framing):
         BOOTP(op=BOOTREPLY, xid=request.xid, flags=BOOTP_BROADCAST if request.broadcast else 0,
               ciaddr=_address_text(request.ciaddr) if kind == DHCP_ACK else "0.0.0.0",
               yiaddr=_address_text(yiaddr) if kind != DHCP_NAK and request.kind != DHCP_INFORM
-              else "0.0.0.0", chaddr=request.requester + bytes(10)) / \
+              else "0.0.0.0", chaddr=request.requester + bytes(10),
+              siaddr=_address_text(server) if boot_file and kind != DHCP_NAK else "0.0.0.0",
+              file=boot_file.encode() if boot_file and kind != DHCP_NAK else b"") / \
         DHCP(options=options + ["end"])
     return framing.frame(ether_dst, mac, ETH_P_IP, bytes(packet))
 
@@ -2433,18 +2488,40 @@ class DhcpServer(ClientService):
     accepts when it requests the offered address from the tool (then uses
     it after the ACK: an ARP probe or announcement for it, or a frame from
     it); drops when its DISCOVERs (or REQUESTs) go on although each was
-    answered. Each lease is published as LEASED."""
+    answered. A guest that boots from the network is several clients in
+    turn, each judged apart: its firmware's stages (iPXE, EDK2's PXE...),
+    then its operating system's. With --boot-file a PXE client's offer names
+    the boot file (and the tool as its TFTP server). A stage whose silence
+    says nothing about tags (EDK2's PXE offered no boot file, which it
+    ignores; UEFI HTTP boot, whose offer the tool cannot complete) is no
+    verdict, with the reason, never a drop. Each lease is published as
+    LEASED."""
 
     service, window = "dhcp", DHCP_RETRY_WINDOW
     answers, answers_used = "DHCP offers", "DHCP offers and ACKs"
     awaited = "no DHCPDISCOVER"
-    json_keys = ("dhcp",)
+    json_keys, every_guest = ("dhcp",), True
 
-    def __init__(self, network, server, scope, framing, events=None):
+    def __init__(self, network, server, scope, framing, events=None, boot_files=None):
+        """`boot_files`: --boot-file's, key (BOOT_FILE_KEYS, or "" for every
+        PXE client) -> the name the TFTP service serves it by."""
         super().__init__(framing, events)
         self.network, self.server, self.scope = network, server, scope
+        self.boot_files = dict(boot_files or {})
         self.leases = Leases(network, server, scope.leased)
         self.budget = Budget(*DHCP_BUDGET)
+        self.current = {}  # (interface, MAC) -> the key of its latest stage's Client
+
+    def _boot_file_for(self, request):
+        """The boot file a PXE client's offer names, by its stage (the
+        "ipxe" key for iPXE) or architecture (option 93); None for another
+        client, or none given for it."""
+        stage = request.stage
+        if not self.boot_files or not stage or stage == STAGE_HTTP:
+            return None
+        if stage == STAGE_IPXE and "ipxe" in self.boot_files:
+            return self.boot_files["ipxe"]
+        return self.boot_files.get(ARCHITECTURES.get(request.arch), self.boot_files.get(""))
 
     def describe(self):
         return (f"; a DHCP server for {self.network}, leasing its addresses but "
@@ -2503,9 +2580,10 @@ class DhcpServer(ClientService):
         if kind is None:
             return None
         address = IPV4_ANY if kind == DHCP_NAK else address
+        boot_file = self._boot_file_for(request)
         reply = dhcp_reply(request, kind, address, self.server, self.network,
-                           self.scope.mac_bytes, self.framing)
-        return Answer("dhcp", DhcpExchange(request, kind, address), reply)
+                           self.scope.mac_bytes, self.framing, boot_file)
+        return Answer("dhcp", DhcpExchange(request, kind, address, boot_file), reply)
 
     def observe(self, exchange):
         """Its own exchanges, and a client's use of its lease: the Client
@@ -2515,8 +2593,8 @@ class DhcpServer(ClientService):
             client = self._exchanged(interface, answer.request, now)
             return (client,) if client else ()
         frame = exchange.whole
-        client = self.clients.get((interface, frame[6:12]))
-        if client is None or client.acked is None or client.used:
+        client = self.clients.get(self.current.get((interface, frame[6:12])))
+        if client is None or client.acked is None or client.used or client.stage:
             return ()
         address = socket.inet_aton(client.address)
         if self._uses(frame, address):
@@ -2526,24 +2604,54 @@ class DhcpServer(ClientService):
         return ()
 
     def _exchanged(self, interface, exchanged, now):
-        request, sent, address = exchanged
-        client = self._client(interface, request.requester, now)
+        request, sent, address, boot_file = exchanged
+        stage = request.stage
+        client = self._client(interface, request.requester, now, stage)
+        if client is None:
+            return None
+        self.current.pop((interface, request.requester), None)
+        if len(self.current) >= GUESTS_KEPT:
+            del self.current[next(iter(self.current))]
+        self.current[(interface, request.requester)] = (interface, request.requester, stage)
         client.evidence.append({"time": now, "event": DHCP_NAMES[request.kind],
                                 "answered": DHCP_NAMES[sent],
-                                "address": _address_text(address)})
+                                "address": _address_text(address),
+                                **({"boot_file": boot_file} if boot_file else {})})
         if sent == DHCP_OFFER:
             client.address, client.offered = _address_text(address), now
             client.tentative = client.acked is None
+            silent = self._silent(stage, boot_file)
+            if silent:
+                changed = client.verdict != NO_VERDICT
+                client.verdict, client.reason = NO_VERDICT, (silent,)
+                return client if changed else None
             return self._asked(client, now, "DHCPDISCOVERs", "DHCP offers")
         if sent != DHCP_ACK or request.kind != DHCP_REQUEST:
             return None
         client.address, client.acked, client.used = _address_text(address), now, False
         client.tentative = False
-        self.events.publish(LEASED, interface, address, self.server, now)
+        self.events.publish(LEASED, interface, address, self.server, now, request.requester,
+                            stage, boot_file)
         if request.server == self.server and client.offered is not None:
             offered, client.offered = client.offered, None
             return self._accepted(client, now, f"requested {client.address}", now - offered)
         return self._asked(client, now, "DHCPREQUESTs", "DHCP ACKs")
+
+    @staticmethod
+    def _silent(stage, boot_file):
+        """Why a stage's silence after a plain offer says nothing about
+        tags, or None if its silence is a drop."""
+        if stage == STAGE_HTTP:
+            return ("UEFI HTTP boot waits for an offer with a boot URL, which the tool "
+                    "cannot give")
+        if stage in (STAGE_EDK2, STAGE_PXE) and not boot_file:
+            return (f"{stage} ignores an offer without a boot file (option 67 or 60 "
+                    "PXEClient), so its silence says nothing about tags; give --boot-file")
+        return None
+
+    def verdict_of(self, interface, mac):
+        client = self.clients.get(self.current.get((interface, mac)))
+        return client and client.verdict
 
     @staticmethod
     def _uses(frame, address):
@@ -2573,6 +2681,376 @@ class DhcpServer(ClientService):
                        for (interface, mac), lease in self.leases.by_client.items()],
             "refused_at_cap": dict(self.leases.refused),
             "over_budget": dict(self.budget.over)}}
+
+
+# ---------------------------------------------------------------- service: TFTP
+#
+# With --boot-file the tool is also a read-only TFTP server (RFC 1350, with
+# the blksize, tsize and timeout options of RFC 2347-2349) for the boot files
+# alone, read into memory at start: a name asked for is one of theirs or
+# nothing (no path is ever opened after start, so no ".." or symbolic link
+# can lead elsewhere), and a write request is refused. Every block goes
+# tagged like the replies. A transfer is lock-step: a block, its
+# acknowledgement, the next; a block unacknowledged goes again after the
+# timeout, and the client's asking again for a block it was sent is the
+# evidence that it drops them. In bytes: a block costs a slice and two
+# checksums, so that a 2 MB boot file costs other guests nothing.
+
+TFTP_PORT = 69
+TFTP_RRQ, TFTP_WRQ, TFTP_DATA, TFTP_ACK, TFTP_ERROR, TFTP_OACK = 1, 2, 3, 4, 5, 6
+TFTP_PORTS = (61440, 61695)  # the server's ports of its transfers (TIDs), as TFTP_FILTER passes
+TFTP_BLOCK = 512             # bytes a block, unless the client asks (RFC 2348)
+TFTP_BLOCK_MAX = 1468        # the largest that fits a 1,500-byte MTU whole
+TFTP_TIMEOUT = 1.0           # seconds before a block goes again, unless the client asks
+TFTP_RETRIES = 5             # times it goes again before the transfer is given up
+TFTP_TRANSFERS = 64          # transfers under way at once, in all; one a client
+TFTP_TRANSFERS_EACH = 8      # of them, on one interface (a guest that asks for long
+                             # timeouts holds its own interface's, no other's)
+TFTP_FILE_MAX = 64 << 20     # bytes of a boot file
+TFTP_BUDGET = (8, 2.0)       # read requests an interface may make: a burst, then a second
+TFTP_RETRY_WINDOW = 10.0     # seconds: a block asked for again this soon repeats the ask
+IPPROTO_UDP = 17
+TFTP_ERRORS = {0: "not defined", 1: "file not found", 2: "access violation",
+               4: "illegal TFTP operation", 5: "unknown transfer ID", 8: "option refused"}
+
+
+def udp_frame(framing, ether_dst, mac, source, destination, source_port, port, payload):
+    """An IPv4 UDP datagram in a frame, in bytes: checksums computed, no
+    options, TTL 64."""
+    length = 8 + len(payload)
+    udp = struct.pack("!HHHH", source_port, port, length, 0) + payload
+    summed = checksum(source + destination + struct.pack("!BBH", 0, IPPROTO_UDP, length) + udp)
+    udp = udp[:6] + (summed or 0xFFFF).to_bytes(2, "big") + udp[8:]
+    header = IPV4_HEADER.pack(0x45, 0, IPV4_HLEN + length, random.getrandbits(16), 0,
+                              REPLY_TTL, IPPROTO_UDP, 0, source, destination)
+    header = header[:10] + checksum(header).to_bytes(2, "big") + header[12:]
+    return framing.frame(ether_dst, mac, ETH_P_IP, header + udp)
+
+
+class TftpRequest(NamedTuple):
+    """A client's TFTP packet to the tool, as its UDP datagram carried it."""
+    client: tuple      # (IPv4 address packed, UDP port)
+    port: int          # the tool's port it went to
+    opcode: int
+    body: bytes        # after the opcode
+
+
+def parse_tftp(frame, offset, server):
+    """The TftpRequest in `frame` if it is a whole IPv4 UDP datagram to the
+    tool's address `server` (packed), to port 69 or a transfer's port, with
+    an opcode; else None."""
+    header_len = ipv4_header_length(frame, offset)
+    if header_len is None or frame[offset + 9] != IPPROTO_UDP or (
+            frame[offset + 6] << 8 | frame[offset + 7]) & IP_FRAGMENT_BITS \
+            or frame[offset + 16:offset + 20] != server:
+        return None
+    total = frame[offset + 2] << 8 | frame[offset + 3]
+    udp = offset + header_len
+    if total < header_len + 12:
+        return None
+    source_port, port = struct.unpack_from("!HH", frame, udp)
+    if port != TFTP_PORT and not TFTP_PORTS[0] <= port <= TFTP_PORTS[1]:
+        return None
+    payload = frame[udp + 8:offset + total]
+    return TftpRequest((frame[offset + 12:offset + 16], source_port), port,
+                       payload[0] << 8 | payload[1], payload[2:])
+
+
+def parse_read_request(body):
+    """(file name, mode, options) of a read or write request's body, the
+    option names lower-cased; None if it is not one (RFC 1350, 2347)."""
+    fields = body.split(b"\0")
+    if len(fields) < 3 or fields[-1] != b"" or len(fields) % 2 != 1:
+        return None
+    try:
+        words = [field.decode("ascii") for field in fields[:-1]]
+    except UnicodeDecodeError:
+        return None
+    options = {words[i].lower(): words[i + 1] for i in range(2, len(words), 2)}
+    return words[0], words[1].lower(), options
+
+
+def _tftp_error(code, text=None):
+    return struct.pack("!HH", TFTP_ERROR, code) + (text or TFTP_ERRORS[code]).encode() + b"\0"
+
+
+@dataclass
+class Transfer:
+    """One boot file going to one client, block by block."""
+    key: tuple                     # (interface, MAC bytes): one a client
+    client: tuple                  # (IPv4 address packed, UDP port)
+    ether: bytes                   # the client's MAC
+    port: int                      # the tool's
+    name: str
+    data: bytes = field(repr=False)
+    size: int = TFTP_BLOCK         # the block size
+    timeout: float = TFTP_TIMEOUT
+    block: int = 0                 # the last one sent (0: the OACK)
+    packet: bytes = field(default=b"", repr=False)  # the last frame sent, to send again
+    sent_at: float = 0.0
+    tries: int = 0
+    started: float = 0.0
+
+    @property
+    def last(self):
+        """The number of the last block (a short, maybe empty, one ends it)."""
+        return len(self.data) // self.size + 1
+
+
+class TftpServer(ClientService):
+    """--boot-file: the boot files over TFTP, and each client's verdict:
+    accepts when it acknowledged the last block (the file arrived); drops
+    when it asks for one block again and again (three asks, each within
+    TFTP_RETRY_WINDOW, each answered with the block: the blocks never reach
+    it). A PXE client is expected once its lease named a boot file (LEASED):
+    until it asks, it has no verdict."""
+
+    service, window = "tftp", TFTP_RETRY_WINDOW
+    answers = answers_used = "TFTP blocks"
+    taken_as, sends = "acknowledgements", True
+    json_keys = ("tftp",)
+
+    def __init__(self, files, server, scope, framing, events=None):
+        """`files`: name -> contents (bytes); `server`: the tool's address
+        (packed), the next server its DHCP offers name."""
+        super().__init__(framing, events)
+        self.files, self.server, self.scope = dict(files), server, scope
+        self.transfers = {}  # (interface, MAC) -> Transfer
+        self.by_port = {}    # the tool's port -> Transfer
+        self.stages = {}     # (interface, MAC) -> the stage its lease was for
+        self.budget = Budget(*TFTP_BUDGET)
+        self.refused = {}    # name asked for -> times (not served)
+        self.events.subscribe(LEASED, self._leased)
+
+    def describe(self):
+        served = ", ".join(f"{name} ({len(data):,} bytes)" for name, data in self.files.items())
+        return f"; TFTP for {served}, read-only"
+
+    def filter(self):
+        return TFTP_FILTER
+
+    def _leased(self, interface, address, server, now, mac, stage, boot_file):
+        """LEASED: a stage whose lease named a boot file will ask for it."""
+        if not stage or not boot_file:
+            return
+        self.stages.pop((interface, mac), None)
+        if len(self.stages) >= GUESTS_KEPT:
+            del self.stages[next(iter(self.stages))]
+        self.stages[(interface, mac)] = stage
+        client = self._client(interface, mac, now, stage)
+        if client is not None:
+            client.address = _address_text(address)
+            client.evidence.append({"time": now, "event": "lease", "boot_file": boot_file})
+
+    # -- answering
+
+    def answer(self, interface, frame, ethertype, offset, now):
+        if ethertype != ETH_P_IP or not from_a_station(frame, self.scope):
+            return None
+        request = parse_tftp(frame, offset, self.server)
+        if request is None:
+            return None
+        key = (interface, frame[6:12])
+        if request.port == TFTP_PORT:
+            if request.opcode not in (TFTP_RRQ, TFTP_WRQ) or not self.budget.take(interface, now):
+                return None
+            return self._requested(key, frame[6:12], request, now)
+        transfer = self.by_port.get(request.port)
+        if transfer is None or transfer.key != key or transfer.client != request.client:
+            return None  # no transfer of this client's: no error, no reflection
+        if request.opcode == TFTP_ERROR:
+            self._end(transfer)
+            return Answer("the transfer ended by the client", (transfer, 0, "error"), None)
+        if request.opcode != TFTP_ACK or len(request.body) < 2:
+            return None
+        return self._acknowledged(transfer, int.from_bytes(request.body[:2], "big"), now)
+
+    def _reply(self, transfer, payload, now):
+        transfer.packet = udp_frame(self.framing, transfer.ether, self.scope.mac_bytes,
+                                    self.server, transfer.client[0], transfer.port,
+                                    transfer.client[1], payload)
+        transfer.sent_at, transfer.tries = now, 0
+        return transfer.packet
+
+    def _requested(self, key, ether, request, now):
+        """A read request (or a write request, refused): the first block or
+        the OACK, or an error from a port of its own (RFC 1350: a new TID)."""
+        parsed = parse_read_request(request.body)
+        port = self._free_port(key)
+        error = None
+        if parsed is None:
+            error = _tftp_error(4)
+        elif request.opcode == TFTP_WRQ:
+            error = _tftp_error(2, "access violation: the tool takes no file")
+        elif parsed[1] != "octet":
+            error = _tftp_error(0, "only octet mode")
+        elif parsed[0].lstrip("/") not in self.files:
+            error = _tftp_error(1)
+            name = parsed[0][:64]
+            if name in self.refused or len(self.refused) < GUESTS_KEPT:
+                self.refused[name] = self.refused.get(name, 0) + 1
+        elif port is None:
+            error = _tftp_error(0, "too many transfers; try again")
+        if error is not None:
+            frame = udp_frame(self.framing, ether, self.scope.mac_bytes, self.server,
+                              request.client[0], port or TFTP_PORT, request.client[1], error)
+            return Answer("tftp", (None, 0, "refused"), frame)
+        name, _, options = parsed
+        old = self.transfers.get(key)
+        # The same file asked for again before a block was acknowledged: the
+        # first block (or the OACK) did not arrive.
+        again = old is not None and old.name == name.lstrip("/") and old.block <= 1
+        if old is not None:
+            self._end(old)
+        transfer = Transfer(key, request.client, ether, port, name.lstrip("/"),
+                            self.files[name.lstrip("/")], started=now)
+        agreed = self._agree(transfer, options)
+        self.transfers[key], self.by_port[port] = transfer, transfer
+        if agreed:
+            payload = struct.pack("!H", TFTP_OACK) + b"".join(
+                f"{option}\0{value}\0".encode() for option, value in agreed)
+        else:
+            transfer.block = 1
+            payload = self._block(transfer, 1)
+        return Answer("tftp", (transfer, 1, "read again" if again else "read"),
+                      self._reply(transfer, payload, now))
+
+    @staticmethod
+    def _agree(transfer, options):
+        """The options agreed (RFC 2347-2349), set on `transfer`."""
+        agreed = []
+        for option, value in options.items():
+            if not value.isdigit():
+                continue
+            number = int(value)
+            if option == "blksize" and 8 <= number <= 65464:
+                transfer.size = min(number, TFTP_BLOCK_MAX)
+                agreed.append((option, transfer.size))
+            elif option == "tsize":
+                agreed.append((option, len(transfer.data)))
+            elif option == "timeout" and 1 <= number <= 255:
+                transfer.timeout = float(number)
+                agreed.append((option, number))
+        return agreed
+
+    @staticmethod
+    def _block(transfer, number):
+        data = transfer.data[(number - 1) * transfer.size:number * transfer.size]
+        return struct.pack("!HH", TFTP_DATA, number & 0xFFFF) + data
+
+    def _acknowledged(self, transfer, block, now):
+        """An ACK: of the last block sent, the next (or the end); of the one
+        before, the client asking again (no block goes again for it: RFC
+        1123 4.2.3.1; the timeout sends it)."""
+        if block == transfer.block & 0xFFFF:
+            if transfer.block == transfer.last:
+                self._end(transfer)
+                return Answer("the last block acknowledged", (transfer, 0, "last"), None)
+            transfer.block += 1
+            return Answer("tftp", (transfer, transfer.block, "next"),
+                          self._reply(transfer, self._block(transfer, transfer.block), now))
+        if block == (transfer.block - 1) & 0xFFFF:
+            return Answer("a block asked for again", (transfer, transfer.block, "again"), None)
+        return None
+
+    def _free_port(self, key):
+        """A port for a new transfer of `key`'s (its old one ends), or None
+        when there are as many as may be, in all or on its interface."""
+        start = random.randrange(TFTP_PORTS[0], TFTP_PORTS[1] + 1)
+        count = TFTP_PORTS[1] - TFTP_PORTS[0] + 1
+        others = [other for other in self.transfers if other != key]
+        if len(others) >= TFTP_TRANSFERS or \
+                sum(other[0] == key[0] for other in others) >= TFTP_TRANSFERS_EACH:
+            return None
+        for step in range(count):
+            port = TFTP_PORTS[0] + (start - TFTP_PORTS[0] + step) % count
+            if port not in self.by_port:
+                return port
+        return None
+
+    def _end(self, transfer):
+        self.transfers.pop(transfer.key, None)
+        self.by_port.pop(transfer.port, None)
+
+    # -- judging
+
+    def observe(self, exchange):
+        """Its own exchanges: the read request and each acknowledgement an
+        ask for the next block (a block asked for again repeats the ask);
+        the last one acknowledged, the file fetched."""
+        answer = exchange.answer
+        if answer is None or exchange.by is not self:
+            return ()
+        transfer, wanted, how = answer.request
+        if transfer is None or answer.kind == "the transfer ended by the client":
+            return ()
+        interface, mac = transfer.key
+        now = exchange.stamp
+        client = self._client(interface, mac, now, self.stages.get(transfer.key, ""))
+        if client is None:
+            return ()
+        client.address = _address_text(transfer.client[0])
+        if answer.kind == "the last block acknowledged":
+            client.evidence.append({"time": now, "event": "fetched", "file": transfer.name,
+                                    "bytes": len(transfer.data)})
+            changed = self._accepted(client, now, f"fetched {transfer.name} "
+                                     f"({len(transfer.data):,} bytes, {transfer.last:,} blocks)",
+                                     now - transfer.started)
+            return (changed,) if changed else ()
+        if how in ("read", "read again"):
+            client.evidence.append({"time": now, "event": "read request", "file": transfer.name,
+                                    "again": how == "read again"})
+        if how in ("read", "next"):
+            client.asks.clear()
+        changed = self._asked(client, now, f"requests for block {wanted:,} of {transfer.name}",
+                              "TFTP blocks")
+        return (changed,) if changed else ()
+
+    # -- sending again
+
+    def due(self, now):
+        if not self.transfers:
+            return LONGEST_WAIT
+        return max(0.0, min(t.sent_at + t.timeout for t in self.transfers.values()) - now)
+
+    def send_due(self, now, served):
+        frames, decided = [], []
+        for transfer in list(self.transfers.values()):
+            if transfer.sent_at + transfer.timeout > now:
+                continue
+            if transfer.tries >= TFTP_RETRIES or transfer.key[0] not in served:
+                self._end(transfer)
+                record = self._stalled(transfer, now)
+                if record is not None:
+                    decided.append(record)
+                continue
+            transfer.tries += 1
+            transfer.sent_at = now
+            frames.append((transfer.key[0], transfer.packet, "resent"))
+        return frames, decided
+
+    def _stalled(self, transfer, now):
+        """A transfer given up, its client silent: no verdict (gone, or
+        dropping the blocks without asking again), unless it had one."""
+        interface, mac = transfer.key
+        client = self.clients.get((interface, mac, self.stages.get(transfer.key, "")))
+        if client is None or client.verdict is not None:
+            return None
+        client.verdict, client.reason = NO_VERDICT, (
+            f"it stopped acknowledging {transfer.name} at block {transfer.block:,} and "
+            f"asked no more after {TFTP_RETRIES} tries: gone, or dropping the blocks",)
+        return client
+
+    def lines(self):
+        lines = super().lines()
+        for name, count in self.refused.items():
+            lines.append(f"TFTP: {count:,} requests for {name!r}, not served (file not found)")
+        return lines
+
+    def to_json(self):
+        return {"tftp": {"clients": [client.to_json() for client in self.clients.values()],
+                         "files": {name: len(data) for name, data in self.files.items()},
+                         "not_served": dict(self.refused)}}
 
 
 # ---------------------------------------------------------------- service: Router Advertisements
@@ -2653,6 +3131,7 @@ class Advertiser(ClientService):
     service, window = "ra", RA_RETRY_WINDOW
     answers = answers_used = "Router Advertisements"
     awaited = "no Router Solicitation nor an address taken from the prefix"
+    every_guest = True
     taken_as, sends = "answered_later", True
     json_keys = ("ra",)
 
@@ -2953,24 +3432,28 @@ class Roster(Service):
 
 # Every service, in the order a frame is offered to them, their verdicts
 # are reported and the start-up line names them.
-SERVICES = (Replies, Prober, DhcpServer, Advertiser, Roster)
+SERVICES = (Replies, Prober, DhcpServer, TftpServer, Advertiser, Roster)
 
 
 def services_from(settings):
     """The services the command line asks for, in SERVICES' order, sharing
-    one Events: the replies always; the probe, DHCP and RA when asked, and
-    with DHCP or RA the roll of guests."""
+    one Events: the replies always; the probe, DHCP (and TFTP with
+    --boot-file) and RA when asked, and with DHCP or RA the roll of guests."""
     events, scope, framing = Events(), settings.scope, settings.framing
     services = [Replies(scope, framing, events)]
     if settings.probe is not None:
         services.append(Prober(settings.probe, scope, framing, ident=os.getpid() & 0xFFFF,
                                events=events))
     if settings.dhcp:
-        services.append(DhcpServer(*settings.dhcp, scope, framing, events))
+        boot_files = {key: name for key, (name, _) in settings.boot_files.items()}
+        services.append(DhcpServer(*settings.dhcp, scope, framing, events, boot_files))
+        if settings.boot_files:
+            files = dict(settings.boot_files.values())
+            services.append(TftpServer(files, settings.dhcp[1], scope, framing, events))
     if settings.ra:
         services.append(Advertiser(settings.ra, settings.router_lifetime, scope, framing,
                                    events))
-    judges = [service for service in services if isinstance(service, ClientService)]
+    judges = [service for service in services if service.every_guest]
     if judges:
         services.append(Roster(judges, scope, events))
     return services
@@ -3626,6 +4109,26 @@ DHCP_FILTER = (
     (6, 0, 0, 262144),
     (6, 0, 0, 0),
 )
+# With --boot-file, TFTP: to port 69, and to the ports of the tool's transfers.
+TFTP_FILTER_EXPRESSION = ("inbound and ip and udp and (udp dst port 69 or udp dst portrange "
+                          "61440-61695)")
+TFTP_FILTER = (
+    (40, 0, 0, 4294963204),
+    (21, 12, 0, 4),
+    (40, 0, 0, 12),
+    (21, 0, 10, 2048),
+    (48, 0, 0, 23),
+    (21, 0, 8, 17),
+    (40, 0, 0, 20),
+    (69, 6, 0, 8191),
+    (177, 0, 0, 14),
+    (72, 0, 0, 16),
+    (21, 2, 0, 69),
+    (53, 0, 2, 61440),
+    (37, 1, 0, 61695),
+    (6, 0, 0, 262144),
+    (6, 0, 0, 0),
+)
 SOLICITATION_FILTER_EXPRESSION = "inbound and ip6 and ip6[6] = 58 and ip6[40] = 133"
 SOLICITATION_FILTER = (
     (40, 0, 0, 4294963204),
@@ -4008,9 +4511,11 @@ class Stats:
     send_errors: int = 0
     internal_errors: int = 0
     answered_later: int = 0        # --ra: solicitations taken, their answer sent later
+    acknowledgements: int = 0      # --boot-file: TFTP ACKs taken without a block to send
     probes_sent: int = 0           # --probe: requests the tool sent itself
     probe_answers: int = 0         # frames seen that answer them (Prober.taken_as)
     advertisements: int = 0        # --ra: Router Advertisements sent, solicited or not
+    resent: int = 0                # --boot-file: TFTP blocks sent again after a timeout
 
     @classmethod
     def for_kinds(cls, kinds):
@@ -4030,7 +4535,8 @@ class Stats:
         for kind, count in other.replies.items():
             self.replies[kind] = self.replies.get(kind, 0) + count
         for name in ("seen", "ignored", "fragments", "send_errors", "internal_errors",
-                     "answered_later", "probes_sent", "probe_answers", "advertisements"):
+                     "answered_later", "acknowledgements", "probes_sent", "probe_answers",
+                     "advertisements", "resent"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
@@ -4040,12 +4546,16 @@ class Stats:
                 f"{self.ignored} ignored")
         if self.answered_later:
             line += f", {self.answered_later} answered a moment later"
+        if self.acknowledgements:
+            line += f", {self.acknowledgements} acknowledgements taken"
         if self.fragments:
             line += f", {self.fragments} fragments held"
         if self.probes_sent or self.probe_answers:
             line += f", {self.probes_sent} probes sent, {self.probe_answers} answers to them"
         if self.advertisements:
             line += f", {self.advertisements} advertisements sent"
+        if self.resent:
+            line += f", {self.resent} blocks sent again"
         if self.send_errors or self.internal_errors:
             line += (f", {self.send_errors} send errors, "
                      f"{self.internal_errors} internal errors")
@@ -4055,6 +4565,7 @@ class Stats:
         return {"frames_seen": self.seen, "replies_sent": self.replied,
                 "replies": dict(self.replies), "ignored": self.ignored,
                 "answered_later": self.answered_later,
+                "acknowledgements": self.acknowledgements, "resent": self.resent,
                 "fragments_held": self.fragments, "send_errors": self.send_errors,
                 "internal_errors": self.internal_errors, "probes_sent": self.probes_sent,
                 "probe_answers": self.probe_answers, "advertisements": self.advertisements}
@@ -4459,6 +4970,8 @@ examples:
         end once the guest has shown whether it accepts the tagged replies
   sudo ./arp_icmp_vlan0.py --probe 198.51.100.1 --until-verdict --timeout 30 tap0
         ask a silent guest: does it answer tagged ARP requests and pings?
+  sudo ./arp_icmp_vlan0.py --ip 198.51.100.2/24 --dhcp --boot-file boot.ipxe tap0
+        network boot: PXE offers naming boot.ipxe, which tagged TFTP serves
   sudo ./arp_icmp_vlan0.py --vlan 7 --prio 5 -w replies.pcap tap0 tap1
         tag vlan 7, p 5 on two TAPs and record requests and replies
   sudo ./arp_icmp_vlan0.py --vlan 100 --vlan 0 --tpid 0x88a8 tap0
@@ -4475,7 +4988,8 @@ exit status:
      takes the offers and advertisements: each judge asked for judged it)
   1  error (unknown, down or physical interface, no permission...)
   2  usage error
-  3  --until-verdict: a guest drops the tagged replies (or, probed, the requests)
+  3  --until-verdict: a guest drops the tagged replies (or, probed, the requests;
+     or the DHCP offers, Router Advertisements or boot file's TFTP blocks)
   4  --until-verdict: no verdict for every guest before the end (--timeout);
      nobody answered a probe, tagged or untagged; a judge asked for (--dhcp,
      --ra) did not judge a guest within 15 s of its first frame; or guests
@@ -4599,6 +5113,13 @@ def build_parser():
                           help="send Router Advertisements for the --ip IPv6 /64 (on-link, "
                                "autonomous: SLAAC), unsolicited and to every Router "
                                "Solicitation")
+    services.add_argument("--boot-file", type=_boot_file, action="append", default=[],
+                          metavar="[ARCH=]FILE", dest="boot_files",
+                          help="with --dhcp: network boot. PXE clients are offered FILE "
+                               "(by its name) with the tool as TFTP server, and fetch it "
+                               "over TFTP, tagged; repeatable, one per ARCH: bios, "
+                               "efi-ia32, efi-x64, efi-arm64, or ipxe (iPXE itself, "
+                               "by its user class); without ARCH, for every other")
     services.add_argument("--router-lifetime", type=_ranged_int("router lifetime", 0, 9000),
                           default=0, metavar="SECONDS",
                           help="the advertisements' router lifetime (default 0: the tool "
@@ -4643,8 +5164,9 @@ def build_parser():
     ending.add_argument("--timeout", type=_timeout, metavar="SECONDS",
                         help="exit after SECONDS")
     ending.add_argument("--until-verdict", action="store_true",
-                        help="exit as soon as every guest heard has shown whether it "
-                             "accepts the replies; the exit status says (below)")
+                        help="exit as soon as every guest heard (and every DHCP, TFTP "
+                             "and RA client) has shown whether it accepts the replies; "
+                             "the exit status says (below)")
     ending.add_argument("-w", "--write", metavar="FILE",
                         help="write requests and replies to a pcap FILE")
     ending.add_argument("--json", metavar="FILE",
@@ -4667,6 +5189,47 @@ def build_parser():
                         help="check this host end to end in throwaway network "
                              "namespaces, then exit (needs root, ip, ping)")
     return parser
+
+
+def _boot_file(text):
+    """--boot-file's [ARCH=]FILE: (the key, the path). A path with "=" in
+    its folders is a path (./a=b names the file a=b)."""
+    key, sep, path = text.partition("=")
+    if not sep or "/" in key:
+        key, path = "", text
+    elif key not in BOOT_FILE_KEYS:
+        raise argparse.ArgumentTypeError(
+            f"unknown ARCH {key!r} in --boot-file: one of {', '.join(BOOT_FILE_KEYS)} "
+            f"(a file whose name has \"=\": ./{text})")
+    if not path:
+        raise argparse.ArgumentTypeError(f"--boot-file needs a FILE: {text!r}")
+    return key, path
+
+
+def read_boot_files(pairs):
+    """--boot-file's files, read now (as root, before the privilege drop:
+    no path is opened later): key -> (the name served, the contents).
+    ValueError says what is wrong with one."""
+    files, names = {}, {}
+    for key, path in pairs:
+        if key in files:
+            raise ValueError(f"--boot-file: {key or 'a file for every client'} given twice")
+        name = os.path.basename(path)
+        try:
+            # O_NONBLOCK: a FIFO is refused, not waited on.
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+                if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                    raise ValueError(f"--boot-file {path}: not a regular file")
+                data = file.read(TFTP_FILE_MAX + 1)
+        except OSError as exc:
+            raise ValueError(f"--boot-file {path}: {exc.strerror or exc}") from None
+        if len(data) > TFTP_FILE_MAX:
+            raise ValueError(f"--boot-file {path}: larger than {TFTP_FILE_MAX >> 20} MiB")
+        if names.get(name, data) != data:
+            raise ValueError(f"--boot-file: two different files named {name!r}")
+        names[name] = data
+        files[key] = (name, data)
+    return files
 
 
 def _split_probe(args, parser):
@@ -4712,6 +5275,12 @@ def parse_args(argv):
         parser.error("--ra is IPv6: not with -4")
     if args.router_lifetime and not args.ra:
         parser.error("--router-lifetime goes with --ra")
+    if args.boot_files and not args.dhcp:
+        parser.error("--boot-file goes with --dhcp (the offers name the file)")
+    try:
+        args.boot_files = read_boot_files(args.boot_files)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.self_test and (args.dhcp or args.ra):
         parser.error("--self-test takes no --dhcp or --ra")
     if args.probe is not None and SCAPY_MISSING is None:  # else main() says it is missing
@@ -4780,6 +5349,8 @@ class Settings:
     dhcp: Optional[tuple] = None   # --dhcp: (the pool's IPv4Network, the server's address)
     ra: Optional[object] = None    # --ra: the IPv6Network advertised
     router_lifetime: int = 0       # --router-lifetime, seconds
+    boot_files: dict = field(default_factory=dict, compare=False)  # --boot-file: key ->
+                                                                   # (name, contents)
 
     @classmethod
     def from_args(cls, args):
@@ -4791,7 +5362,8 @@ class Settings:
                    busy_poll=args.busy_poll, exit_on_down=args.exit_on_down, probe=probe,
                    dhcp=dhcp_pool(args.targets) if args.dhcp else None,
                    ra=ra_prefix(args.targets) if args.ra else None,
-                   router_lifetime=args.router_lifetime)
+                   router_lifetime=args.router_lifetime,
+                   boot_files=getattr(args, "boot_files", {}) or {})
 
 
 def _target_text(net, own):

@@ -35,9 +35,10 @@ from scapy.layers.l2 import Dot1Q, Ether  # noqa: E402
 import ipaddress  # noqa: E402
 
 from scapy.layers.dhcp import BOOTP  # noqa: E402
+from scapy.layers.inet import UDP  # noqa: E402
 
 from arp_icmp_vlan0 import (ETH_P_IP, Advertiser, Budget, DhcpServer, Events, Exchange,  # noqa: E402
-                            Framing, Lines, Prober, Reassembler, Scope, answer_with,
+                            Framing, Lines, Prober, Reassembler, Scope, TftpServer, answer_with,
                             ethertype_and_offset, observe_with, plain_echo_replier, reply_to)
 from frames import (SEEDS, assert_well_formed, dnssl_solicitation, ipv4_fragments,  # noqa: E402
                     ipv6_fragments, reassemble, service_seeds)
@@ -75,8 +76,8 @@ def mutate(rng, seeds):
 
 
 class Services:
-    """--probe, --dhcp and --ra as the loop runs them (their contract), on
-    one interface."""
+    """--probe, --dhcp, --boot-file and --ra as the loop runs them (their
+    contract), on one interface."""
 
     def __init__(self):
         network = ipaddress.ip_network("198.51.100.0/24")
@@ -87,10 +88,12 @@ class Services:
         self.services = [
             Prober((ipaddress.ip_address("198.51.100.1").packed,), scope, framing, 0x4242,
                    events),
-            DhcpServer(network, server, scope, framing, events),
+            DhcpServer(network, server, scope, framing, events, {"": "boot.ipxe"}),
+            TftpServer({"boot.ipxe": bytes(range(256)) * 8}, server, scope, framing, events),
             Advertiser(ipaddress.ip_network("2001:db8::/64"), 0, scope, framing)]
         # Every message dissected, as if each interface's budget never ran out.
         self.services[1].budget = Budget(float("inf"), float("inf"))
+        self.services[2].budget = Budget(float("inf"), float("inf"))
         self.send_due(0.0)
         self.answered = 0
 
@@ -103,6 +106,10 @@ class Services:
         answer, by = answer_with(self.services, FuzzLink.name, frame, ethertype, offset, now)
         if answer is not None and answer.kind == "dhcp":
             assert Ether(answer.reply).haslayer(BOOTP), "a DHCP reply that is not one"
+        if answer is not None and answer.kind == "tftp":
+            udp = Ether(answer.reply)[UDP]
+            assert udp.sport == 69 or 61440 <= udp.sport <= 61695, "a TFTP reply's port"
+            assert bytes(udp.payload)[:2] in (b"\0\3", b"\0\5", b"\0\6"), "not TFTP"
         self.answered += answer is not None and answer.reply is not None
         frames = () if answer is None or answer.reply is None else (answer.reply,)
         observe_with(self.services, Exchange(FuzzLink, frame, now, frame, ethertype, answer,
@@ -164,7 +171,7 @@ def main():
           f"reassembled, {reassembler.dropped} fragment sets dropped, "
           f"{len(reassembler.pending)} sets ({reassembler.held} bytes) held at the end, "
           f"{lines_made} lines made ({fallbacks} by the tool's own summary, where Scapy's "
-          f"raised), {services.answered} DHCP and RA answers, {failures} failures")
+          f"raised), {services.answered} DHCP, TFTP and RA answers, {failures} failures")
     return 1 if failures else 0
 
 

@@ -148,13 +148,23 @@ def truncated_and_flipped(seed, cut, flips):
 
 
 def service_seeds():
-    """What --dhcp, --ra and --probe read from a guest: DHCP DISCOVER and
-    REQUEST, a Router Solicitation, and answers to the probes (an ARP reply,
-    an echo reply with the probes' identifier 0x4242, an advertisement)."""
+    """What --dhcp, --boot-file, --ra and --probe read from a guest: DHCP
+    DISCOVER (a plain one and iPXE's, with its classes and architecture) and
+    REQUEST, TFTP read requests (with options) and an ACK, a Router
+    Solicitation, and answers to the probes (an ARP reply, an echo reply
+    with the probes' identifier 0x4242, an advertisement)."""
     from scapy.layers.dhcp import BOOTP, DHCP
     from scapy.layers.inet import UDP
     from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6ND_NA, ICMPv6ND_RS
+    from scapy.layers.tftp import TFTP, TFTP_ACK, TFTP_RRQ, TFTP_Option, TFTP_Options
     from scapy.utils import mac2str
+
+    def tftp(payload, port=69):
+        return bytes(Ether(src=PEER_MAC, dst=MAC) / IP(src=PEER_IP, dst=TOOL_IP) /
+                     UDP(sport=2000, dport=port) / payload)
+    read = TFTP() / TFTP_RRQ(filename=b"boot.ipxe", mode=b"octet")
+    with_options = read / TFTP_Options(options=[
+        TFTP_Option(oname=b"blksize", value=b"1468"), TFTP_Option(oname=b"tsize", value=b"0")])
 
     def dhcp(*options):
         return bytes(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") /
@@ -162,6 +172,10 @@ def service_seeds():
                      BOOTP(op=1, xid=0x1234, chaddr=mac2str(PEER_MAC) + bytes(10)) /
                      DHCP(options=list(options) + ["end"]))
     return [dhcp(("message-type", "discover")),
+            dhcp(("message-type", "discover"),
+                 ("vendor_class_id", b"PXEClient:Arch:00000:UNDI:002001"),
+                 ("user_class", b"iPXE"), ("pxe_client_architecture", b"\x00\x00")),
+            tftp(read), tftp(with_options), tftp(TFTP() / TFTP_ACK(block=1), port=61440),
             dhcp(("message-type", "request"), ("requested_addr", "198.51.100.9"),
                  ("server_id", TOOL_IP)),
             bytes(Ether(src=PEER_MAC, dst="33:33:00:00:00:02") /

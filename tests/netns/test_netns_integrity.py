@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -20,6 +21,7 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import ICMPv6ND_RS, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
+from scapy.layers.tftp import TFTP, TFTP_RRQ
 from scapy.utils import mac2str
 
 from arp_icmp_vlan0 import DEFAULT_MAC, JUDGED_WITHIN, Leases
@@ -330,3 +332,39 @@ def test_a_guest_that_never_solicits_is_status_4_with_the_missing_judge_named(
     record = summary_of(tool)
     assert record["ra"] == [] and record["judged"][0]["not_judged"] == ["ra"]
     assert record["exit_status"] == 4
+
+
+def read_request(mac, source, name, sport):
+    packet = TFTP() / TFTP_RRQ(filename=name.encode(), mode=b"octet")
+    return bytes(Ether(src=mac, dst=DEFAULT_MAC) / IP(src=source, dst=SERVER) /
+                 UDP(sport=sport, dport=69) / packet)
+
+
+def test_read_requests_in_bs_name_on_a_restart_nothing_of_bs_fetch(lab, guests, tmp_path):
+    a, b = guests("a", "b")
+    b.run("ip", "addr", "add", "198.51.100.50/24", "dev", "eth0")
+    boot = tmp_path / "boot.bin"
+    boot.write_bytes(os.urandom(8 << 20))
+    tool = start(lab, "-4", "--ip", f"{SERVER}/24", "--dhcp", "--boot-file", str(boot), "-q",
+                 pattern="v[ab]")
+    # All through B's fetch, read requests in B's name (its MAC and
+    # address) on A's interface: a transfer of B's would start again.
+    in_bs_name = [read_request(b.mac, "198.51.100.50", "boot.bin", port)
+                  for port in range(40000, 40150)]
+    attack = threading.Thread(target=a.send, args=(in_bs_name, 0.01))
+    attack.start()
+    got = tmp_path / "got.bin"
+    result = b.run("busybox", "tftp", "-g", "-r", "boot.bin", "-l", str(got), "-b", "512",
+                   SERVER, check=False, timeout=120)
+    attack.join()
+    assert result.returncode == 0, result.stderr + tool.output
+    assert got.read_bytes() == boot.read_bytes()
+    assert tool.stop() == 0
+    record = summary_of(tool)
+    clients = {client["interface"]: client for client in record["tftp"]["clients"]
+               if client["mac"] == b.mac}
+    assert clients["vb"]["verdict"] == "accepts", clients
+    assert "va" in clients  # A's asks in B's name: a record of A's interface
+    assert record["interfaces"]["vb"]["resent"] == 0
+    answered = record["interfaces"]["va"]["replies"]["tftp"]
+    assert 0 < answered <= 8 + 2 * 3, answered  # the read-request budget

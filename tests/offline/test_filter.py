@@ -15,7 +15,9 @@ from scapy.layers.inet import ICMP
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr
 from scapy.utils import mac2str
 
-from arp_icmp_vlan0 import (DEFAULT_MAC, PROBE_FILTER, PROBE_FILTER_EXPRESSION, REQUEST_FILTER,
+from arp_icmp_vlan0 import (DEFAULT_MAC, DHCP_FILTER, DHCP_FILTER_EXPRESSION, PROBE_FILTER,
+                            PROBE_FILTER_EXPRESSION, REQUEST_FILTER, SOLICITATION_FILTER,
+                            SOLICITATION_FILTER_EXPRESSION, TFTP_FILTER, TFTP_FILTER_EXPRESSION,
                             REQUEST_FILTER_EXPRESSION, Framing, Scope, kernel_filter, probe_filter,
                             reply_to)
 from conftest import need_root_and
@@ -83,6 +85,10 @@ def libpcap(expression):
 def test_filter_is_what_libpcap_compiles_from_the_expression():
     assert libpcap(REQUEST_FILTER_EXPRESSION) == REQUEST_FILTER
     assert libpcap(PROBE_FILTER_EXPRESSION) == PROBE_FILTER
+    for expression, program in ((DHCP_FILTER_EXPRESSION, DHCP_FILTER),
+                                (SOLICITATION_FILTER_EXPRESSION, SOLICITATION_FILTER),
+                                (TFTP_FILTER_EXPRESSION, TFTP_FILTER)):
+        assert libpcap(expression) == program, expression
 
 
 @pytest.mark.parametrize("mac", ["52:54:00:12:34:56", "02:00:00:00:00:01", "0a:ff:ff:ff:ff:fe"])

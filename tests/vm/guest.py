@@ -28,6 +28,7 @@ too: the system's (7.2, the default) or a newer Debian one that qemu.py
 keeps in the cache (10.0, 11.1).
 """
 
+import contextlib
 import glob
 import gzip
 import hashlib
@@ -354,3 +355,16 @@ def wait_for_the_guest_on(namespace, tap, timeout=90):
 def make_tap(namespace, tap):
     run("ip", "-n", namespace, "tuntap", "add", "dev", tap, "mode", "tap")
     run("ip", "-n", namespace, "link", "set", tap, "up")
+
+
+@contextlib.contextmanager
+def tap_namespace(prefix, tap="tapvm"):
+    """A throwaway namespace (its name: `prefix` and a random suffix) with
+    TAP `tap` up in it, for a guest and the tool; deleted on every exit."""
+    namespace = f"{prefix}-{os.urandom(4).hex()}"
+    run("ip", "netns", "add", namespace)
+    try:
+        make_tap(namespace, tap)
+        yield namespace
+    finally:
+        run("ip", "netns", "del", namespace, check=False)

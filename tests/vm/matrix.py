@@ -39,9 +39,9 @@ from concurrent.futures import ThreadPoolExecutor
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from guest import (NIC_DRIVERS, PACKAGES, RELEASES, kernel, kernel_of, make_tap,  # noqa: E402
+from guest import (NIC_DRIVERS, PACKAGES, RELEASES, kernel, kernel_of, tap_namespace,  # noqa: E402
                    missing_tools, result_of, run_guest, start_tool, wait_for_the_guest_on)
-from netlab import at_least, command_line, json_path, names_from, require, run, text_table  # noqa: E402
+from netlab import at_least, command_line, json_path, names_from, require, text_table  # noqa: E402
 from qemu import QEMUS, SYSTEM_QEMU, TREE_TOOLS, tree  # noqa: E402
 from qemu import missing_tools as missing_tree_tools, version as qemu_version  # noqa: E402
 
@@ -66,29 +66,24 @@ def split_nics(text):
 
 def one(qemu, release, nic, mode, framing, do="ping"):
     options = ["-q", "-4", *dict(FRAMINGS)[framing]]
-    namespace = f"avzm-{os.urandom(4).hex()}"
-    run("ip", "netns", "add", namespace)
-    try:
-        make_tap(namespace, "tapvm")
-        with tempfile.TemporaryDirectory() as scratch:
-            summary = os.path.join(scratch, "summary.json")
-            console = (probe if do == "probe" else serve)(
-                namespace, qemu, release, nic, mode, do, [*options, "--json", summary])
-            record = json.load(open(summary))
-        driver = re.search(r"AVZ-DRIVER (\S+)", console)
-        result = result_of(console)
-        lease = re.search(r"AVZ-LEASE (\S+)", console)
-        judged = {"ping": record["guests"], "probe": record["probes"] or [],
-                  "dhcp": (record["dhcp"] or {}).get("clients", [])}[do]
-        return {"qemu": qemu, "qemu_version": qemu_version(qemu),
-                "kernel_release": release, "kernel": kernel_of(console), "nic": nic,
-                "mode": mode, "framing": framing, "do": do,
-                "driver": driver.group(1) if driver else None,
-                "whole_replies": result[1] if result else None,
-                "lease": None if lease is None else lease.group(1) != "none",
-                "verdict": judged[0]["verdict"] if judged else None}
-    finally:
-        run("ip", "netns", "del", namespace, check=False)
+    with tap_namespace("avzm") as namespace, tempfile.TemporaryDirectory() as scratch:
+        summary = os.path.join(scratch, "summary.json")
+        console = (probe if do == "probe" else serve)(
+            namespace, qemu, release, nic, mode, do, [*options, "--json", summary])
+        with open(summary) as file:
+            record = json.load(file)
+    driver = re.search(r"AVZ-DRIVER (\S+)", console)
+    result = result_of(console)
+    lease = re.search(r"AVZ-LEASE (\S+)", console)
+    judged = {"ping": record["guests"], "probe": record["probes"] or [],
+              "dhcp": (record["dhcp"] or {}).get("clients", [])}[do]
+    return {"qemu": qemu, "qemu_version": qemu_version(qemu),
+            "kernel_release": release, "kernel": kernel_of(console), "nic": nic,
+            "mode": mode, "framing": framing, "do": do,
+            "driver": driver.group(1) if driver else None,
+            "whole_replies": result[1] if result else None,
+            "lease": None if lease is None else lease.group(1) != "none",
+            "verdict": judged[0]["verdict"] if judged else None}
 
 
 def serve(namespace, qemu, release, nic, mode, do, options):

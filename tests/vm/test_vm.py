@@ -16,8 +16,8 @@ import time
 import pytest
 
 from conftest import need, need_root_and
-from guest import (GUEST_MAC, RELEASES, kernel, kernel_of, make_tap, missing_tools, result_of,
-                   run_guest, start_tool, wait_for_the_guest_on)
+from guest import (GUEST_MAC, RELEASES, kernel, kernel_of, missing_tools, result_of,
+                   run_guest, start_tool, tap_namespace, wait_for_the_guest_on)
 from netlab import REPO, run
 
 pytestmark = pytest.mark.vm
@@ -29,13 +29,8 @@ def namespace():
     missing = missing_tools()
     need(not missing, f"needs {', '.join(missing)} (apt install qemu-system-x86 "
                       "busybox-static)")
-    name = f"avzt-vm-{os.urandom(4).hex()}"
-    run("ip", "netns", "add", name)
-    try:
-        make_tap(name, "tapvm")
+    with tap_namespace("avzt-vm") as name:
         yield name
-    finally:
-        run("ip", "netns", "del", name, check=False)
 
 
 @pytest.mark.parametrize("nic, mode, family, replies", [

@@ -1054,6 +1054,16 @@ class Book:
         return lines[0] if lines else None
 
 
+def remember(mapping, key, value, limit=GUESTS_KEPT):
+    """mapping[key] = value, the newest entry; past `limit` entries the
+    oldest makes way: a bounded record of the latest, where nothing judged
+    is lost by forgetting (what a verdict rests on is in a Book)."""
+    mapping.pop(key, None)
+    if len(mapping) >= limit:
+        del mapping[next(iter(mapping))]
+    mapping[key] = value
+
+
 def from_a_station(frame, scope):
     """`frame` comes from a station that may be answered: its Ethernet
     source is unicast and not the tool's own (the rule of every reply)."""
@@ -1509,9 +1519,7 @@ class Replies(Service):
         if guest is None:
             first = self.unicast_first.pop(key, None)
             if to_us and (first is None or now - first[0] > RETRY_WINDOW):
-                if len(self.unicast_first) >= GUESTS_KEPT:
-                    del self.unicast_first[next(iter(self.unicast_first))]
-                self.unicast_first[key] = (now, request)
+                remember(self.unicast_first, key, (now, request))
                 return None
             if not self.book.admit(interface, key):
                 return None
@@ -2471,9 +2479,7 @@ class Leases:
         if sum(1 for _, by in self.declined.values() if by == interface) \
                 >= DECLINED_PER_INTERFACE:
             return
-        if len(self.declined) >= DECLINED_KEPT:
-            del self.declined[next(iter(self.declined))]
-        self.declined[address] = (now + DECLINED_FOR, interface)
+        remember(self.declined, address, (now + DECLINED_FOR, interface), DECLINED_KEPT)
 
     def withdraw(self, client, now):
         """A REQUEST naming another server: the offer made to `client` (on
@@ -2609,10 +2615,8 @@ class DhcpServer(ClientService):
         client = self._client(interface, request.requester, now, stage)
         if client is None:
             return None
-        self.current.pop((interface, request.requester), None)
-        if len(self.current) >= GUESTS_KEPT:
-            del self.current[next(iter(self.current))]
-        self.current[(interface, request.requester)] = (interface, request.requester, stage)
+        remember(self.current, (interface, request.requester),
+                 (interface, request.requester, stage))
         client.evidence.append({"time": now, "event": DHCP_NAMES[request.kind],
                                 "answered": DHCP_NAMES[sent],
                                 "address": _address_text(address),
@@ -2833,10 +2837,7 @@ class TftpServer(ClientService):
         """LEASED: a stage whose lease named a boot file will ask for it."""
         if not stage or not boot_file:
             return
-        self.stages.pop((interface, mac), None)
-        if len(self.stages) >= GUESTS_KEPT:
-            del self.stages[next(iter(self.stages))]
-        self.stages[(interface, mac)] = stage
+        remember(self.stages, (interface, mac), stage)
         client = self._client(interface, mac, now, stage)
         if client is not None:
             client.address = _address_text(address)
@@ -3199,7 +3200,7 @@ class Advertiser(ClientService):
             key = (interface, solicitation.requester)
             if covered:
                 return ()
-            self._remember(key, at)
+            remember(self.answered, key, at)  # when the answer to its last ask goes
             client = self._client(interface, solicitation.requester, now)
             if client is None:
                 return ()
@@ -3227,13 +3228,6 @@ class Advertiser(ClientService):
         client = self._accepted(client, now, f"took {client.address}",
                                 max(0.0, now - client.answered_at))
         return (client,) if client else ()
-
-    def _remember(self, key, at):
-        """When the answer to `key`'s last ask goes (bounded as the clients)."""
-        self.answered.pop(key, None)
-        if len(self.answered) >= GUESTS_KEPT:
-            del self.answered[next(iter(self.answered))]
-        self.answered[key] = at
 
     def _address_in_prefix(self, frame):
         """The address in the prefix that `frame` shows its sender taking:

@@ -55,6 +55,13 @@ def test_busybox_fetches_the_boot_file_tagged_and_whole(lab, tmp_path):
     [client] = tftp_record(tool)["clients"]
     assert client["verdict"] == "accepts" and client["address"] == GUEST_IP
     assert "it fetched boot.bin (100,000 bytes, 98 blocks)" in client["line"]
+    # Every frame seen is accounted for: the last block's ACK is taken.
+    with open(tool.summary_path) as file:
+        counts = json.load(file)["total"]
+    assert counts["acknowledgements"] >= 1 and counts["frames_seen"] == sum(
+        counts[name] for name in ("replies_sent", "ignored", "answered_later",
+                                  "acknowledgements", "fragments_held", "probe_answers",
+                                  "send_errors", "internal_errors")), counts
 
 
 def test_behind_a_vlan0_filter_it_asks_again_and_the_tool_says_it_drops_them(lab, tmp_path):

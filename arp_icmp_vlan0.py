@@ -12,13 +12,19 @@ arp_icmp_vlan0  Answer ARP, Neighbor Solicitation and ICMP/ICMPv6 echo requests
                 the guest accepts the tagged replies. It can also ask the
                 guest itself (--probe), serve DHCP and Router
                 Advertisements (--dhcp, --ra) to guests that configure
-                themselves, and boot files over TFTP (--boot-file) to
-                firmware that boots from the network.
+                themselves, boot files over TFTP (--boot-file) to
+                firmware that boots from the network, and play an ISP's
+                side of a router's WAN port: DHCPv6 with prefix
+                delegation, PPPoE discovery and 802.1X (--dhcp6, --pppoe,
+                --dot1x). Each guest's line also says how its own frames
+                were tagged.
 
 USAGE: arp_icmp_vlan0.py [-h] [--mac MAC] [--ip ADDR[/LEN]] [-4 | -6]
                          [--answer-multicast-ping] [--probe [ADDR ...]]
                          [--dhcp] [--ra] [--boot-file [ARCH=]FILE]
-                         [--router-lifetime SECONDS]
+                         [--router-lifetime SECONDS] [--dhcp6]
+                         [--delegate PREFIX/LEN] [--delegated-length LEN]
+                         [--pppoe] [--ac-name NAME] [--dot1x]
                          [--vlan VID] [--prio PCP] [--dei] [--tpid TPID]
                          [--untagged] [--no-pad] [--allow-physical]
                          [--any-address] [--user USER] [--keep-root]
@@ -68,7 +74,8 @@ section Benchmark.
 The file, top-down, in the order a frame travels: wire constants and the
 KINDS table; framing and scope; the byte core; reassembly; the services'
 contract; one section per service (the replies, the probe, DHCP, TFTP,
-Router Advertisements) and the list of them; the loop; interfaces and sockets (the
+Router Advertisements, DHCPv6, PPPoE discovery, 802.1X, the guests' own
+framing, the roll of guests) and the list of them; the loop; interfaces and sockets (the
 kernel filter's programs beside kernel_filter()); privileges and signals;
 errors and output; the command line; a run of the tool; namespaces and the
 self-test; main.
@@ -115,10 +122,16 @@ try:
     from scapy.error import log_runtime
     from scapy.interfaces import InterfaceProvider, NetworkInterface
     from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.dhcp6 import (DHCP6_Advertise, DHCP6_Reply, DHCP6OptIA_NA, DHCP6OptIA_PD,
+                                    DHCP6OptIAAddress, DHCP6OptIAPrefix, DHCP6OptPref,
+                                    DHCP6OptRapidCommit, DHCP6OptServerId, DHCP6OptStatusCode,
+                                    DUID_LL)
+    from scapy.layers.eap import EAP, EAP_MD5, EAPOL
     from scapy.layers.inet import ICMP, IP, UDP
     from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6ND_RA,
                                     ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, IPv6)
     from scapy.layers.l2 import ARP, Dot1Q, Ether
+    from scapy.layers.ppp import PPPoED, PPPoED_Tags, PPPoETag
     from scapy.libs.structures import bpf_insn, sock_fprog
     from scapy.utils import RawPcapWriter, mac2str, str2mac
     from scapy.utils6 import in6_getnsma, in6_getnsmac, in6_mactoifaceid
@@ -128,7 +141,7 @@ except ImportError as exc:  # reported by main() as one line, not a traceback
 
 # ---------------------------------------------------------------- wire constants and kinds
 
-__version__ = "1.5.0"
+__version__ = "1.6.0"
 
 # Locally administered, unicast; its bytes spell "vlan0" in ASCII.
 DEFAULT_MAC = "02:76:6c:61:6e:30"
@@ -152,6 +165,7 @@ LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 ETH_HLEN, ETH_ZLEN = 14, 60  # Ethernet header; minimum frame without its FCS
 ETH_P_ALL, ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0003, 0x0800, 0x0806, 0x86DD
+ETH_P_PPP_DISC, ETH_P_PPP_SES, ETH_P_PAE = 0x8863, 0x8864, 0x888E  # PPPoE; 802.1X EAPOL
 ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ1 = 0x8100, 0x88A8, 0x9100
 VLAN_TPIDS = (ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ1)
 VLAN_HLEN = 4
@@ -230,7 +244,8 @@ class Framing:
     def heads(self):
         """ethertype -> the bytes between the MAC addresses and the payload."""
         return {ethertype: self.tags + ethertype.to_bytes(2, "big")
-                for ethertype in (ETH_P_IP, ETH_P_ARP, ETH_P_IPV6)}
+                for ethertype in (ETH_P_IP, ETH_P_ARP, ETH_P_IPV6, ETH_P_PPP_DISC,
+                                  ETH_P_PPP_SES, ETH_P_PAE)}
 
     def largest_frame(self, mtu):
         """The longest reply frame that leaves whole on a link of `mtu`:
@@ -1124,6 +1139,7 @@ class Events:
 
     def __init__(self):
         self.handlers = {}
+        self.framings = {}  # (interface, MAC) -> OwnFraming: what Framings saw
 
     def subscribe(self, name, handler):
         self.handlers.setdefault(name, []).append(handler)
@@ -1151,6 +1167,7 @@ class Service:
     sends = False      # it has something due unasked: the loop asks due(), send_due()
     every_guest = False  # it judges every guest heard (the roll waits for its verdict)
     json_keys = ()     # its keys in the JSON summary (null when it is off)
+    needs_tags = False  # it reads the received frames' tags: the loop keeps them
 
     def describe(self):
         """Its part of the start-up line."""
@@ -1280,13 +1297,19 @@ class Client:
     offered: Optional[float] = None  # DHCP: when the last offer went out, unrequested
     acked: Optional[float] = None  # DHCP: when the address was ACKed; RA: first answered
     used: bool = False             # the guest used what the answers gave (DHCP: the lease)
+    holds: tuple = ()              # DHCPv6: the addresses (packed) whose use accepts
+    trid: Optional[int] = None     # DHCPv6: the transaction ID of its last message
+    own: Optional[object] = field(default=None, repr=False)  # OwnFraming: its own frames
     evidence: deque = field(default_factory=lambda: deque(maxlen=EVIDENCE_KEPT))
 
     def __post_init__(self):
         self.asks = Asks(self.window)
 
     def summary(self):
-        """The verdict in one line."""
+        """The verdict in one line, and how the guest's own frames arrived."""
+        return with_own(self._verdict_line(), self.own)
+
+    def _verdict_line(self):
         framing = self.framing
         offered = "offered " if self.tentative else ""
         about = ([f"firmware, {self.stage}"] if self.stage else []) + (
@@ -1310,7 +1333,8 @@ class Client:
     def to_json(self):
         return {"interface": self.interface, "mac": self.mac, "service": self.service,
                 "stage": self.stage or None, "address": self.address, "verdict": self.verdict,
-                "line": self.summary(), "evidence": list(self.evidence)}
+                "line": self.summary(), "own_framing": self.own and self.own.to_json(),
+                "evidence": list(self.evidence)}
 
 
 class ClientService(Service):
@@ -1322,6 +1346,7 @@ class ClientService(Service):
 
     service, answers, answers_used, window = "", "", "", 0.0
     awaited = ""  # what a guest it never heard from did not send: "no DHCPDISCOVER"
+    record = Client  # the class of its records
 
     def __init__(self, framing, events=None):
         self.framing = framing
@@ -1337,9 +1362,10 @@ class ClientService(Service):
         key = (interface, mac) if stage is None else (interface, mac, stage)
         client = self.clients.get(key)
         if client is None and self.book.admit(interface, key):
-            client = self.clients[key] = Client(interface, str2mac(mac), self.service,
-                                                self.answers, self.answers_used, self.window,
-                                                self.framing, stage or "")
+            client = self.clients[key] = self.record(interface, str2mac(mac), self.service,
+                                                     self.answers, self.answers_used,
+                                                     self.window, self.framing, stage or "")
+            client.own = self.events.framings.get((interface, mac))
             self.events.publish(HEARD, interface, mac, now)
         return client
 
@@ -1419,10 +1445,14 @@ class Guest:
     targets_not_kept: int = 0                      # runs forgotten, oldest first
     asks: int = 0                                  # answered asks since the last acceptance
     awaiting: Optional[tuple] = None               # (stamp, target) of the last broadcast ask
+    own: Optional[object] = field(default=None, repr=False)  # OwnFraming: its own frames
     evidence: deque = field(default_factory=lambda: deque(maxlen=EVIDENCE_KEPT))
 
     def summary(self):
-        """The verdict in one line."""
+        """The verdict in one line, and how the guest's own frames arrived."""
+        return with_own(self._verdict_line(), self.own)
+
+    def _verdict_line(self):
         framing = self.framing
         who = (f"{self.interface}: guest {self.mac} "
                f"({_some(self.addresses, self.addresses_not_kept)})")
@@ -1447,7 +1477,7 @@ class Guest:
         return {"interface": self.interface, "mac": self.mac, "family": self.family,
                 "addresses": self.addresses, "addresses_not_kept": self.addresses_not_kept,
                 "verdict": self.verdict, "line": self.summary(),
-                "evidence": list(self.evidence)}
+                "own_framing": self.own and self.own.to_json(), "evidence": list(self.evidence)}
 
 
 class Replies(Service):
@@ -1525,6 +1555,7 @@ class Replies(Service):
                 return None
             guest = self.guests[key] = Guest(interface, str2mac(request.requester),
                                              kind.family, self.framing, str2mac(self.tool_mac))
+            guest.own = self.events.framings.get((interface, request.requester))
             self.undecided[key] = None
             if first is not None and now - first[0] <= RETRY_WINDOW:
                 self._ask(key, guest, kind, first[1], True, first[0])
@@ -3076,10 +3107,12 @@ UNICAST_RA_BUDGET = (4, 1.0)  # unicast answers an interface gets: a burst, then
                               # beyond, its soliciters are answered to all nodes
 
 
-def router_advertisement_message(scope, prefix, lifetime):
+def router_advertisement_message(scope, prefix, lifetime, managed=False):
     """The ICMPv6 Router Advertisement for `prefix` (on-link, autonomous)
-    from the tool, its checksum zero, built with Scapy's layers."""
-    message = ICMPv6ND_RA(chlim=REPLY_TTL, routerlifetime=lifetime, cksum=0) / \
+    from the tool, its checksum zero, built with Scapy's layers; `managed`
+    (--dhcp6 too): the M and O flags set, so that hosts ask DHCPv6."""
+    message = ICMPv6ND_RA(chlim=REPLY_TTL, routerlifetime=lifetime, cksum=0,
+                          M=int(managed), O=int(managed)) / \
         ICMPv6NDOptSrcLLAddr(lladdr=scope.mac) / \
         ICMPv6NDOptPrefixInfo(prefixlen=prefix.prefixlen, L=1, A=1, validlifetime=RA_VALID,
                               preferredlifetime=RA_PREFERRED,
@@ -3136,11 +3169,11 @@ class Advertiser(ClientService):
     taken_as, sends = "answered_later", True
     json_keys = ("ra",)
 
-    def __init__(self, prefix, lifetime, scope, framing, events=None):
+    def __init__(self, prefix, lifetime, scope, framing, events=None, managed=False):
         super().__init__(framing, events)
         self.counted = ()  # its answers go later: counted as advertisements
         self.prefix, self.lifetime, self.scope = prefix, lifetime, scope
-        self.message = router_advertisement_message(scope, prefix, lifetime)
+        self.message = router_advertisement_message(scope, prefix, lifetime, managed)
         self.next_at = {}     # interface -> when its next unsolicited advertisement is due
         self.count = {}       # interface -> unsolicited advertisements sent
         self.advertised = {}  # interface -> when the last to all nodes went
@@ -3295,6 +3328,1129 @@ class Advertiser(ClientService):
         return {"ra": [client.to_json() for client in self.clients.values()]}
 
 
+# ---------------------------------------------------------------- service: DHCPv6
+#
+# With --dhcp6 the tool is also the guests' DHCPv6 server (RFC 8415), tagged
+# like every reply: addresses (IA_NA) from the --ip IPv6 /64 and, with
+# --delegate, prefixes (IA_PD): what a router or CPE asks its ISP for on its
+# WAN port. The verdict is DHCP's: a Request naming the tool's DUID after a
+# tagged Advertise accepts it; Solicits that go on although each was
+# answered drop it. The options are read in bytes (a bounded walk) after a
+# cheap look and within the interface's budget; the answers are built with
+# Scapy's DHCPv6 layers.
+
+DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT = 546, 547
+SOLICIT, ADVERTISE, REQUEST, CONFIRM, RENEW, REBIND, REPLY = 1, 2, 3, 4, 5, 6, 7
+RELEASE, DECLINE, INFORMATION_REQUEST = 8, 9, 11
+DHCP6_NAMES = {SOLICIT: "Solicit", ADVERTISE: "Advertise", REQUEST: "Request",
+               CONFIRM: "Confirm", RENEW: "Renew", REBIND: "Rebind", REPLY: "Reply",
+               RELEASE: "Release", DECLINE: "Decline",
+               INFORMATION_REQUEST: "Information-request"}
+OPTION_CLIENTID, OPTION_SERVERID, OPTION_IA_NA, OPTION_IAADDR = 1, 2, 3, 5
+OPTION_RAPID_COMMIT, OPTION_IA_PD, OPTION_IAPREFIX = 14, 25, 26
+STATUS_SUCCESS, STATUS_NO_ADDRS, STATUS_NOT_ON_LINK, STATUS_NO_PREFIX = 0, 2, 4, 6
+# RFC 8415 16: which messages carry a Server Identifier (True), none (False).
+DHCP6_SERVER_ID = {SOLICIT: False, REQUEST: True, CONFIRM: False, RENEW: True,
+                   REBIND: False, RELEASE: True, DECLINE: True, INFORMATION_REQUEST: None}
+DHCP6_PREFERRED, DHCP6_VALID = 3600, 7200  # seconds: an address's or prefix's lifetimes
+DHCP6_T1, DHCP6_T2 = 1800, 2880            # renew and rebind: RFC 8415's 0.5 and 0.8
+DHCP6_RETRY_WINDOW = 40.0  # seconds: Solicits go 1, 2, 4, 8... s apart (RFC 8415 15)
+DHCP6_RETRANSMIT_MIN = 0.9  # seconds: the soonest a client sends a message again (IRT less
+                            # RAND's 10%); a new transaction sooner is a client starting over
+DHCP6_BUDGET = (32, 8.0)   # DHCPv6 messages an interface may have parsed: a burst, a second
+BINDINGS_PER_INTERFACE = 32  # addresses and prefixes held for one interface's clients
+IAS_PER_MESSAGE = 4        # IA_NAs and IA_PDs answered in one message, each
+DUID_MAX = 130             # RFC 8415 11.1: a DUID is 128 octets at most, its type 2 more
+DELEGATED_LENGTH = 56      # --delegate's default prefix length handed out
+
+
+def looks_like_dhcp6(frame, offset):
+    """The cheap look, in bytes: an IPv6 UDP datagram from a link-local
+    address to port 547, whole, holding a client's message type."""
+    end = offset + IPV6_HLEN
+    if len(frame) < end + 12 or frame[offset] >> 4 != 6 or frame[offset + 6] != IPPROTO_UDP \
+            or not _link_local_unicast(frame[offset + 8:offset + 24]):
+        return False
+    payload_len = frame[offset + 4] << 8 | frame[offset + 5]
+    return (len(frame) >= end + payload_len and payload_len >= 12
+            and frame[end + 2:end + 4] == DHCP6_SERVER_PORT.to_bytes(2, "big")
+            and frame[end + 4] << 8 | frame[end + 5] == payload_len
+            and frame[end + 8] in DHCP6_SERVER_ID)
+
+
+def dhcp6_options(data):
+    """code -> [values] of a DHCPv6 options area, in order; None if one runs
+    past the end. A bounded walk: a frame holds a few hundred at most."""
+    options, i = {}, 0
+    while i < len(data):
+        if i + 4 > len(data):
+            return None
+        code, length = struct.unpack_from("!HH", data, i)
+        value = data[i + 4:i + 4 + length]
+        if len(value) != length:
+            return None
+        options.setdefault(code, []).append(value)
+        i += 4 + length
+    return options
+
+
+class Dhcp6Request(NamedTuple):
+    requester: bytes    # the Ethernet source
+    source: bytes       # its link-local address, packed: where the answer goes
+    kind: int           # the message type
+    trid: int           # transaction ID
+    client_id: bytes    # the Client Identifier option, whole: echoed as it came
+    server_id: Optional[bytes]  # the Server Identifier's DUID, or None
+    ia_na: tuple        # IAIDs (int) of its IA_NAs, IAS_PER_MESSAGE at most
+    ia_pd: tuple        # ... of its IA_PDs
+    rapid_commit: bool
+    addresses: tuple    # (IAID, packed address) named in its IA_NAs
+    prefixes: tuple     # (IAID, packed prefix, length) named in its IA_PDs
+
+
+def _ia_contents(values, inner):
+    """[(IAID, [inner option values])] of IA_NA or IA_PD option values."""
+    found = []
+    for value in values[:IAS_PER_MESSAGE]:
+        options = dhcp6_options(value[12:]) if len(value) >= 12 else None
+        if options is None:
+            return None
+        found.append((int.from_bytes(value[:4], "big"), options.get(inner, [])))
+    return found
+
+
+def parse_dhcp6_request(frame, offset):
+    """A client's DHCPv6 message to a server, valid as RFC 8415 16 asks
+    (a Client Identifier; a Server Identifier where one belongs and none
+    elsewhere); else None."""
+    if not looks_like_dhcp6(frame, offset):
+        return None
+    end = offset + IPV6_HLEN
+    payload_len = frame[offset + 4] << 8 | frame[offset + 5]
+    message = frame[end + 8:end + payload_len]
+    options = dhcp6_options(message[4:])
+    if options is None:
+        return None
+    kind = message[0]
+    client_ids, server_ids = options.get(OPTION_CLIENTID, []), options.get(OPTION_SERVERID, [])
+    if len(client_ids) > 1 or len(server_ids) > 1 or (
+            kind != INFORMATION_REQUEST and not client_ids):
+        return None
+    if DHCP6_SERVER_ID[kind] is not None and bool(server_ids) != DHCP6_SERVER_ID[kind]:
+        return None
+    if any(not 2 <= len(duid) <= DUID_MAX for duid in client_ids + server_ids):
+        return None
+    na = _ia_contents(options.get(OPTION_IA_NA, []), OPTION_IAADDR)
+    pd = _ia_contents(options.get(OPTION_IA_PD, []), OPTION_IAPREFIX)
+    if na is None or pd is None or kind == INFORMATION_REQUEST and (na or pd):
+        return None
+    addresses = tuple((iaid, value[:16]) for iaid, values in na for value in values
+                      if len(value) >= 24)
+    prefixes = tuple((iaid, value[9:25], value[8]) for iaid, values in pd for value in values
+                     if len(value) >= 25 and value[8] <= 128)
+    client_id = b""
+    if client_ids:
+        duid = client_ids[0]
+        client_id = struct.pack("!HH", OPTION_CLIENTID, len(duid)) + duid
+    return Dhcp6Request(frame[6:12], frame[offset + 8:offset + 24], kind,
+                        int.from_bytes(message[1:4], "big"), client_id,
+                        server_ids[0] if server_ids else None,
+                        tuple(iaid for iaid, _ in na), tuple(iaid for iaid, _ in pd),
+                        OPTION_RAPID_COMMIT in options, addresses, prefixes)
+
+
+def server_duid(mac):
+    """The tool's DUID: DUID-LL (type 3) of its MAC, Ethernet (1)."""
+    return b"\x00\x03\x00\x01" + mac
+
+
+def dhcp6_reply(request, kind, granted, refused, scope, framing, status=None):
+    """The Advertise or Reply to `request`, built with Scapy's layers, from
+    the tool's link-local address to the client's: the Client Identifier as
+    it came, the tool's DUID-LL, preference 255 in an Advertise (the client
+    need not wait for others), Rapid Commit in a Reply to a Solicit, an
+    IA_NA or IA_PD per IA `granted` ((OPTION_IA_NA or OPTION_IA_PD, IAID,
+    packed value)) and an empty one with its status per IA `refused`, and
+    `status` (a code) for the message if given."""
+    options = DHCP6OptServerId(duid=DUID_LL(lladdr=scope.mac))
+    if kind == ADVERTISE:
+        options /= DHCP6OptPref(prefval=255)
+    if kind == REPLY and request.kind == SOLICIT:
+        options /= DHCP6OptRapidCommit()
+    for option, iaid, value in granted:
+        if option == OPTION_IA_NA:
+            options /= DHCP6OptIA_NA(iaid=iaid, T1=DHCP6_T1, T2=DHCP6_T2, ianaopts=[
+                DHCP6OptIAAddress(addr=_address_text(value[:16]), preflft=DHCP6_PREFERRED,
+                                  validlft=DHCP6_VALID)])
+        else:
+            options /= DHCP6OptIA_PD(iaid=iaid, T1=DHCP6_T1, T2=DHCP6_T2, iapdopt=[
+                DHCP6OptIAPrefix(preflft=DHCP6_PREFERRED, validlft=DHCP6_VALID,
+                                 plen=value[16], prefix=_address_text(value[:16]))])
+    for option, iaid in refused:
+        code = STATUS_NO_ADDRS if option == OPTION_IA_NA else STATUS_NO_PREFIX
+        text = "no addresses available" if option == OPTION_IA_NA else "no prefix available"
+        cls = DHCP6OptIA_NA if option == OPTION_IA_NA else DHCP6OptIA_PD
+        sub = "ianaopts" if option == OPTION_IA_NA else "iapdopt"
+        options /= cls(iaid=iaid, **{sub: [DHCP6OptStatusCode(statuscode=code,
+                                                              statusmsg=text)]})
+    if status is not None:
+        options /= DHCP6OptStatusCode(statuscode=status, statusmsg={
+            STATUS_SUCCESS: "success", STATUS_NOT_ON_LINK: "not on link"}.get(status, ""))
+    head = (DHCP6_Advertise if kind == ADVERTISE else DHCP6_Reply)(trid=request.trid)
+    message = bytes(head) + request.client_id + bytes(options)
+    packet = IPv6(src=_address_text(scope.link_local), dst=_address_text(request.source),
+                  hlim=REPLY_TTL) / UDP(sport=DHCP6_SERVER_PORT, dport=DHCP6_CLIENT_PORT) / \
+        message
+    return framing.frame(request.requester, scope.mac_bytes, ETH_P_IPV6, bytes(packet))
+
+
+@dataclass
+class Binding:
+    """An address or prefix held for one IA of one client."""
+    value: bytes        # packed address; for a prefix, its 16 bytes and its length
+    until: float
+    bound: bool         # requested (a Reply), not only advertised
+
+
+class Bindings:
+    """The addresses (IA_NA) and prefixes (IA_PD) the DHCPv6 server holds,
+    in memory, bounded as DHCP's Leases are: an IA is (interface, MAC, kind,
+    IAID), so a guest names only its own; a MAC's hash picks where its
+    search starts (the same address and prefix again, also after a
+    restart); one interface's clients hold BINDINGS_PER_INTERFACE at most,
+    all of them LEASES_KEPT, the oldest advertised one making way first."""
+
+    def __init__(self, network, own, delegate, holder=None):
+        """`network`: the IA_NA /64 or None; `own`: the tool's address in it
+        (never handed out); `delegate`: (IPv6Network, length) or None;
+        `holder`: address -> IA of the addresses bound (the Scope's `leased`)."""
+        self.network, self.own, self.delegate = network, own, delegate
+        self.by_ia = {}      # IA -> Binding, the most recent last
+        self.holder = {}     # value -> IA
+        self.leased = {} if holder is None else holder
+        self.on = {}         # interface -> {IA: None}
+        self.declined = {}   # value -> until
+        self.refused = {}    # interface -> IAs refused at its cap
+
+    def _drop(self, ia):
+        binding = self.by_ia.pop(ia)
+        if self.holder.get(binding.value) == ia:
+            del self.holder[binding.value]
+            self.leased.pop(binding.value[:16] if ia[2] == OPTION_IA_NA else None, None)
+        held = self.on.get(ia[0])
+        if held is not None:
+            held.pop(ia, None)
+            if not held:
+                del self.on[ia[0]]
+
+    def of(self, ia, now):
+        binding = self.by_ia.get(ia)
+        if binding is not None and binding.until < now:
+            self._drop(ia)
+            return None
+        return binding
+
+    def _candidates(self, ia):
+        """Where `ia`'s search goes, in order: hash-picked addresses in the
+        /64, or prefixes of the delegated length in --delegate's."""
+        seed = hashlib.sha256(ia[1] + ia[3].to_bytes(4, "big") + bytes([ia[2]])).digest()
+        start = int.from_bytes(seed[:8], "big")
+        if ia[2] == OPTION_IA_NA:
+            if self.network is None:
+                return
+            base = self.network.network_address.packed[:8]
+            for step in range(LEASES_KEPT + 2):
+                iid = hashlib.sha256(seed + step.to_bytes(4, "big")).digest()[:8]
+                if int.from_bytes(iid, "big") > 0xFFFF:  # not ::, nor the low ones kept
+                    yield base + iid                     # for routers (ADDR::1 and such)
+            return
+        if self.delegate is None:
+            return
+        network, length = self.delegate
+        count = 1 << (length - network.prefixlen)
+        first = int(network.network_address)
+        for step in range(min(count, LEASES_KEPT + 2)):
+            value = first + ((start + step) % count << (128 - length))
+            yield value.to_bytes(16, "big") + bytes([length])
+
+    def _free(self, value, ia, now):
+        if value[:16] == self.own or self.declined.get(value, 0) > now:
+            return False
+        holder = self.holder.get(value)
+        return holder is None or holder == ia or self.of(holder, now) is None
+
+    def assign(self, ia, now, bound):
+        """The value `ia` holds (advertised, or `bound`), kept or found;
+        None if there is none, or its interface is at its cap."""
+        binding = self.of(ia, now)
+        value = binding.value if binding else next(
+            (v for v in self._candidates(ia) if self._free(v, ia, now)), None)
+        if value is None or not self._make_room(ia, now):
+            return None
+        bound = bound or bool(binding and binding.bound)
+        self.by_ia.pop(ia, None)
+        self.by_ia[ia] = Binding(value, now + (DHCP6_VALID if bound else OFFER_HELD), bound)
+        self.holder[value] = ia
+        if bound and ia[2] == OPTION_IA_NA:
+            self.leased[value[:16]] = (ia[0], ia[1])
+        self.on.setdefault(ia[0], {})[ia] = None
+        return value
+
+    def _make_room(self, ia, now):
+        if ia in self.by_ia:
+            return True
+        held = self.on.get(ia[0], {})
+        for other in list(held):
+            self.of(other, now)
+        held = self.on.get(ia[0], {})
+        if len(held) >= BINDINGS_PER_INTERFACE:
+            advertised = [other for other in held if not self.by_ia[other].bound]
+            if not advertised:
+                self.refused[ia[0]] = self.refused.get(ia[0], 0) + 1
+                return False
+            self._drop(advertised[0])
+        if len(self.by_ia) >= LEASES_KEPT:
+            victims = [other for other, binding in self.by_ia.items()
+                       if binding.until < now or not binding.bound]
+            if not victims:
+                self.refused[ia[0]] = self.refused.get(ia[0], 0) + 1
+                return False
+            self._drop(victims[0])
+        return True
+
+    def release(self, ia, value, now, declined=False):
+        """Release (or Decline): `ia`'s binding goes if it holds `value`; a
+        declined address is not handed out for DECLINED_FOR."""
+        binding = self.of(ia, now)
+        if binding is None or binding.value[:16] != value[:16]:
+            return
+        self._drop(ia)
+        if declined and sum(1 for until in self.declined.values() if until > now) \
+                < DECLINED_KEPT:
+            remember(self.declined, binding.value, now + DECLINED_FOR, DECLINED_KEPT)
+
+
+def _ia_text(value):
+    """A granted address, or prefix with its length, as text."""
+    text = _address_text(value[:16])
+    return f"{text}/{value[16]}" if len(value) > 16 else text
+
+
+class Dhcp6Exchange(NamedTuple):
+    request: Dhcp6Request
+    sent: int           # ADVERTISE or REPLY
+    granted: tuple      # (option, IAID, value) handed out
+
+
+class Dhcp6Server(ClientService):
+    """--dhcp6: addresses and delegated prefixes, and each client's verdict:
+    accepts when it requests what a tagged Advertise offered, naming the
+    tool's DUID (or, after a Rapid Commit Reply, uses the address: its DAD
+    or a frame from it; or renews); drops when its Solicits (or Requests)
+    go on although each was answered. Rapid Commit is honoured for a
+    Solicit with an IA_NA, whose use shows on the wire; a Solicit for a
+    prefix alone gets an Advertise (RFC 8415 18.3.1 lets the server
+    choose), so that its Request is the evidence."""
+
+    service, window = "dhcp6", DHCP6_RETRY_WINDOW
+    answers, answers_used = "DHCPv6 Advertises", "DHCPv6 Advertises and Replies"
+    awaited = "no DHCPv6 Solicit"
+    json_keys, every_guest = ("dhcp6",), True
+
+    def __init__(self, network, own, delegate, scope, framing, events=None):
+        super().__init__(framing, events)
+        self.network, self.delegate, self.scope = network, delegate, scope
+        self.duid = server_duid(scope.mac_bytes)
+        self.bindings = Bindings(network, own, delegate, scope.leased)
+        self.budget = Budget(*DHCP6_BUDGET)
+
+    def describe(self):
+        what = [f"addresses in {self.network}"] if self.network else []
+        if self.delegate:
+            what.append(f"/{self.delegate[1]} prefixes of {self.delegate[0]}")
+        return f"; a DHCPv6 server for {' and '.join(what)} (DUID-LL {self.scope.mac})"
+
+    def filter(self):
+        return DHCP6_FILTER
+
+    def answer(self, interface, frame, ethertype, offset, now):
+        """The Advertise or Reply to a client's message, or None (not one,
+        for another server, over its interface's budget)."""
+        if ethertype != ETH_P_IPV6 or not from_a_station(frame, self.scope) \
+                or not looks_like_dhcp6(frame, offset) or not self.budget.take(interface, now):
+            return None
+        request = parse_dhcp6_request(frame, offset)
+        if request is None or request.server_id not in (None, self.duid):
+            return None
+        kind, client = request.kind, (interface, request.requester)
+        granted, refused, status, sent = [], [], None, REPLY
+        if kind in (SOLICIT, REQUEST, RENEW, REBIND):
+            bound = kind != SOLICIT or (request.rapid_commit and bool(request.ia_na))
+            sent = REPLY if bound else ADVERTISE
+            for option, iaids in ((OPTION_IA_NA, request.ia_na), (OPTION_IA_PD, request.ia_pd)):
+                for iaid in iaids:
+                    value = self.bindings.assign((*client, option, iaid), now, bound)
+                    if value is None:
+                        refused.append((option, iaid))
+                    else:
+                        granted.append((option, iaid, value))
+        elif kind in (RELEASE, DECLINE):
+            for iaid, address in request.addresses:
+                self.bindings.release((*client, OPTION_IA_NA, iaid), address, now,
+                                      declined=kind == DECLINE)
+            for iaid, prefix, length in request.prefixes:
+                self.bindings.release((*client, OPTION_IA_PD, iaid), prefix, now)
+            status = STATUS_SUCCESS
+        elif kind == CONFIRM:
+            if not request.addresses:
+                return None  # RFC 8415 18.3.3: nothing to confirm, no answer
+            on_link = self.network is not None and all(
+                ipaddress.ip_address(address) in self.network for _, address in request.addresses)
+            status = STATUS_SUCCESS if on_link else STATUS_NOT_ON_LINK
+        reply = dhcp6_reply(request, sent, granted, refused, self.scope, self.framing, status)
+        return Answer("dhcp6", Dhcp6Exchange(request, sent, tuple(granted)), reply)
+
+    def observe(self, exchange):
+        answer, now, interface = exchange.answer, exchange.stamp, exchange.link.name
+        if answer is not None and answer.kind == "dhcp6":
+            client = self._exchanged(interface, answer.request, now)
+            return (client,) if client else ()
+        frame = exchange.whole
+        client = self.clients.get((interface, frame[6:12]))
+        if client is None or client.acked is None or client.used or not client.holds:
+            return ()
+        used = self._uses(frame, client.holds)
+        if used is None:
+            return ()
+        client.used = True
+        return (self._accepted(client, now, f"used {_address_text(used)}",
+                               now - client.acked) or client,)
+
+    def _exchanged(self, interface, exchanged, now):
+        request, sent, granted = exchanged
+        kind = request.kind
+        client = self._client(interface, request.requester, now)
+        if client is None:
+            return None
+        what = ", ".join(_ia_text(value) for _, _, value in granted)
+        client.evidence.append({"time": now, "event": DHCP6_NAMES[kind],
+                                "answered": DHCP6_NAMES[sent],
+                                "granted": [_ia_text(value) for _, _, value in granted]})
+        if what:
+            client.address = what
+        if kind == SOLICIT and request.trid != client.trid and client.answered_at is not None \
+                and now - client.answered_at < DHCP6_RETRANSMIT_MIN:
+            client.asks.clear()  # not a retransmission: a client (re)starting, as networkd does
+        client.trid = request.trid
+        if kind == SOLICIT and sent == ADVERTISE:
+            client.offered, client.tentative = now, client.acked is None
+            return self._asked(client, now, "Solicits", "DHCPv6 Advertises")
+        if kind == SOLICIT:  # Rapid Commit: the Reply's address in use is the evidence
+            client.acked, client.tentative, client.used = now, False, False
+            client.holds = tuple(value[:16] for option, _, value in granted
+                                 if option == OPTION_IA_NA)
+            return self._asked(client, now, "Solicits", "DHCPv6 Replies")
+        if kind == INFORMATION_REQUEST:
+            changed = self._asked(client, now, "Information-requests", "DHCPv6 Replies")
+            if changed is None and client.verdict is None:
+                client.verdict, client.reason = NO_VERDICT, (
+                    "it sent only Information-requests, and a Reply taken leaves no trace "
+                    "on the wire (three in a run would show a drop)",)
+                return client
+            return changed
+        # The messages that name the tool's DUID (Request, Renew, Release,
+        # Decline) or follow what it gave (Rebind, Confirm).
+        changed = None
+        if kind == REQUEST and client.offered is not None:
+            offered, client.offered = client.offered, None
+            changed = self._accepted(client, now, f"requested {what or 'its IAs'}",
+                                     now - offered)
+        elif kind != REQUEST and client.acked is not None and client.verdict != ACCEPTS:
+            client.used = True
+            changed = self._accepted(client, now, f"sent a {DHCP6_NAMES[kind]}",
+                                     now - client.acked)
+        if kind == REQUEST:
+            client.acked, client.tentative = now, False
+            client.holds = tuple(value[:16] for option, _, value in granted
+                                 if option == OPTION_IA_NA)
+            return self._asked(client, now, "Requests", "DHCPv6 Replies") or changed
+        return changed
+
+    @staticmethod
+    def _uses(frame, addresses):
+        """The address of `addresses` that `frame` shows its sender using:
+        the target of its DAD, or its IPv6 source; else None."""
+        ethertype, offset = ethertype_and_offset(frame)
+        if ethertype != ETH_P_IPV6 or len(frame) < offset + IPV6_HLEN:
+            return None
+        source = frame[offset + 8:offset + 24]
+        if source in addresses:
+            return source
+        message = _icmpv6_message(frame, offset) if source == IN6_UNSPECIFIED else None
+        if message and message[0] == ND_NEIGHBOR_SOLICIT and message[8:24] in addresses:
+            return message[8:24]
+        return None
+
+    def lines(self):
+        lines = super().lines()
+        for interface, count in self.bindings.refused.items():
+            lines.append(f"{interface}: {count:,} DHCPv6 addresses or prefixes refused: its "
+                         f"clients held {BINDINGS_PER_INTERFACE} (at most "
+                         f"{BINDINGS_PER_INTERFACE} an interface)")
+        for interface, count in self.budget.over.items():
+            lines.append(f"{interface}: {count:,} DHCPv6 messages not answered: over its "
+                         f"budget of {DHCP6_BUDGET[1]:g} a second")
+        return lines
+
+    def to_json(self):
+        return {"dhcp6": {
+            "clients": [client.to_json() for client in self.clients.values()],
+            "bindings": [{"interface": interface, "mac": str2mac(mac),
+                          "ia": "na" if option == OPTION_IA_NA else "pd", "iaid": iaid,
+                          "value": _ia_text(binding.value), "bound": binding.bound}
+                         for (interface, mac, option, iaid), binding
+                         in self.bindings.by_ia.items()],
+            "refused_at_cap": dict(self.bindings.refused),
+            "over_budget": dict(self.budget.over)}}
+
+
+# ---------------------------------------------------------------- service: PPPoE discovery
+#
+# With --pppoe the tool is also an access concentrator's discovery stage
+# (RFC 2516), tagged like every reply, as an ISP's or ONT's is on a CPE's
+# WAN port: a PADI is offered a PADO (AC-Name, the Service-Name asked, an
+# AC-Cookie), a PADR that returns the cookie is confirmed with a PADS and a
+# session ID, a PADT ends the session. The verdict: a PADR with the tool's
+# cookie accepts the PADO; a session frame (the client's LCP
+# Configure-Request) after the PADS accepts the PADS too; PADIs (or PADRs)
+# that go on although each was answered drop. No PPP beyond: the session's
+# first frame is answered with a PADT that says so. Tags are read in bytes
+# (a bounded walk); the answers are built with Scapy's PPPoE layers.
+
+PADI, PADO, PADR, PADS, PADT = 0x09, 0x07, 0x19, 0x65, 0xA7
+PPPOE_NAMES = {PADI: "PADI", PADO: "PADO", PADR: "PADR", PADS: "PADS", PADT: "PADT"}
+PPPOE_VERSION_TYPE = 0x11
+TAG_SERVICE_NAME, TAG_AC_NAME, TAG_HOST_UNIQ, TAG_AC_COOKIE = 0x0101, 0x0102, 0x0103, 0x0104
+TAG_RELAY_SESSION_ID, TAG_GENERIC_ERROR = 0x0110, 0x0203
+PPPOE_HLEN = 6
+PPP_LCP = 0xC021
+PPPOE_RETRY_WINDOW = 70.0  # seconds: RP-PPPoE's PADIs and PADRs go 5, 10, 20 s apart
+PPPOE_BUDGET = (32, 8.0)   # discovery frames an interface may have parsed: a burst, a second
+SESSION_GRACE = 3.0        # seconds --until-verdict waits after a PADS for the session's
+                           # first frame (pppd's LCP comes at once; pppoe -d sends none)
+SESSIONS_PER_INTERFACE = 64
+TAG_ECHOED_MAX = 256       # bytes of a Host-Uniq or Relay-Session-Id echoed back
+DEFAULT_AC_NAME = "arp_icmp_vlan0"
+
+
+def pppoe_tags(data):
+    """tag type -> [values] of a discovery frame's tags, in order, up to
+    End-Of-List; None if one runs past the end."""
+    tags, i = {}, 0
+    while i + 4 <= len(data):
+        kind, length = struct.unpack_from("!HH", data, i)
+        if kind == 0:
+            break
+        value = data[i + 4:i + 4 + length]
+        if len(value) != length:
+            return None
+        tags.setdefault(kind, []).append(value)
+        i += 4 + length
+    return tags
+
+
+class PppoeRequest(NamedTuple):
+    requester: bytes    # the Ethernet source
+    code: int           # PADI, PADR or PADT
+    session: int
+    service: bytes      # the Service-Name asked
+    host_uniq: Optional[bytes]
+    relay: Optional[bytes]
+    cookie: Optional[bytes]
+    to_tool: bool       # sent to the tool's MAC (a PADI goes to broadcast)
+
+
+def parse_pppoe_discovery(frame, offset, mac):
+    """A client's PADI, PADR or PADT, valid as RFC 2516 asks (a PADI to
+    broadcast with one Service-Name, session 0; a PADR to the tool, session
+    0; a PADT to the tool); else None. `mac`: the tool's (bytes)."""
+    if len(frame) < offset + PPPOE_HLEN or frame[offset] != PPPOE_VERSION_TYPE:
+        return None
+    code = frame[offset + 1]
+    session = frame[offset + 2] << 8 | frame[offset + 3]
+    length = frame[offset + 4] << 8 | frame[offset + 5]
+    data = frame[offset + PPPOE_HLEN:offset + PPPOE_HLEN + length]
+    tags = pppoe_tags(data) if len(data) == length else None
+    if tags is None or code not in (PADI, PADR, PADT):
+        return None
+    to_tool = frame[:6] == mac
+    services = tags.get(TAG_SERVICE_NAME, [])
+    if code == PADI and (frame[:6] != BROADCAST_MAC_BYTES or session or len(services) != 1):
+        return None
+    if code == PADR and (not to_tool or session or len(services) != 1):
+        return None
+    if code == PADT and not to_tool:
+        return None
+
+    def first(kind):
+        values = tags.get(kind)
+        return values[0][:TAG_ECHOED_MAX] if values else None
+    return PppoeRequest(frame[6:12], code, session, services[0] if services else b"",
+                        first(TAG_HOST_UNIQ), first(TAG_RELAY_SESSION_ID),
+                        first(TAG_AC_COOKIE), to_tool)
+
+
+def pppoe_discovery(code, request, session, tags, mac, framing):
+    """A PADO, PADS or PADT to `request`'s client with `tags` ((type,
+    value)) and its Host-Uniq and Relay-Session-Id echoed, built with
+    Scapy's PPPoE layers."""
+    echoed = [(TAG_HOST_UNIQ, request.host_uniq), (TAG_RELAY_SESSION_ID, request.relay)]
+    tag_list = [PPPoETag(tag_type=kind, tag_value=value)
+                for kind, value in list(tags) + echoed if value is not None]
+    packet = PPPoED(code=code, sessionid=session) / PPPoED_Tags(tag_list=tag_list)
+    return framing.frame(request.requester, mac, ETH_P_PPP_DISC, bytes(packet))
+
+
+class PppoeExchange(NamedTuple):
+    request: PppoeRequest
+    sent: int          # PADO, PADS or PADT
+    session: int       # the session ID a PADS gave, or ended; 0 for a PADO
+
+
+class PppoeServer(ClientService):
+    """--pppoe: PPPoE discovery as an access concentrator, and each client's
+    verdict (the section's comment)."""
+
+    service, window = "pppoe", PPPOE_RETRY_WINDOW
+    answers, answers_used = "PPPoE PADOs", "PPPoE PADOs and PADS"
+    awaited = "no PADI"
+    json_keys, every_guest, sends = ("pppoe",), True, True
+
+    def __init__(self, ac_name, scope, framing, events=None):
+        super().__init__(framing, events)
+        self.ac_name, self.scope = ac_name.encode(), scope
+        self.secret = os.urandom(16)
+        self.sessions = {}   # (interface, MAC) -> its session ID
+        self.by_id = {}      # (interface, session ID) -> MAC
+        self.closed = {}     # interface -> sessions ended (PADT), counted
+        self.refused = {}    # interface -> PADRs refused at its cap
+        self.budget = Budget(*PPPOE_BUDGET)
+        self.awaiting = {}   # (interface, MAC) -> when its PADS went, no session frame yet
+
+    def describe(self):
+        return f"; PPPoE discovery as access concentrator {self.ac_name.decode()!r}"
+
+    def filter(self):
+        return PPPOE_FILTER
+
+    def cookie(self, interface, mac):
+        """The AC-Cookie for a client: a keyed hash of (interface, MAC), so
+        that a PADR proves it came after this tool's PADO to that client."""
+        return hashlib.sha256(self.secret + interface.encode() + b"\0" + mac).digest()[:16]
+
+    def _session_for(self, key):
+        """The session ID of client `key`, made if there is room: nonzero,
+        unique on its interface; None if the interface holds its cap."""
+        session = self.sessions.get(key)
+        if session is not None:
+            return session
+        interface = key[0]
+        if sum(1 for k in self.sessions if k[0] == interface) >= SESSIONS_PER_INTERFACE \
+                or len(self.sessions) >= LEASES_KEPT:
+            self.refused[interface] = self.refused.get(interface, 0) + 1
+            return None
+        start = int.from_bytes(hashlib.sha256(key[1]).digest()[:2], "big")
+        for step in range(0xFFFF):
+            session = (start + step) % 0xFFFF + 1
+            if (interface, session) not in self.by_id:
+                break
+        self.sessions[key], self.by_id[(interface, session)] = session, key[1]
+        return session
+
+    def _end(self, key):
+        session = self.sessions.pop(key, None)
+        if session is not None:
+            del self.by_id[(key[0], session)]
+            self.closed[key[0]] = self.closed.get(key[0], 0) + 1
+
+    def answer(self, interface, frame, ethertype, offset, now):
+        """The PADO, PADS or PADT to a client's discovery or session frame,
+        or None. A session frame costs a lookup; discovery frames are
+        parsed within the interface's budget."""
+        if ethertype == ETH_P_PPP_SES:
+            return self._session_frame(interface, frame, offset)
+        if ethertype != ETH_P_PPP_DISC or not from_a_station(frame, self.scope) \
+                or not self.budget.take(interface, now):
+            return None
+        request = parse_pppoe_discovery(frame, offset, self.scope.mac_bytes)
+        if request is None:
+            return None
+        key, mac = (interface, request.requester), self.scope.mac_bytes
+        if request.code == PADI:
+            tags = [(TAG_AC_NAME, self.ac_name), (TAG_SERVICE_NAME, request.service),
+                    (TAG_AC_COOKIE, self.cookie(*key))]
+            reply = pppoe_discovery(PADO, request, 0, tags, mac, self.framing)
+            return Answer("pppoe", PppoeExchange(request, PADO, 0), reply)
+        if request.code == PADR:
+            if request.cookie != self.cookie(*key):
+                return None  # not after this tool's PADO to this client
+            session = self._session_for(key)
+            if session is None:
+                tags = [(TAG_SERVICE_NAME, request.service),
+                        (TAG_GENERIC_ERROR, b"no room for another session")]
+                return Answer("pppoe", PppoeExchange(request, PADS, 0),
+                              pppoe_discovery(PADS, request, 0, tags, mac, self.framing))
+            reply = pppoe_discovery(PADS, request, session,
+                                    [(TAG_SERVICE_NAME, request.service)], mac, self.framing)
+            return Answer("pppoe", PppoeExchange(request, PADS, session), reply)
+        if self.sessions.get(key) == request.session:  # PADT: the client ends it
+            self._end(key)
+        return None
+
+    def _session_frame(self, interface, frame, offset):
+        """A session frame of a session this tool gave: evidence that the
+        PADS arrived; answered with a PADT (no PPP here), once."""
+        if len(frame) < offset + PPPOE_HLEN + 2 or frame[offset] != PPPOE_VERSION_TYPE \
+                or frame[offset + 1] != 0 or frame[:6] != self.scope.mac_bytes:
+            return None
+        session = frame[offset + 2] << 8 | frame[offset + 3]
+        key = (interface, frame[6:12])
+        if self.by_id.get((interface, session)) != frame[6:12]:
+            return None
+        request = PppoeRequest(frame[6:12], 0, session, b"", None, None, None, True)
+        self._end(key)
+        reply = pppoe_discovery(PADT, request, session, [(
+            TAG_GENERIC_ERROR, b"arp_icmp_vlan0 tests discovery only: no PPP")],
+            self.scope.mac_bytes, self.framing)
+        return Answer("pppoe", PppoeExchange(request, PADT, session), reply)
+
+    def observe(self, exchange):
+        answer, now, interface = exchange.answer, exchange.stamp, exchange.link.name
+        if answer is None or answer.kind != "pppoe":
+            return ()
+        request, sent, session = answer.request
+        client = self._client(interface, request.requester, now)
+        if client is None:
+            return ()
+        event = PPPOE_NAMES.get(request.code, "session frame")
+        client.evidence.append({"time": now, "event": event, "answered": PPPOE_NAMES[sent],
+                                "session": session})
+        if request.code == PADI:
+            client.offered = now
+            return self._records(self._asked(client, now, "PADIs", "PPPoE PADOs"))
+        if request.code == PADR:
+            changed = None
+            if client.offered is not None:
+                offered, client.offered = client.offered, None
+                changed = self._accepted(client, now, "sent a PADR with its cookie",
+                                         now - offered)
+            if session:
+                client.acked, client.tentative, client.used = now, False, False
+                client.address = f"session {session}"
+                remember(self.awaiting, (interface, request.requester), now)
+            return self._records(self._asked(client, now, "PADRs", "PPPoE PADS") or changed)
+        if request.code == 0 and client.acked is not None and not client.used:
+            client.used = True
+            self.awaiting.pop((interface, request.requester), None)
+            return self._records(self._accepted(
+                client, now, f"sent a session frame on session {session}",
+                now - client.acked) or client)
+        return ()
+
+    @staticmethod
+    def _records(client):
+        return (client,) if client else ()
+
+    def decided(self):
+        """Every client judged, and none just sent a PADS whose session may
+        start: --until-verdict waits SESSION_GRACE for its first frame."""
+        return super().decided() and not self.awaiting
+
+    def due(self, now):
+        if not self.awaiting:
+            return LONGEST_WAIT
+        return max(0.0, next(iter(self.awaiting.values())) + SESSION_GRACE - now)
+
+    def send_due(self, now, served):
+        """Nothing to send; a PADS whose session did not start within
+        SESSION_GRACE is waited for no more (its PADO's verdict stands)."""
+        for key, sent in list(self.awaiting.items()):
+            if sent + SESSION_GRACE > now:
+                break  # the oldest first
+            del self.awaiting[key]
+        return [], []
+
+    def lines(self):
+        lines = super().lines()
+        for interface, count in self.refused.items():
+            lines.append(f"{interface}: {count:,} PPPoE sessions refused (at most "
+                         f"{SESSIONS_PER_INTERFACE} an interface)")
+        for interface, count in self.budget.over.items():
+            lines.append(f"{interface}: {count:,} PPPoE discovery frames not answered: over "
+                         f"its budget of {PPPOE_BUDGET[1]:g} a second")
+        return lines
+
+    def to_json(self):
+        return {"pppoe": {
+            "clients": [client.to_json() for client in self.clients.values()],
+            "sessions": [{"interface": interface, "mac": str2mac(mac), "session": session}
+                         for (interface, mac), session in self.sessions.items()],
+            "ended": dict(self.closed), "refused_at_cap": dict(self.refused),
+            "over_budget": dict(self.budget.over)}}
+
+
+# ---------------------------------------------------------------- service: 802.1X
+#
+# With --dot1x the tool is also a wired 802.1X authenticator (IEEE 802.1X,
+# EAP over LAN), tagged like every reply, as an ISP's ONT is that sends its
+# EAPOL frames priority-tagged: an EAPOL-Start, a link coming up, and every
+# DOT1X_PERIOD seconds, bring an EAP-Request/Identity (to the PAE group
+# address unasked); an EAP-Response/Identity brings an EAP-MD5 challenge,
+# and any answer to that an EAP-Success: a test authenticator, which lets
+# everyone in and says so. The verdict: an EAP-Response/Identity accepts the
+# tagged Requests; DOT1X_UNANSWERED Requests without one while the
+# supplicant's EAPOL-Starts keep coming (it is there, and hears nothing)
+# drop them. Frames are read in bytes; the answers are built with Scapy's
+# EAPOL and EAP layers.
+
+PAE_GROUP_MAC = b"\x01\x80\xc2\x00\x00\x03"
+EAPOL_VERSION = 2  # 802.1X-2004, as hostapd sends
+EAPOL_EAP, EAPOL_START, EAPOL_LOGOFF = 0, 1, 2
+EAP_REQUEST, EAP_RESPONSE, EAP_SUCCESS = 1, 2, 3
+EAP_TYPE_IDENTITY, EAP_TYPE_NAK, EAP_TYPE_MD5 = 1, 3, 4
+EAP_TYPE_NAMES = {EAP_TYPE_IDENTITY: "Identity", EAP_TYPE_NAK: "Nak", EAP_TYPE_MD5: "MD5"}
+EAPOL_HLEN, EAP_HLEN = 4, 4
+DOT1X_PERIOD = 5.0      # seconds between the Requests to the PAE group
+DOT1X_UNANSWERED = 3    # Requests without a Response, and a Start after them: drops
+DOT1X_BUDGET = (32, 8.0)  # EAPOL frames an interface may have parsed: a burst, a second
+EAP_SERVER_NAME = b"arp_icmp_vlan0 test authenticator: accepts everyone"
+
+
+class Eapol(NamedTuple):
+    requester: bytes        # the Ethernet source
+    kind: int               # EAPOL_EAP, EAPOL_START or EAPOL_LOGOFF
+    code: Optional[int]     # an EAP packet's code
+    ident: Optional[int]    # ... and identifier
+    method: Optional[int]   # ... and type (a Request's or Response's)
+    identity: bytes = b""   # a Response/Identity's
+
+
+def parse_eapol(frame, offset, mac):
+    """A supplicant's EAPOL-Start, -Logoff or EAP-Response, sent to the PAE
+    group address or the tool; else None."""
+    if frame[:6] not in (PAE_GROUP_MAC, mac) or len(frame) < offset + EAPOL_HLEN:
+        return None
+    kind = frame[offset + 1]
+    length = frame[offset + 2] << 8 | frame[offset + 3]
+    body = frame[offset + EAPOL_HLEN:offset + EAPOL_HLEN + length]
+    if len(body) != length or kind not in (EAPOL_EAP, EAPOL_START, EAPOL_LOGOFF):
+        return None
+    if kind != EAPOL_EAP:
+        return Eapol(frame[6:12], kind, None, None, None)
+    if length < EAP_HLEN + 1 or body[0] != EAP_RESPONSE \
+            or body[2] << 8 | body[3] != length:
+        return None
+    identity = body[5:5 + 64] if body[4] == EAP_TYPE_IDENTITY else b""
+    return Eapol(frame[6:12], kind, body[0], body[1], body[4], identity)
+
+
+def eap_frame(destination, code, ident, mac, framing, method=None, challenge=b""):
+    """An EAP-Request (Identity, or MD5-Challenge with `challenge`) or
+    EAP-Success in EAPOL, built with Scapy's layers."""
+    if method == EAP_TYPE_MD5:
+        eap = EAP_MD5(code=code, id=ident, value=challenge, optional_name=EAP_SERVER_NAME)
+    elif method is not None:
+        eap = EAP(code=code, id=ident, type=method)
+    else:
+        eap = EAP(code=code, id=ident)
+    return framing.frame(destination, mac, ETH_P_PAE,
+                         bytes(EAPOL(version=EAPOL_VERSION, type=EAPOL_EAP) / eap))
+
+
+@dataclass
+class Supplicant(Client):
+    """An 802.1X client: its drops are Requests that went unanswered."""
+    unanswered: list = field(default_factory=list)  # when the Requests since a Response went
+    asked: Optional[float] = None    # when the last EAP-Request/Identity went to it
+    started: Optional[float] = None  # its first EAPOL-Start since a Response
+
+    def summary(self):
+        if self.verdict != DROPS:
+            return super().summary()
+        count, span = self.reason
+        tagged = f"tagged {self.framing}" if self.framing.vlans else "untagged"
+        return (f"{self.interface}: guest {self.mac} kept sending EAPOL-Starts while {count} "
+                f"EAP-Requests went unanswered in {span:.1f} s: it drops EAP-Requests "
+                f"{tagged}" + (" (compare with --untagged)" if self.framing.vlans else ""))
+
+
+class Dot1xAuthenticator(ClientService):
+    """--dot1x: a wired 802.1X authenticator that accepts everyone (the
+    section's comment), and each supplicant's verdict."""
+
+    service, window = "dot1x", 0.0
+    answers, answers_used = "EAP-Requests", "EAP-Requests and EAP-Success"
+    awaited = "no EAPOL-Start nor an answer to an EAP-Request"
+    json_keys, every_guest = ("dot1x",), True
+    record, sends = Supplicant, True
+
+    def __init__(self, scope, framing, events=None):
+        super().__init__(framing, events)
+        self.scope = scope
+        self.ident = {}      # (interface, MAC) -> the last EAP identifier sent
+        self.next_at = {}    # interface -> when its next Request to the group goes
+        self.group_sent = {}  # interface -> when the last went
+        self.earliest = 0.0  # the soonest of next_at
+        self.on = {}         # interface -> {MAC: its Supplicant}
+        self.budget = Budget(*DOT1X_BUDGET)
+
+    def describe(self):
+        return "; an 802.1X authenticator (EAP-MD5, accepts everyone)"
+
+    def filter(self):
+        return EAPOL_FILTER
+
+    def _next_ident(self, key):
+        ident = (self.ident.get(key, random.randrange(256)) + 1) % 256
+        remember(self.ident, key, ident)
+        return ident
+
+    def answer(self, interface, frame, ethertype, offset, now):
+        if ethertype != ETH_P_PAE or not from_a_station(frame, self.scope) \
+                or not self.budget.take(interface, now):
+            return None
+        eapol = parse_eapol(frame, offset, self.scope.mac_bytes)
+        if eapol is None or eapol.kind == EAPOL_LOGOFF:
+            return None
+        key, mac = (interface, eapol.requester), self.scope.mac_bytes
+        if eapol.kind == EAPOL_START:
+            reply = eap_frame(eapol.requester, EAP_REQUEST, self._next_ident(key), mac,
+                              self.framing, EAP_TYPE_IDENTITY)
+            return Answer("dot1x", (eapol, "EAP-Request/Identity"), reply)
+        if eapol.method == EAP_TYPE_IDENTITY:
+            reply = eap_frame(eapol.requester, EAP_REQUEST, self._next_ident(key), mac,
+                              self.framing, EAP_TYPE_MD5, os.urandom(16))
+            return Answer("dot1x", (eapol, "EAP-Request/MD5-Challenge"), reply)
+        reply = eap_frame(eapol.requester, EAP_SUCCESS, eapol.ident, mac, self.framing)
+        return Answer("dot1x", (eapol, "EAP-Success"), reply)
+
+    def observe(self, exchange):
+        answer, now, interface = exchange.answer, exchange.stamp, exchange.link.name
+        if answer is None or answer.kind != "dot1x":
+            return ()
+        eapol, sent = answer.request
+        client = self._client(interface, eapol.requester, now)
+        if client is None:
+            return ()
+        if eapol.requester not in self.on.get(interface, {}):  # heard first answering one
+            self.on.setdefault(interface, {})[eapol.requester] = client
+            client.asked = self.group_sent.get(interface)
+        event = "EAPOL-Start" if eapol.kind == EAPOL_START else \
+            f"EAP-Response/{EAP_TYPE_NAMES.get(eapol.method, eapol.method)}"
+        client.evidence.append({"time": now, "event": event, "answered": sent})
+        if eapol.kind == EAPOL_START:
+            if client.unanswered and client.verdict is None and \
+                    len(client.unanswered) >= DOT1X_UNANSWERED:
+                client.verdict = DROPS
+                client.reason = (len(client.unanswered), now - client.unanswered[0])
+                return (client,)
+            self._sent(client, now)
+            client.asked = now
+            return ()
+        if eapol.method == EAP_TYPE_IDENTITY:
+            client.address = f"identity {eapol.identity.decode(errors='replace')!r}"
+            asked = client.asked if client.asked is not None else now
+            client.unanswered.clear()
+            client.acked = now
+            changed = self._accepted(client, now, "answered with its identity", now - asked)
+            return (changed,) if changed else ()
+        if sent == "EAP-Success" and not client.used:
+            client.used = True
+            return (self._accepted(client, now, "answered the MD5 challenge",
+                                   now - (client.acked or now)) or client,)
+        return ()
+
+    def decided(self):
+        """Every supplicant judged, and none in the middle of the exchange
+        (a challenge out, no answer yet): --until-verdict lets it reach the
+        EAP-Success."""
+        return super().decided() and not any(
+            client.acked is not None and not client.used for client in self.clients.values())
+
+    def _sent(self, client, now):
+        if client.verdict is None and len(client.unanswered) < 64:
+            client.unanswered.append(now)
+
+    # -- the Requests to the PAE group: at link up, then every DOT1X_PERIOD
+
+    def due(self, now):
+        return max(0.0, self.earliest - now)
+
+    def send_due(self, now, served):
+        frames = []
+        if now < self.earliest and len(served) == len(self.next_at):
+            return frames, []
+        for interface in served:
+            if self.next_at.get(interface, now) > now:
+                continue
+            self.next_at[interface] = now + DOT1X_PERIOD
+            known = self.on.get(interface, {})
+            waiting = [client for client in known.values() if client.verdict is None]
+            if known and not waiting:
+                continue  # every supplicant here has its verdict: no need to ask
+            for client in waiting:
+                self._sent(client, now)
+            for client in known.values():
+                client.asked = now
+            remember(self.group_sent, interface, now)
+            frames.append((interface, eap_frame(PAE_GROUP_MAC, EAP_REQUEST,
+                                                self._next_ident((interface, PAE_GROUP_MAC)),
+                                                self.scope.mac_bytes, self.framing,
+                                                EAP_TYPE_IDENTITY), "eap_requests"))
+        for interface in [name for name in self.next_at if name not in served]:
+            del self.next_at[interface]
+        self.earliest = min(self.next_at.values(), default=now + DOT1X_PERIOD)
+        return frames, []
+
+    def lines(self):
+        lines = super().lines()
+        for interface, count in self.budget.over.items():
+            lines.append(f"{interface}: {count:,} EAPOL frames not answered: over its budget "
+                         f"of {DOT1X_BUDGET[1]:g} a second")
+        return lines
+
+    def to_json(self):
+        return {"dot1x": {"clients": [client.to_json() for client in self.clients.values()],
+                          "over_budget": dict(self.budget.over)}}
+
+
+# ---------------------------------------------------------------- service: the guests' own framing
+#
+# How each guest's own frames arrive: untagged, or with which tags (tcpdump
+# -e's words), per protocol where they differ. A user checking a CPE against
+# an ISP that wants, say, vlan 0 p 6 on its DHCP reads it in the guest's
+# line. Read from the tags Scapy puts back on a received frame (the
+# kernel's PACKET_AUXDATA); with -q and neither -w nor a service beyond the
+# replies, frames are read without them (the fast path), and this is off.
+# It answers nothing and judges nothing: it is first in the list, so that
+# every frame is seen, and records (a Guest, a Client) read what it saw
+# through the Events they share.
+
+FRAMINGS_PER_GUEST = 8  # (protocol, framing) pairs kept of one guest; beyond, counted
+PROTOCOL_OF_ETHERTYPE = {ETH_P_ARP: "ARP", ETH_P_IP: "IPv4", ETH_P_IPV6: "IPv6",
+                         ETH_P_PPP_DISC: "PPPoE discovery", ETH_P_PPP_SES: "PPPoE session",
+                         ETH_P_PAE: "EAPOL"}
+PROTOCOL_OF_PORT = {(4, DHCP_SERVER_PORT): "DHCP", (4, 69): "TFTP",
+                    (6, DHCP6_SERVER_PORT): "DHCPv6"}
+
+
+def tags_text(frame):
+    """A received frame's 802.1Q tags in tcpdump -e's words, outer first
+    ("tagged vlan 0, p 6"), or "untagged"."""
+    words, i = [], 12
+    while len(frame) >= i + 4 and frame[i] << 8 | frame[i + 1] in VLAN_TPIDS:
+        tci = frame[i + 2] << 8 | frame[i + 3]
+        words.append(f"vlan {tci & 0xFFF}, p {tci >> 13}" + (", DEI" if tci & 0x1000 else ""))
+        i += VLAN_HLEN
+    return "tagged " + ", ".join(words) if words else "untagged"
+
+
+def protocol_of(frame, ethertype, offset):
+    """What a guest's frame carries, as the framing lines name it: DHCP,
+    DHCPv6 and TFTP by their ports, else the ethertype's protocol."""
+    family = FAMILY_OF_ETHERTYPE.get(ethertype) if ethertype != ETH_P_ARP else None
+    if family == 4 and len(frame) >= offset + IPV4_HLEN + 4 and frame[offset + 9] == IPPROTO_UDP:
+        udp = offset + (frame[offset] & 0x0F) * 4
+        port = frame[udp + 2:udp + 4]
+    elif family == 6 and len(frame) >= offset + IPV6_HLEN + 4 and frame[offset + 6] == IPPROTO_UDP:
+        port = frame[offset + IPV6_HLEN + 2:offset + IPV6_HLEN + 4]
+    else:
+        port = b""
+    if len(port) == 2:
+        named = PROTOCOL_OF_PORT.get((family, port[0] << 8 | port[1]))
+        if named:
+            return named
+    if ethertype is None:  # its tags run to the end of the frame
+        return "a truncated frame"
+    return PROTOCOL_OF_ETHERTYPE.get(ethertype, f"ethertype {ethertype:#06x}")
+
+
+class OwnFraming:
+    """How one guest's frames arrived: (protocol, framing) -> frames."""
+
+    __slots__ = ("seen", "more")
+
+    def __init__(self):
+        self.seen, self.more = {}, 0
+
+    def add(self, protocol, framing):
+        key = (protocol, framing)
+        if key in self.seen:
+            self.seen[key] += 1
+        elif len(self.seen) < FRAMINGS_PER_GUEST:
+            self.seen[key] = 1
+        else:
+            self.more += 1
+
+    def __str__(self):
+        """"untagged"; "tagged vlan 0, p 6"; or per protocol where they
+        differ: "DHCP tagged vlan 0, p 6; ARP untagged"."""
+        protocols = {}
+        for protocol, framing in self.seen:
+            protocols.setdefault(framing, []).append(protocol)
+        if len(protocols) == 1:
+            return next(iter(protocols))
+        return "; ".join(f"{', '.join(names)} {framing}" for framing, names in protocols.items())
+
+    def to_json(self):
+        return [{"protocol": protocol, "framing": framing, "frames": frames}
+                for (protocol, framing), frames in self.seen.items()]
+
+
+def with_own(line, own):
+    """A record's line, and how the guest's own frames arrived."""
+    return f"{line}; its own frames: {own}" if own is not None and own.seen else line
+
+
+class Framings(Service):
+    """The guests' own framing (the section's comment), per (interface,
+    MAC), bounded (Book); published in the Events' `framings`."""
+
+    json_keys, needs_tags = ("framing",), True
+
+    def __init__(self, scope, events=None):
+        self.scope = scope
+        self.events = Events() if events is None else events
+        self.guests = self.events.framings
+        self.book = Book()
+
+    def _see(self, interface, frame, ethertype, offset):
+        if not from_a_station(frame, self.scope):
+            return
+        key = (interface, frame[6:12])
+        own = self.guests.get(key)
+        if own is None:
+            if not self.book.admit(interface, key):
+                return
+            own = self.guests[key] = OwnFraming()
+        own.add(protocol_of(frame, ethertype, offset), tags_text(frame))
+
+    def answer(self, interface, frame, ethertype, offset, now):
+        self._see(interface, frame, ethertype, offset)
+        return None
+
+    def observe(self, exchange):
+        if exchange.by is None and exchange.answer is not None:  # the plain echo path
+            ethertype, offset = ethertype_and_offset(exchange.received)
+            self._see(exchange.link.name, exchange.received, ethertype, offset)
+        return ()
+
+    def to_json(self):
+        return {"framing": [{"interface": interface, "mac": str2mac(mac), "frames": own.to_json(),
+                             "line": str(own)}
+                            for (interface, mac), own in self.guests.items()]}
+
+
 # ---------------------------------------------------------------- the roll of guests
 #
 # With more than the replies to judge (--dhcp, --ra), exit status 0 must mean
@@ -3426,13 +4582,16 @@ class Roster(Service):
 
 # Every service, in the order a frame is offered to them, their verdicts
 # are reported and the start-up line names them.
-SERVICES = (Replies, Prober, DhcpServer, TftpServer, Advertiser, Roster)
+SERVICES = (Framings, Replies, Prober, DhcpServer, TftpServer, Advertiser, Dhcp6Server,
+            PppoeServer, Dot1xAuthenticator, Roster)
 
 
 def services_from(settings):
     """The services the command line asks for, in SERVICES' order, sharing
     one Events: the replies always; the probe, DHCP (and TFTP with
-    --boot-file) and RA when asked, and with DHCP or RA the roll of guests."""
+    --boot-file), RA, DHCPv6, PPPoE and 802.1X when asked, and with any of
+    those that judge every guest the roll of guests; the guests' own
+    framing unless -q alone reads frames without their tags."""
     events, scope, framing = Events(), settings.scope, settings.framing
     services = [Replies(scope, framing, events)]
     if settings.probe is not None:
@@ -3446,10 +4605,21 @@ def services_from(settings):
             services.append(TftpServer(files, settings.dhcp[1], scope, framing, events))
     if settings.ra:
         services.append(Advertiser(settings.ra, settings.router_lifetime, scope, framing,
-                                   events))
+                                   events, managed=settings.dhcp6 is not None))
+    if settings.dhcp6:
+        services.append(Dhcp6Server(*settings.dhcp6, settings.delegate, scope, framing,
+                                    events))
+    if settings.pppoe is not None:
+        services.append(PppoeServer(settings.pppoe, scope, framing, events))
+    if settings.dot1x:
+        services.append(Dot1xAuthenticator(scope, framing, events))
     judges = [service for service in services if service.every_guest]
     if judges:
         services.append(Roster(judges, scope, events))
+    if len(services) > 1 or settings.verbose >= 0 or settings.recording:
+        # The guests' own framing, first: it sees every frame. Not with -q
+        # alone, whose fast path reads frames without their tags.
+        services.insert(0, Framings(scope, events))
     return services
 
 
@@ -3700,7 +4870,8 @@ class Loop:
         signal or the timer breaks the receive, a held line printed whenever
         the queue is empty."""
         sock, plain_echo, largest = link.sock, self.plain_echo, link.largest_frame
-        quick = self.settings.verbose < 0 and not self.recorder
+        quick = self.settings.verbose < 0 and not self.recorder and not any(
+            service.needs_tags for service in self.services)
         lines = self.lines
         receive = sock.ins.recv if quick else sock.recv_raw
         handled, turn_ends = 0, time.monotonic() + TURN
@@ -4123,6 +5294,40 @@ TFTP_FILTER = (
     (6, 0, 0, 262144),
     (6, 0, 0, 0),
 )
+# With --dhcp6, a client's DHCPv6 message; with --pppoe, PPPoE discovery and
+# session frames; with --dot1x, EAPOL.
+DHCP6_FILTER_EXPRESSION = "inbound and ip6 and udp dst port 547"
+DHCP6_FILTER = (
+    (40, 0, 0, 4294963204),
+    (21, 7, 0, 4),
+    (40, 0, 0, 12),
+    (21, 0, 5, 34525),
+    (48, 0, 0, 20),
+    (21, 0, 3, 17),
+    (40, 0, 0, 56),
+    (21, 0, 1, 547),
+    (6, 0, 0, 262144),
+    (6, 0, 0, 0),
+)
+PPPOE_FILTER_EXPRESSION = "inbound and (ether proto 0x8863 or ether proto 0x8864)"
+PPPOE_FILTER = (
+    (40, 0, 0, 4294963204),
+    (21, 4, 0, 4),
+    (40, 0, 0, 12),
+    (21, 1, 0, 34915),
+    (21, 0, 1, 34916),
+    (6, 0, 0, 262144),
+    (6, 0, 0, 0),
+)
+EAPOL_FILTER_EXPRESSION = "inbound and ether proto 0x888e"
+EAPOL_FILTER = (
+    (40, 0, 0, 4294963204),
+    (21, 3, 0, 4),
+    (40, 0, 0, 12),
+    (21, 0, 1, 34958),
+    (6, 0, 0, 262144),
+    (6, 0, 0, 0),
+)
 SOLICITATION_FILTER_EXPRESSION = "inbound and ip6 and ip6[6] = 58 and ip6[40] = 133"
 SOLICITATION_FILTER = (
     (40, 0, 0, 4294963204),
@@ -4510,6 +5715,7 @@ class Stats:
     probe_answers: int = 0         # frames seen that answer them (Prober.taken_as)
     advertisements: int = 0        # --ra: Router Advertisements sent, solicited or not
     resent: int = 0                # --boot-file: TFTP blocks sent again after a timeout
+    eap_requests: int = 0          # --dot1x: EAP-Requests sent unasked to the PAE group
 
     @classmethod
     def for_kinds(cls, kinds):
@@ -4530,7 +5736,7 @@ class Stats:
             self.replies[kind] = self.replies.get(kind, 0) + count
         for name in ("seen", "ignored", "fragments", "send_errors", "internal_errors",
                      "answered_later", "acknowledgements", "probes_sent", "probe_answers",
-                     "advertisements", "resent"):
+                     "advertisements", "resent", "eap_requests"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
@@ -4550,6 +5756,8 @@ class Stats:
             line += f", {self.advertisements} advertisements sent"
         if self.resent:
             line += f", {self.resent} blocks sent again"
+        if self.eap_requests:
+            line += f", {self.eap_requests} EAP-Requests sent unasked"
         if self.send_errors or self.internal_errors:
             line += (f", {self.send_errors} send errors, "
                      f"{self.internal_errors} internal errors")
@@ -4562,7 +5770,8 @@ class Stats:
                 "acknowledgements": self.acknowledgements, "resent": self.resent,
                 "fragments_held": self.fragments, "send_errors": self.send_errors,
                 "internal_errors": self.internal_errors, "probes_sent": self.probes_sent,
-                "probe_answers": self.probe_answers, "advertisements": self.advertisements}
+                "probe_answers": self.probe_answers, "advertisements": self.advertisements,
+                "eap_requests": self.eap_requests}
 
 
 class OutputError(Fatal):
@@ -4966,6 +6175,11 @@ examples:
         ask a silent guest: does it answer tagged ARP requests and pings?
   sudo ./arp_icmp_vlan0.py --ip 198.51.100.2/24 --dhcp --boot-file boot.ipxe tap0
         network boot: PXE offers naming boot.ipxe, which tagged TFTP serves
+  sudo ./arp_icmp_vlan0.py --allow-physical --prio 6 --ip 2001:db8::2/64 --dhcp6 \
+        --delegate 2001:db8:100::/40 --pppoe --dot1x --until-verdict eth1
+        an ISP's side of a router's WAN port on eth1, tagged vlan 0, p 6: DHCPv6
+        with a /56 delegated, PPPoE discovery and 802.1X; each line says how the
+        router's own frames were tagged
   sudo ./arp_icmp_vlan0.py --vlan 7 --prio 5 -w replies.pcap tap0 tap1
         tag vlan 7, p 5 on two TAPs and record requests and replies
   sudo ./arp_icmp_vlan0.py --vlan 100 --vlan 0 --tpid 0x88a8 tap0
@@ -4978,15 +6192,18 @@ examples:
 
 exit status:
   0  normal end; with --until-verdict: every guest heard accepts the replies
-     (and, with --probe, answers the tagged requests; with --dhcp and --ra,
-     takes the offers and advertisements: each judge asked for judged it)
+     (and, with --probe, answers the tagged requests; with --dhcp, --ra,
+     --dhcp6, --pppoe and --dot1x, takes the offers, advertisements and
+     EAP-Requests: each judge asked for judged it)
   1  error (unknown, down or physical interface, no permission...)
   2  usage error
   3  --until-verdict: a guest drops the tagged replies (or, probed, the requests;
-     or the DHCP offers, Router Advertisements or boot file's TFTP blocks)
+     or the DHCP offers, Router Advertisements, boot file's TFTP blocks,
+     DHCPv6 Advertises, PPPoE PADOs or PADS, or EAP-Requests)
   4  --until-verdict: no verdict for every guest before the end (--timeout);
      nobody answered a probe, tagged or untagged; a judge asked for (--dhcp,
-     --ra) did not judge a guest within 15 s of its first frame; or guests
+     --ra, --dhcp6, --pppoe, --dot1x) did not judge a guest within 15 s of
+     its first frame; or guests
      beyond the room to judge them (256 an interface, 4,096 in all)
   5  the -w recording is incomplete (a write error stopped it); 3 and 4 win
 """
@@ -5118,6 +6335,29 @@ def build_parser():
                           default=0, metavar="SECONDS",
                           help="the advertisements' router lifetime (default 0: the tool "
                                "is no default router)")
+    access = parser.add_argument_group(
+        "the access link", "What an ISP's side of a router's or CPE's WAN port sends, "
+        "tagged like the replies; never on by default.")
+    access.add_argument("--dhcp6", action="store_true",
+                        help="answer DHCPv6 (RFC 8415): addresses (IA_NA) from the --ip "
+                             "IPv6 /64, and prefixes (IA_PD) with --delegate; Rapid "
+                             "Commit when asked: --ip 2001:db8::2/64 --dhcp6")
+    access.add_argument("--delegate", type=_delegated, metavar="PREFIX/LEN",
+                        help="with --dhcp6: delegate prefixes of --delegated-length from "
+                             "PREFIX/LEN, as an ISP does to a CPE (e.g. 2001:db8:100::/40)")
+    access.add_argument("--delegated-length", type=_ranged_int("delegated length", 1, 64),
+                        metavar="LEN", help="the length of each delegated prefix (default "
+                        f"{DELEGATED_LENGTH}, or 64 for a --delegate longer than /"
+                        f"{DELEGATED_LENGTH})")
+    access.add_argument("--pppoe", action="store_true",
+                        help="answer PPPoE discovery as an access concentrator (RFC 2516): "
+                             "PADI -> PADO, PADR -> PADS; no PPP session beyond")
+    access.add_argument("--ac-name", metavar="NAME", type=_ac_name,
+                        help=f"with --pppoe: the AC-Name (default {DEFAULT_AC_NAME})")
+    access.add_argument("--dot1x", action="store_true",
+                        help="be a wired 802.1X authenticator (EAPOL): EAP-Request/Identity, "
+                             "EAP-MD5, then EAP-Success whatever the answer (a test "
+                             "authenticator: it lets everyone in)")
     tags = parser.add_argument_group(
         "reply framing", "Every reply carries the same tags; by default one 802.1Q "
         "tag, vlan 0, p 0.")
@@ -5158,9 +6398,9 @@ def build_parser():
     ending.add_argument("--timeout", type=_timeout, metavar="SECONDS",
                         help="exit after SECONDS")
     ending.add_argument("--until-verdict", action="store_true",
-                        help="exit as soon as every guest heard (and every DHCP, TFTP "
-                             "and RA client) has shown whether it accepts the replies; "
-                             "the exit status says (below)")
+                        help="exit as soon as every guest heard (and every DHCP, TFTP, "
+                             "RA, DHCPv6, PPPoE and 802.1X client) has shown whether it "
+                             "accepts the replies; the exit status says (below)")
     ending.add_argument("-w", "--write", metavar="FILE",
                         help="write requests and replies to a pcap FILE")
     ending.add_argument("--json", metavar="FILE",
@@ -5183,6 +6423,24 @@ def build_parser():
                         help="check this host end to end in throwaway network "
                              "namespaces, then exit (needs root, ip, ping)")
     return parser
+
+
+def _delegated(text):
+    """--delegate's PREFIX/LEN: an IPv6 prefix no longer than /64."""
+    try:
+        network = ipaddress.IPv6Network(text, strict=True)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid IPv6 prefix: {text!r} (e.g. 2001:db8:100::/40, host bits zero)") from None
+    if network.prefixlen > 64 or "/" not in text:
+        raise argparse.ArgumentTypeError(f"--delegate needs a prefix of /64 or shorter: {text!r}")
+    return network
+
+
+def _ac_name(text):
+    if not 0 < len(text) <= 64 or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"--ac-name: 1 to 64 printable characters: {text!r}")
+    return text
 
 
 def _boot_file(text):
@@ -5275,8 +6533,9 @@ def parse_args(argv):
         args.boot_files = read_boot_files(args.boot_files)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.self_test and (args.dhcp or args.ra):
-        parser.error("--self-test takes no --dhcp or --ra")
+    if args.self_test and (args.dhcp or args.ra or args.dhcp6 or args.pppoe or args.dot1x):
+        parser.error("--self-test takes no --dhcp, --ra, --dhcp6, --pppoe or --dot1x")
+    _check_access(args, parser)
     if args.probe is not None and SCAPY_MISSING is None:  # else main() says it is missing
         if args.self_test:
             parser.error("--self-test takes no --probe")
@@ -5290,6 +6549,30 @@ def parse_args(argv):
     if args.user is None:
         args.user = DEDICATED_USER if _user_exists(DEDICATED_USER) else "nobody"
     return args
+
+
+def _check_access(args, parser):
+    """--dhcp6, --delegate, --pppoe and --dot1x's rules; the delegation as
+    (IPv6Network, length) in args.delegate."""
+    if args.delegate is not None and not args.dhcp6:
+        parser.error("--delegate goes with --dhcp6")
+    if args.delegated_length is not None and args.delegate is None:
+        parser.error("--delegated-length goes with --delegate")
+    if args.dhcp6 and 6 not in args.families:
+        parser.error("--dhcp6 is IPv6: not with -4")
+    if args.dhcp6 and dhcp6_pool(args.targets)[0] is None and args.delegate is None:
+        parser.error("--dhcp6 needs an IPv6 /64 to lease addresses from (--ip ADDR/64, e.g. "
+                     "--ip 2001:db8::2/64), or prefixes to delegate (--delegate PREFIX/LEN)")
+    if args.delegate is not None:
+        length = args.delegated_length or (
+            DELEGATED_LENGTH if args.delegate.prefixlen <= DELEGATED_LENGTH else 64)
+        if length < args.delegate.prefixlen:
+            parser.error(f"--delegated-length {length} is shorter than --delegate's "
+                         f"/{args.delegate.prefixlen}")
+        args.delegate = (args.delegate, length)
+    if args.ac_name is not None and not args.pppoe:
+        parser.error("--ac-name goes with --pppoe")
+    args.pppoe = (args.ac_name or DEFAULT_AC_NAME) if args.pppoe else None
 
 
 def framing_from(args):
@@ -5308,7 +6591,8 @@ def scope_from(args):
                 if ip.network.num_addresses > 1 and _is_host_of(ip.ip, ip.network))
     return Scope(mac=args.mac, targets=tuple(ip.network for ip in args.targets),
                  families=frozenset(families), multicast_ping6=args.answer_multicast_ping,
-                 own=own, leased={} if getattr(args, "dhcp", False) else None)
+                 own=own, leased={} if getattr(args, "dhcp", False) or getattr(
+                     args, "dhcp6", False) else None)
 
 
 def dhcp_pool(targets):
@@ -5318,6 +6602,17 @@ def dhcp_pool(targets):
         if ip.version == 4 and ip.network.prefixlen <= 30 and _is_host_of(ip.ip, ip.network):
             return ip.network, ip.ip.packed
     return None
+
+
+def dhcp6_pool(targets):
+    """--dhcp6's (the IA_NA /64, the tool's packed address in it or None):
+    the first IPv6 /64 given with --ip; (None, None) if there is none
+    (prefixes alone, with --delegate)."""
+    for ip in targets:
+        if ip.version == 6 and ip.network.prefixlen == 64:
+            own = ip.ip.packed if _is_host_of(ip.ip, ip.network) else None
+            return ip.network, own
+    return None, None
 
 
 def ra_prefix(targets):
@@ -5345,6 +6640,11 @@ class Settings:
     router_lifetime: int = 0       # --router-lifetime, seconds
     boot_files: dict = field(default_factory=dict, compare=False)  # --boot-file: key ->
                                                                    # (name, contents)
+    dhcp6: Optional[tuple] = None  # --dhcp6: (the IA_NA /64 or None, the tool's address in it)
+    delegate: Optional[tuple] = None  # --delegate: (IPv6Network, delegated length)
+    pppoe: Optional[str] = None    # --pppoe: the AC-Name
+    dot1x: bool = False            # --dot1x
+    recording: bool = False        # -w
 
     @classmethod
     def from_args(cls, args):
@@ -5357,7 +6657,11 @@ class Settings:
                    dhcp=dhcp_pool(args.targets) if args.dhcp else None,
                    ra=ra_prefix(args.targets) if args.ra else None,
                    router_lifetime=args.router_lifetime,
-                   boot_files=getattr(args, "boot_files", {}) or {})
+                   boot_files=getattr(args, "boot_files", {}) or {},
+                   dhcp6=dhcp6_pool(args.targets) if getattr(args, "dhcp6", False) else None,
+                   delegate=getattr(args, "delegate", None),
+                   pppoe=getattr(args, "pppoe", None), dot1x=getattr(args, "dot1x", False),
+                   recording=bool(args.write))
 
 
 def _target_text(net, own):

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-only
-"""A long fuzz run of the pure core and of what --dhcp, --ra and --probe
-read from a guest, beyond what CI's property tests do.
+"""A long fuzz run of the pure core and of what --dhcp, --ra, --probe,
+--dhcp6, --pppoe and --dot1x read from a guest, beyond what CI's property
+tests do.
 
 USAGE: python3 tests/figures/fuzz.py [--frames N] [--seed S]
 
@@ -10,9 +11,11 @@ requests of every kind (tagged, fragmented), truncated, extended, bit-flipped,
 byte-replaced and spliced, and random bytes. Every frame the core answers is
 checked with Scapy's independent dissection (the oracle of tests/lib/frames.py
 that tests/offline/test_safety.py uses), and the plain echo path must give the core's
-reply or none. Every frame goes through the DHCP server, the advertiser
-and the probe's parser too (with their own seeds: DHCP messages, a Router
-Solicitation, answers to probes); a DHCP reply must dissect as one.
+reply or none. Every frame goes through the DHCP server, the advertiser,
+the probe's parser, the DHCPv6 server, the PPPoE access concentrator, the
+802.1X authenticator and the guests' framing too (with their own seeds:
+DHCP and DHCPv6 messages, a Router Solicitation, answers to probes, PPPoE
+discovery and session frames, EAPOL); each reply must dissect as what it is.
 Prints the figures; exits 1 on any exception or any answer to a frame that is
 not a well-formed request. No root, no network, and nothing but Scapy: the
 seed frames, fragment sets and oracle are the tests' own, from tests/lib/frames.py
@@ -37,11 +40,12 @@ import ipaddress  # noqa: E402
 from scapy.layers.dhcp import BOOTP  # noqa: E402
 from scapy.layers.inet import UDP  # noqa: E402
 
-from arp_icmp_vlan0 import (ETH_P_IP, Advertiser, Budget, DhcpServer, Events, Exchange,  # noqa: E402
-                            Framing, Lines, Prober, Reassembler, Scope, TftpServer, answer_with,
+from arp_icmp_vlan0 import (ETH_P_IP, Advertiser, Budget, DhcpServer, Dhcp6Server,  # noqa: E402
+                            Dot1xAuthenticator, Events, Exchange, Framing, Framings, Lines,
+                            PppoeServer, Prober, Reassembler, Scope, TftpServer, answer_with,
                             ethertype_and_offset, observe_with, plain_echo_replier, reply_to)
-from frames import (SEEDS, assert_well_formed, dnssl_solicitation, ipv4_fragments,  # noqa: E402
-                    ipv6_fragments, reassemble, service_seeds)
+from frames import (SEEDS, access_seeds, assert_well_formed, dnssl_solicitation,  # noqa: E402
+                    ipv4_fragments, ipv6_fragments, reassemble, service_seeds)
 from netlab import at_least  # noqa: E402
 
 
@@ -85,15 +89,22 @@ class Services:
         scope = Scope(targets=(network, ipaddress.ip_network("2001:db8::/64")), own=(server,),
                       leased={})
         framing, events = Framing(), Events()
+        prefix = ipaddress.ip_network("2001:db8::/64")
         self.services = [
+            Framings(scope, events),
             Prober((ipaddress.ip_address("198.51.100.1").packed,), scope, framing, 0x4242,
                    events),
             DhcpServer(network, server, scope, framing, events, {"": "boot.ipxe"}),
             TftpServer({"boot.ipxe": bytes(range(256)) * 8}, server, scope, framing, events),
-            Advertiser(ipaddress.ip_network("2001:db8::/64"), 0, scope, framing)]
+            Advertiser(prefix, 0, scope, framing),
+            Dhcp6Server(prefix, ipaddress.ip_address("2001:db8::2").packed,
+                        (ipaddress.ip_network("2001:db8:100::/40"), 56), scope, framing, events),
+            PppoeServer("fuzz", scope, framing, events),
+            Dot1xAuthenticator(scope, framing, events)]
         # Every message dissected, as if each interface's budget never ran out.
-        self.services[1].budget = Budget(float("inf"), float("inf"))
-        self.services[2].budget = Budget(float("inf"), float("inf"))
+        for service in self.services:
+            if hasattr(service, "budget"):
+                service.budget = Budget(float("inf"), float("inf"))
         self.send_due(0.0)
         self.answered = 0
 
@@ -106,6 +117,14 @@ class Services:
         answer, by = answer_with(self.services, FuzzLink.name, frame, ethertype, offset, now)
         if answer is not None and answer.kind == "dhcp":
             assert Ether(answer.reply).haslayer(BOOTP), "a DHCP reply that is not one"
+        if answer is not None and answer.kind == "dhcp6":
+            packet = Ether(answer.reply)
+            assert packet[UDP].sport == 547 and packet[UDP].dport == 546, "a DHCPv6 reply's ports"
+            assert bytes(packet[UDP].payload)[0] in (2, 7), "not an Advertise or Reply"
+        if answer is not None and answer.kind == "pppoe":
+            assert Ether(answer.reply)[Dot1Q].type == 0x8863, "not PPPoE discovery"
+        if answer is not None and answer.kind == "dot1x":
+            assert Ether(answer.reply)[Dot1Q].type == 0x888E, "not EAPOL"
         if answer is not None and answer.kind == "tftp":
             udp = Ether(answer.reply)[UDP]
             assert udp.sport == 69 or 61440 <= udp.sport <= 61695, "a TFTP reply's port"
@@ -131,7 +150,8 @@ def main():
     log_runtime.setLevel("ERROR")  # as the tool does: its lines say what went wrong
     rng = random.Random(args.seed)
     seeds = (SEEDS + [tagged(s) for s in SEEDS] + ipv4_fragments() + ipv6_fragments()
-             + [dnssl_solicitation()] + service_seeds())
+             + [dnssl_solicitation()] + service_seeds() + access_seeds()
+             + [tagged(s) for s in access_seeds()])
     services = Services()
     scope, framing = Scope(), Framing()
     plain = plain_echo_replier(scope, framing)
@@ -171,7 +191,8 @@ def main():
           f"reassembled, {reassembler.dropped} fragment sets dropped, "
           f"{len(reassembler.pending)} sets ({reassembler.held} bytes) held at the end, "
           f"{lines_made} lines made ({fallbacks} by the tool's own summary, where Scapy's "
-          f"raised), {services.answered} DHCP, TFTP and RA answers, {failures} failures")
+          f"raised), {services.answered} DHCP, TFTP, RA, DHCPv6, PPPoE and 802.1X answers, "
+          f"{failures} failures")
     return 1 if failures else 0
 
 

@@ -189,3 +189,66 @@ def service_seeds():
                   ICMPv6EchoReply(id=0x4242, seq=1)),
             bytes(Ether(src=PEER_MAC, dst=MAC) / IPv6(src=PEER6, dst="fe80::76:6cff:fe61:6e30",
                                                       hlim=255) / ICMPv6ND_NA(tgt=PEER6))]
+
+
+PEER_LL = "fe80::5054:ff:fe12:3456"  # PEER_MAC's link-local address
+
+
+def dhcp6_message(message, *options, src=PEER_LL, mac=PEER_MAC, client_id=True):
+    """A client's DHCPv6 `message` (a Scapy DHCP6_* layer) with its DUID-LLT
+    Client Identifier first, then `options`, from its link-local address to
+    All_DHCP_Relay_Agents_and_Servers."""
+    from scapy.layers.dhcp6 import DUID_LLT, DHCP6OptClientId
+    from scapy.layers.inet import UDP
+    packet = message
+    if client_id:
+        packet = packet / DHCP6OptClientId(duid=DUID_LLT(lladdr=mac, timeval=5))
+    for option in options:
+        packet = packet / option
+    return bytes(Ether(src=mac, dst="33:33:00:01:00:02") / IPv6(src=src, dst="ff02::1:2") /
+                 UDP(sport=546, dport=547) / packet)
+
+
+def pppoe_discovery(code, *tags, dst="ff:ff:ff:ff:ff:ff", session=0, mac=PEER_MAC):
+    """A client's PPPoE discovery frame with `tags` ((type, value))."""
+    from scapy.layers.ppp import PPPoED, PPPoED_Tags, PPPoETag
+    return bytes(Ether(src=mac, dst=dst) / PPPoED(code=code, sessionid=session) /
+                 PPPoED_Tags(tag_list=[PPPoETag(tag_type=kind, tag_value=value)
+                                       for kind, value in tags]))
+
+
+def eapol(*layers, dst="01:80:c2:00:00:03", kind=0, mac=PEER_MAC):
+    """A supplicant's EAPOL frame (`kind`: 0 EAP packet, 1 Start, 2 Logoff)."""
+    from scapy.layers.eap import EAPOL
+    packet = EAPOL(version=1, type=kind)
+    for layer in layers:
+        packet = packet / layer
+    return bytes(Ether(src=mac, dst=dst) / packet)
+
+
+def access_seeds():
+    """What --dhcp6, --pppoe and --dot1x read from a guest: a Solicit (an
+    IA_NA, an IA_PD, Rapid Commit), a Request and a Renew naming the tool,
+    an Information-request; a PADI, a PADR, a PPPoE session frame; an
+    EAPOL-Start and EAP-Responses (Identity, MD5)."""
+    from scapy.layers.dhcp6 import (DUID_LL, DHCP6_InfoRequest, DHCP6_Renew, DHCP6_Request,
+                                    DHCP6_Solicit, DHCP6OptIA_NA, DHCP6OptIA_PD,
+                                    DHCP6OptIAAddress, DHCP6OptIAPrefix, DHCP6OptRapidCommit,
+                                    DHCP6OptServerId)
+    from scapy.layers.eap import EAP, EAP_MD5
+    from scapy.layers.ppp import PPP, PPPoE
+    server = DHCP6OptServerId(duid=DUID_LL(lladdr=MAC))
+    na = DHCP6OptIA_NA(iaid=1, ianaopts=[DHCP6OptIAAddress(addr="2001:db8::1:2")])
+    pd = DHCP6OptIA_PD(iaid=2, iapdopt=[DHCP6OptIAPrefix(plen=56, prefix="2001:db8:100::")])
+    return [dhcp6_message(DHCP6_Solicit(trid=7), DHCP6OptRapidCommit(), na, pd),
+            dhcp6_message(DHCP6_Solicit(trid=8), DHCP6OptIA_PD(iaid=2)),
+            dhcp6_message(DHCP6_Request(trid=9), server, na, pd),
+            dhcp6_message(DHCP6_Renew(trid=10), server, na),
+            dhcp6_message(DHCP6_InfoRequest(trid=11)),
+            pppoe_discovery(0x09, (0x0101, b""), (0x0103, b"uniq")),
+            pppoe_discovery(0x19, (0x0101, b""), (0x0104, bytes(16)), dst=MAC),
+            bytes(Ether(src=PEER_MAC, dst=MAC) / PPPoE(sessionid=1) / PPP(proto=0xC021) /
+                  b"\x01\x01\x00\x04"),
+            eapol(kind=1),
+            eapol(EAP(code=2, id=1, type=1, identity=b"user")),
+            eapol(EAP_MD5(code=2, id=2, value=bytes(16)), dst=MAC)]

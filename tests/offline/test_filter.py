@@ -15,6 +15,8 @@ from scapy.layers.inet import ICMP
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr
 from scapy.utils import mac2str
 
+from arp_icmp_vlan0 import (DHCP6_FILTER, DHCP6_FILTER_EXPRESSION, EAPOL_FILTER,
+                            EAPOL_FILTER_EXPRESSION, PPPOE_FILTER, PPPOE_FILTER_EXPRESSION)
 from arp_icmp_vlan0 import (DEFAULT_MAC, DHCP_FILTER, DHCP_FILTER_EXPRESSION, PROBE_FILTER,
                             PROBE_FILTER_EXPRESSION, REQUEST_FILTER, SOLICITATION_FILTER,
                             SOLICITATION_FILTER_EXPRESSION, TFTP_FILTER, TFTP_FILTER_EXPRESSION,
@@ -87,7 +89,10 @@ def test_filter_is_what_libpcap_compiles_from_the_expression():
     assert libpcap(PROBE_FILTER_EXPRESSION) == PROBE_FILTER
     for expression, program in ((DHCP_FILTER_EXPRESSION, DHCP_FILTER),
                                 (SOLICITATION_FILTER_EXPRESSION, SOLICITATION_FILTER),
-                                (TFTP_FILTER_EXPRESSION, TFTP_FILTER)):
+                                (TFTP_FILTER_EXPRESSION, TFTP_FILTER),
+                                (DHCP6_FILTER_EXPRESSION, DHCP6_FILTER),
+                                (PPPOE_FILTER_EXPRESSION, PPPOE_FILTER),
+                                (EAPOL_FILTER_EXPRESSION, EAPOL_FILTER)):
         assert libpcap(expression) == program, expression
 
 

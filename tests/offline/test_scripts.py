@@ -23,7 +23,7 @@ SCRIPTS = {"matrix.py": "vm/matrix.py", "scale.py": "figures/scale.py",
            "soak.py": "figures/soak.py", "clients.py": "figures/clients.py",
            "fuzz.py": "figures/fuzz.py", "paths.py": "figures/paths.py",
            "stacks.py": "figures/stacks.py", "dhcp_clients.py": "figures/dhcp_clients.py",
-           "bounds.py": "figures/bounds.py"}
+           "bounds.py": "figures/bounds.py", "access_clients.py": "figures/access_clients.py"}
 # Run as a script, with pytest and hypothesis made unimportable.
 WITHOUT_PYTEST = ("import runpy, sys; sys.modules.update(pytest=None, hypothesis=None); "
                   "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
@@ -89,6 +89,7 @@ def test_help_describes_every_option(name, bare_path):
     ("paths.py", ["--paths", "direct,nosuch"], ["--paths", "'nosuch'", "macvtap-virtio"]),
     ("paths.py", ["--timeout", "0"], ["--timeout", "above 0"]),
     ("stacks.py", ["--stacks", "bsd"], ["--stacks", "'bsd'"]),
+    ("access_clients.py", ["--cases", "vlan7"], ["--cases", "'vlan7'", "vlan0p6"]),
 ])
 def test_a_bad_value_is_one_line_and_status_2(name, args, words, bare_path):
     result = run_script(name, *args, path=bare_path)
@@ -109,6 +110,7 @@ def test_a_bad_value_is_one_line_and_status_2(name, args, words, bare_path):
                   "(apt install iproute2 iputils-ping tcpdump nftables)"]),
     ("stacks.py", ["needs ip, sysctl", "(apt install iproute2 procps)"]),
     ("dhcp_clients.py", ["needs ip, nft", "(apt install iproute2 nftables)"]),
+    ("access_clients.py", ["needs ip, nft", "(apt install iproute2 nftables)"]),
 ])
 def test_a_missing_tool_is_one_line_naming_its_package(name, words, bare_path):
     # The tools are checked before root, so this holds with and without it.
@@ -121,7 +123,7 @@ def test_a_missing_tool_is_one_line_naming_its_package(name, words, bare_path):
 
 
 @pytest.mark.parametrize("name", ["matrix.py", "scale.py", "soak.py", "clients.py", "paths.py",
-                                  "stacks.py", "dhcp_clients.py"])
+                                  "stacks.py", "dhcp_clients.py", "access_clients.py"])
 def test_without_root_one_line_says_so(name):
     if name == "matrix.py" and not os.path.exists("/bin/busybox"):
         pytest.skip("matrix.py asks for /bin/busybox first")

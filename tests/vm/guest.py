@@ -10,7 +10,9 @@ and a result line on the serial console and powers off. What the guest does
 is chosen on the kernel command line (avz.mode=normal, promisc or 8021q;
 avz.family=4 or 6; avz.do=ping, silent (configured, then quiet: for the
 tool's probe) or dhcp (busybox udhcpc for the address, then the ping)), so
-one initramfs serves every case. The release is an
+one initramfs serves every case. A second initramfs (ppp=True) adds the host's
+pppd with its rp-pppoe plugin, the libraries they load, and the kernel's PPP
+modules: avz.do=pppoe runs a real PPP client from PADI to LCP. The release is an
 argument, or ARP_ICMP_VLAN0_VM_KERNEL (default bookworm).
 
 The packages come through a private apt configuration per release (its own
@@ -59,6 +61,8 @@ NIC_DRIVERS = {
     "vmxnet3": "vmxnet3",
 }
 EXTRA_MODULES = ("virtio_pci", "8139too", "8021q")  # 8021q is loaded only when asked
+PPP_MODULES = ("ppp_generic", "pppox", "pppoe")  # in the ppp=True initramfs
+PPPD, PPPD_PLUGIN = "/usr/sbin/pppd", "/usr/lib/pppd/2.4.9/rp-pppoe.so"  # Debian 12's ppp
 # What booting a guest runs -> the Debian package that has it. The busybox
 # must be the static one: it goes into the initramfs alone.
 PACKAGES = {"qemu-system-x86_64": "qemu-system-x86", "busybox": "busybox-static",
@@ -114,6 +118,15 @@ dhcp)  # a stock guest: its address from DHCP (and SLAAC), then a ping
     # apart) are seen too.
     grep -q '^AVZ-LEASE ' /tmp/dhcp.out || { echo "AVZ-LEASE none"; sleep 12; poweroff -f; }
     sleep "$wait";;
+pppoe)  # a real PPP client: pppd and its rp-pppoe plugin, PADI to LCP, then off
+    mknod /dev/ppp c 108 0
+    mkdir -p /var/run /etc/ppp
+    pppd plugin /usr/lib/pppd/2.4.9/rp-pppoe.so nic-eth0 noauth nodetach logfd 2 debug \
+        noipdefault nodefaultroute lcp-max-configure 3 lcp-restart 2 maxfail 1 \
+        > /tmp/ppp.out 2>&1
+    echo "AVZ-PPP exit=$?"
+    cat /tmp/ppp.out
+    poweroff -f;;
 esac
 $ping -c 3 -W 2 $target > /tmp/ping.out 2>&1
 cat /tmp/ping.out
@@ -268,18 +281,44 @@ def _cpio(entries):
     return bytes(out)
 
 
-def initramfs(modules_dir):
-    """The initramfs, built once per kernel into the cache."""
-    recipe = hashlib.sha256((INIT + UDHCPC_SCRIPT + repr(NIC_DRIVERS) + repr(EXTRA_MODULES)).encode())
+def _shared_libraries(*binaries):
+    """The files `binaries` load (ldd's), the loader's included."""
+    listed = run("ldd", *binaries).stdout
+    return sorted(set(re.findall(r"(?:=> )?(/\S+\.so[.\d]*) \(0x", listed)))
+
+
+def _with_folders(path, entries, made):
+    """`entries` extended with the folders above `path` not yet `made`."""
+    parts = path.strip("/").split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        folder = "/".join(parts[:i])
+        if folder not in made:
+            made.add(folder)
+            entries.append((folder, 0o40755, b"", (0, 0)))
+
+
+def initramfs(modules_dir, ppp=False):
+    """The initramfs, built once per kernel into the cache; with `ppp`, pppd,
+    its rp-pppoe plugin and the PPP modules too (PPPD must be installed)."""
+    recipe = hashlib.sha256((INIT + UDHCPC_SCRIPT + repr(NIC_DRIVERS) + repr(EXTRA_MODULES)
+                             + ("ppp" + repr(PPP_MODULES) if ppp else "")).encode())
     path = os.path.join(CACHE, "initramfs", f"{os.path.basename(modules_dir)}-"
                                            f"{recipe.hexdigest()[:8]}")
     if os.path.exists(path):
         return path
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    order = _load_order(list(NIC_DRIVERS.values()) + list(EXTRA_MODULES),
+    order = _load_order(list(NIC_DRIVERS.values()) + list(EXTRA_MODULES)
+                        + list(PPP_MODULES if ppp else ()),
                         _module_files(modules_dir), _builtin(modules_dir))
     entries = [(d, 0o40755, b"", (0, 0)) for d in ("bin", "dev", "proc", "sys", "tmp",
                                                     "lib", "lib/modules")]
+    if ppp:
+        made = {"bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules"}
+        for source, target in [(PPPD, "/bin/pppd"), (PPPD_PLUGIN, PPPD_PLUGIN)] + [
+                (library, library) for library in _shared_libraries(PPPD, PPPD_PLUGIN)]:
+            _with_folders(target, entries, made)
+            with open(source, "rb") as file:
+                entries.append((target.lstrip("/"), 0o100755, file.read(), (0, 0)))
     entries.append(("dev/console", 0o20600, b"", (5, 1)))
     with open(BUSYBOX, "rb") as busybox:
         entries.append(("bin/busybox", 0o100755, busybox.read(), (0, 0)))
@@ -308,12 +347,14 @@ def run_guest(namespace, tap, nic, mode="normal", family=4, timeout=90,
     address, ping the tool), silent (configure the address, send nothing
     for `wait` seconds) or dhcp (get the address from DHCP, wait, ping).
     `qemu`: which one boots it, a key of qemu.QEMUS ("7.2", the system's,
-    "10.0" or "11.1")."""
+    "10.0" or "11.1"). do="pppoe": pppd with its rp-pppoe plugin, until LCP
+    gives up (initramfs(ppp=True))."""
     guest_kernel = kernel(release)
     accel = os.environ.get("ARP_ICMP_VLAN0_VM_ACCEL", "tcg")
     cmd = ["ip", "netns", "exec", namespace, *qemu_command(qemu), "-accel", accel,
            "-m", "256", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-           "-kernel", guest_kernel.vmlinuz, "-initrd", initramfs(guest_kernel.modules),
+           "-kernel", guest_kernel.vmlinuz,
+           "-initrd", initramfs(guest_kernel.modules, ppp=do == "pppoe"),
            "-append", f"console=ttyS0 panic=-1 quiet avz.mode={mode} avz.family={family} "
                       f"avz.do={do} avz.wait={wait}",
            "-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no",

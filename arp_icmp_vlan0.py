@@ -25,6 +25,7 @@ USAGE: arp_icmp_vlan0.py [-h] [--mac MAC] [--ip ADDR[/LEN]] [-4 | -6]
                          [--router-lifetime SECONDS] [--dhcp6]
                          [--delegate PREFIX/LEN] [--delegated-length LEN]
                          [--pppoe] [--ac-name NAME] [--dot1x]
+                         [--expect-framing TAGS]
                          [--vlan VID] [--prio PCP] [--dei] [--tpid TPID]
                          [--untagged] [--no-pad] [--allow-physical]
                          [--any-address] [--user USER] [--keep-root]
@@ -4344,6 +4345,32 @@ PROTOCOL_OF_PORT = {(4, DHCP_SERVER_PORT): "DHCP", (4, 69): "TFTP",
                     (6, DHCP6_SERVER_PORT): "DHCPv6"}
 
 
+def tags_of(frame):
+    """A received frame's 802.1Q tags, outer first: ((VID, PCP), ...)."""
+    tags, i = [], 12
+    while len(frame) >= i + 4 and frame[i] << 8 | frame[i + 1] in VLAN_TPIDS:
+        tci = frame[i + 2] << 8 | frame[i + 3]
+        tags.append((tci & 0xFFF, tci >> 13))
+        i += VLAN_HLEN
+    return tuple(tags)
+
+
+def framed_as(tags, expected):
+    """`tags` (tags_of()) are what --expect-framing's `expected` says: the
+    same VIDs in order, and each priority given the same."""
+    return len(tags) == len(expected) and all(
+        vid == want and (pcp is None or prio == pcp)
+        for (vid, prio), (want, pcp) in zip(tags, expected))
+
+
+def expected_text(expected):
+    """--expect-framing's value in tcpdump's words."""
+    if not expected:
+        return "untagged"
+    return "tagged " + ", ".join(f"vlan {vid}" + (f", p {pcp}" if pcp is not None else "")
+                                 for vid, pcp in expected)
+
+
 def tags_text(frame):
     """A received frame's 802.1Q tags in tcpdump -e's words, outer first
     ("tagged vlan 0, p 6"), or "untagged"."""
@@ -4376,15 +4403,21 @@ def protocol_of(frame, ethertype, offset):
 
 
 class OwnFraming:
-    """How one guest's frames arrived: (protocol, framing) -> frames."""
+    """How one guest's frames arrived: (protocol, framing) -> frames; with
+    --expect-framing, how many were not framed so, and which pairs."""
 
-    __slots__ = ("seen", "more")
+    __slots__ = ("seen", "more", "unexpected", "total", "off")
 
     def __init__(self):
-        self.seen, self.more = {}, 0
+        self.seen, self.more, self.unexpected, self.total, self.off = {}, 0, 0, 0, {}
 
-    def add(self, protocol, framing):
+    def add(self, protocol, framing, as_expected=True):
         key = (protocol, framing)
+        self.total += 1
+        if not as_expected:
+            self.unexpected += 1
+            if key in self.off or len(self.off) < FRAMINGS_PER_GUEST:
+                self.off[key] = None
         if key in self.seen:
             self.seen[key] += 1
         elif len(self.seen) < FRAMINGS_PER_GUEST:
@@ -4416,10 +4449,12 @@ class Framings(Service):
     """The guests' own framing (the section's comment), per (interface,
     MAC), bounded (Book); published in the Events' `framings`."""
 
-    json_keys, needs_tags = ("framing",), True
+    json_keys, needs_tags = ("framing", "expected_framing"), True
 
-    def __init__(self, scope, events=None):
-        self.scope = scope
+    def __init__(self, scope, events=None, expected=None):
+        """`expected`: --expect-framing's ((VID, PCP or None), ...), () for
+        untagged; None: nothing expected."""
+        self.scope, self.expected = scope, expected
         self.events = Events() if events is None else events
         self.guests = self.events.framings
         self.book = Book()
@@ -4433,7 +4468,8 @@ class Framings(Service):
             if not self.book.admit(interface, key):
                 return
             own = self.guests[key] = OwnFraming()
-        own.add(protocol_of(frame, ethertype, offset), tags_text(frame))
+        as_expected = self.expected is None or framed_as(tags_of(frame), self.expected)
+        own.add(protocol_of(frame, ethertype, offset), tags_text(frame), as_expected)
 
     def answer(self, interface, frame, ethertype, offset, now):
         self._see(interface, frame, ethertype, offset)
@@ -4445,10 +4481,25 @@ class Framings(Service):
             self._see(exchange.link.name, exchange.received, ethertype, offset)
         return ()
 
+    def lines(self):
+        """With --expect-framing, a line per guest that sent frames framed
+        otherwise: a finding about the guest, not a verdict on the tool's
+        answers (the exit status is the judges')."""
+        if self.expected is None:
+            return []
+        return [f"{interface}: guest {str2mac(mac)}: {own.unexpected:,} of {own.total:,} frames "
+                f"not {expected_text(self.expected)} as expected: "
+                + "; ".join(f"{protocol} {framing}" for protocol, framing in own.off)
+                for (interface, mac), own in self.guests.items() if own.unexpected]
+
     def to_json(self):
         return {"framing": [{"interface": interface, "mac": str2mac(mac), "frames": own.to_json(),
-                             "line": str(own)}
-                            for (interface, mac), own in self.guests.items()]}
+                             "line": str(own),
+                             **({"not_as_expected": own.unexpected}
+                                if self.expected is not None else {})}
+                            for (interface, mac), own in self.guests.items()],
+                "expected_framing": None if self.expected is None
+                else expected_text(self.expected)}
 
 
 # ---------------------------------------------------------------- the roll of guests
@@ -4616,10 +4667,11 @@ def services_from(settings):
     judges = [service for service in services if service.every_guest]
     if judges:
         services.append(Roster(judges, scope, events))
-    if len(services) > 1 or settings.verbose >= 0 or settings.recording:
+    if len(services) > 1 or settings.verbose >= 0 or settings.recording \
+            or settings.expect_framing is not None:
         # The guests' own framing, first: it sees every frame. Not with -q
         # alone, whose fast path reads frames without their tags.
-        services.insert(0, Framings(scope, events))
+        services.insert(0, Framings(scope, events, settings.expect_framing))
     return services
 
 
@@ -6358,6 +6410,10 @@ def build_parser():
                         help="be a wired 802.1X authenticator (EAPOL): EAP-Request/Identity, "
                              "EAP-MD5, then EAP-Success whatever the answer (a test "
                              "authenticator: it lets everyone in)")
+    access.add_argument("--expect-framing", type=_expected_framing, metavar="TAGS",
+                        help="count each guest's own frames that are not framed so, in "
+                             "tcpdump's words: 'vlan 0, p 6', 'vlan 0' (any priority) or "
+                             "'untagged'; a finding in the statistics and JSON, not a verdict")
     tags = parser.add_argument_group(
         "reply framing", "Every reply carries the same tags; by default one 802.1Q "
         "tag, vlan 0, p 0.")
@@ -6435,6 +6491,23 @@ def _delegated(text):
     if network.prefixlen > 64 or "/" not in text:
         raise argparse.ArgumentTypeError(f"--delegate needs a prefix of /64 or shorter: {text!r}")
     return network
+
+
+def _expected_framing(text):
+    """--expect-framing's TAGS: ((VID, PCP or None), ...) outer first; ()
+    for untagged."""
+    words = text.strip().lower()
+    if words == "untagged":
+        return ()
+    tag = r"vlan\s+(\d{1,4})(?:\s*,?\s*p\s+([0-7]))?"
+    if not re.fullmatch(rf"{tag}(\s*,\s*{tag})*", words):
+        raise argparse.ArgumentTypeError(
+            f"invalid --expect-framing {text!r}: 'vlan 0, p 6', 'vlan 0' or 'untagged'")
+    tags = tuple((int(vid), int(pcp) if pcp else None)
+                 for vid, pcp in re.findall(tag, words))
+    if any(vid > 4094 for vid, _ in tags):
+        raise argparse.ArgumentTypeError(f"--expect-framing: a VLAN ID is 0-4094: {text!r}")
+    return tags
 
 
 def _ac_name(text):
@@ -6644,6 +6717,7 @@ class Settings:
     delegate: Optional[tuple] = None  # --delegate: (IPv6Network, delegated length)
     pppoe: Optional[str] = None    # --pppoe: the AC-Name
     dot1x: bool = False            # --dot1x
+    expect_framing: Optional[tuple] = None  # --expect-framing: ((VID, PCP or None), ...)
     recording: bool = False        # -w
 
     @classmethod
@@ -6661,6 +6735,7 @@ class Settings:
                    dhcp6=dhcp6_pool(args.targets) if getattr(args, "dhcp6", False) else None,
                    delegate=getattr(args, "delegate", None),
                    pppoe=getattr(args, "pppoe", None), dot1x=getattr(args, "dot1x", False),
+                   expect_framing=getattr(args, "expect_framing", None),
                    recording=bool(args.write))
 
 

@@ -17,8 +17,10 @@ the tool on the host end (--ip 2001:db8::2/64 --dhcp6 --delegate
 SECONDS --json) and one client in the guest namespace, by hand, with private
 files (tests/lib/access_runners.py says how for each): ISC dhclient -6 -N
 -P, dhcpcd -6 (ia_na and ia_pd), systemd-networkd (DHCP=ipv6, a prefix
-hint, a downstream interface), RP-PPPoE's pppoe -d and wpa_supplicant -D
-wired with EAP-MD5.
+hint, a downstream interface), NetworkManager's internal DHCPv6 client (an
+address: its initrd mode runs no shared downstream connection, which is what
+asks for a prefix), RP-PPPoE's pppoe -d and wpa_supplicant -D wired with
+EAP-MD5.
 
 The cases:
 
@@ -43,7 +45,6 @@ with why. Takes about six minutes; not part of the pytest run.
 
 import argparse
 import os
-import signal
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,14 +52,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
 import access_runners  # noqa: E402
 import dhcp_runners  # noqa: E402
-from netlab import (GUEST_IF, Lab, above_zero, json_path, names_from, report,  # noqa: E402
-                    require)
+from netlab import (GUEST_IF, Lab, above_zero, clients_table, json_path,  # noqa: E402
+                    names_from, require)
 
-CLIENTS = ("dhclient6", "dhcpcd6", "networkd6", "pppoe", "wpa_supplicant")
+CLIENTS = ("dhclient6", "dhcpcd6", "networkd6", "networkmanager6", "pppoe", "wpa_supplicant")
 # What each DHCPv6 client is asked for: what a CPE asks its ISP for.
 ASKS = {"dhclient6": {"address": True, "prefix": True},
         "dhcpcd6": {"address": True, "prefix": True},
-        "networkd6": {"address": True, "prefix": True}}
+        "networkd6": {"address": True, "prefix": True},
+        "networkmanager6": {"address": True, "prefix": False}}  # its initrd mode: no PD
 # case -> (the column's title, the tool's framing options, the guest's filter)
 CASES = {"vlan0": ("vlan 0", (), None), "vlan0p6": ("vlan 0, p 6", ("--prio", "6"), None),
          "vlan5": ("vlan 5", ("--vlan", "5"), None),
@@ -66,10 +68,6 @@ CASES = {"vlan0": ("vlan 0", (), None), "vlan0p6": ("vlan 0, p 6", ("--prio", "6
          "nft": ("vlan 0, nft ingress drop", (), "ingress"),
          "wire": ("vlan 0, dropped before the NIC", (), "wire")}
 PACKAGES = {"ip": "iproute2", "nft": "nftables"}
-
-
-def _terminate(signum, frame):
-    sys.exit(128 + signum)  # SystemExit: the Lab's `with` cleans up
 
 
 def truth(run):
@@ -126,24 +124,9 @@ def main():
     parser.add_argument("--json", type=json_path, metavar="FILE", default="access-clients.json",
                         help="where to write the results (default access-clients.json)")
     args = parser.parse_args()
-    require(PACKAGES)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _terminate)
-    results = []
-    for client in args.clients:
-        lacking = access_runners.missing(client)
-        row = {"client": client, "name": access_runners.NAMES[client],
-               "version": None if lacking else access_runners.version(client), "results": {}}
-        for case in args.cases:
-            row["results"][case] = {"not_run": lacking} if lacking else \
-                one_run(client, case, args.timeout)
-        results.append(row)
-        print(f"{row['name']}: " + "; ".join(
-            f"{case}: {cell(result)}" for case, result in row["results"].items()), flush=True)
-    header = ["client", "version"] + [CASES[case][0] for case in args.cases]
-    rows = [header] + [[row["name"], row["version"] or "-"] +
-                       [cell(row["results"][case]) for case in args.cases] for row in results]
-    report(rows, results, args.json)
+    require(PACKAGES)  # the clients may be missing: they are listed as not run
+    clients_table(args, access_runners.NAMES, access_runners.missing, access_runners.version,
+                  one_run, cell, {case: title for case, (title, _, _) in CASES.items()})
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ with why. Takes about three minutes; not part of the pytest run.
 
 import argparse
 import os
-import signal
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,8 +49,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
 import dhcp_runners  # noqa: E402
 from dhcp_runners import CLIENTS, NAMES  # noqa: E402
-from netlab import (GUEST_IF, Lab, above_zero, json_path, names_from, report,  # noqa: E402
-                    require)
+from netlab import (GUEST_IF, Lab, above_zero, clients_table, json_path,  # noqa: E402
+                    names_from, require)
 
 # case -> (the column's title, the tool's framing options, the guest's filter)
 CASES = {"vlan0": ("vlan 0", (), None), "vlan5": ("vlan 5", ("--vlan", "5"), None),
@@ -59,12 +58,6 @@ CASES = {"vlan0": ("vlan 0", (), None), "vlan5": ("vlan 5", ("--vlan", "5"), Non
          "nft": ("vlan 0, nft ingress drop", (), "ingress"),
          "wire": ("vlan 0, dropped before the NIC", (), "wire")}
 PACKAGES = {"ip": "iproute2", "nft": "nftables"}  # unshare: missing() says, per client
-
-
-def _terminate(signum, frame):
-    # SystemExit, not death: the Lab's `with` deletes the namespaces and ends
-    # the client by PID on SIGTERM and SIGHUP as on Ctrl-C.
-    sys.exit(128 + signum)
 
 
 def one_run(client, case, timeout):
@@ -119,25 +112,9 @@ def main():
                         help="where to write the results (default dhcp-clients.json)")
     args = parser.parse_args()
     require(PACKAGES)  # the clients may be missing: they are listed as not run
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _terminate)
-    results = []
-    for client in args.clients:
-        lacking = dhcp_runners.missing(client)
-        row = {"client": client, "name": NAMES[client],
-               "version": None if lacking else dhcp_runners.version(client), "results": {}}
-        for case in args.cases:
-            row["results"][case] = {"not_run": lacking} if lacking else \
-                one_run(client, case, args.timeout)
-        results.append(row)
-        print(f"{NAMES[client]}: " + "; ".join(
-            f"{case}: {cell(result)}" for case, result in row["results"].items()), flush=True)
-    header = ["client", "version"] + [CASES[case][0] for case in args.cases] + [
-        "retry pace (s between DISCOVERs)"]
-    rows = [header] + [[row["name"], row["version"] or "-"] +
-                       [cell(row["results"][case]) for case in args.cases] +
-                       [pace(row["results"])] for row in results]
-    report(rows, results, args.json)
+    clients_table(args, NAMES, dhcp_runners.missing, dhcp_runners.version, one_run, cell,
+                  {case: title for case, (title, _, _) in CASES.items()},
+                  extra=("retry pace (s between DISCOVERs)", pace))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Real access clients, each run by hand in a netlab.Lab's guest namespace
-against the tool's --dhcp6 (with --delegate), --pppoe and --dot1x: three
+against the tool's --dhcp6 (with --delegate), --pppoe and --dot1x: four
 DHCPv6 clients, RP-PPPoE's discovery and an 802.1X supplicant. No pytest
 here; dhcp_runners.py does the same for DHCPv4, and lends its helpers.
 
 The clients: ISC dhclient -6, dhcpcd -6 (dhcpcd-base) and systemd-networkd,
-each asked for an address (IA_NA), a delegated prefix (IA_PD) or both;
+each asked for an address (IA_NA), a delegated prefix (IA_PD) or both, and
+NetworkManager's internal DHCPv6 client for an address (unpacked, never
+installed: dhcp_runners.nm_tree());
 `pppoe -d` (PADI, PADO, PADR, PADS: it prints the session and ends) and
 `pppoe -A` (the access concentrators that answer a PADI); wpa_supplicant
 -D wired with EAP-MD5, fetched with apt-get download into
@@ -50,9 +52,10 @@ import dhcp_runners
 from dhcp_runners import _private, _reap, _unshared
 from netlab import GUEST_IF, Unavailable, library_path, unpacked
 
-DHCP6_CLIENTS = ("dhclient6", "dhcpcd6", "networkd6")
+DHCP6_CLIENTS = ("dhclient6", "dhcpcd6", "networkd6", "networkmanager6")
 CLIENTS = DHCP6_CLIENTS + ("pppoe", "pppoe_list", "wpa_supplicant")
 NAMES = {"dhclient6": "ISC dhclient -6", "dhcpcd6": "dhcpcd -6", "networkd6": "systemd-networkd",
+         "networkmanager6": "NetworkManager (internal DHCPv6)",
          "pppoe": "RP-PPPoE pppoe -d", "pppoe_list": "RP-PPPoE pppoe -A",
          "wpa_supplicant": "wpa_supplicant (wired, EAP-MD5)"}
 
@@ -317,6 +320,46 @@ def networkd6(lab, interface=GUEST_IF, timeout=20, until=None, address=True, pre
     return _dhcp6(lab, "networkd6", script, interface, timeout, until, address, prefix)
 
 
+def networkmanager6(lab, interface=GUEST_IF, timeout=20, until=None, address=True,
+                    prefix=False):
+    """NetworkManager (dhcp_runners.networkmanager's recipe: unpacked, never
+    installed; --configure-and-quit=initrd, no D-Bus, private files) with one
+    profile: ipv4 disabled, ipv6.method=dhcp (DHCPv6 without waiting for an
+    RA), its internal client. An address only: NetworkManager asks for a
+    prefix only for a downstream connection shared with ipv6.method=shared,
+    which its initrd mode does not run."""
+    if prefix or not address:
+        raise ValueError("NetworkManager is run here for an address (IA_NA) alone")
+    root = dhcp_runners.nm_tree()
+    home = _private(lab, "networkmanager6")
+    os.makedirs(os.path.join(home, "conf.d"))
+    connections = os.path.join(home, "connections")
+    os.makedirs(connections)
+    config = os.path.join(home, "NetworkManager.conf")
+    with open(config, "w") as file:
+        file.write("[main]\nplugins=keyfile\ndhcp=internal\ndns=none\nrc-manager=unmanaged\n"
+                   "hostname-mode=none\nno-auto-default=*\n\n[device]\nkeep-configuration=no\n\n"
+                   f"[keyfile]\npath={connections}\n\n[logging]\nlevel=INFO\n")
+    profile = os.path.join(connections, "avz.nmconnection")
+    with open(profile, "w") as file:
+        file.write(f"[connection]\nid=avz\ntype=ethernet\ninterface-name={interface}\n"
+                   "autoconnect=true\n\n[ipv4]\nmethod=disabled\n\n"
+                   f"[ipv6]\nmethod=dhcp\ndhcp-timeout={int(timeout)}\n")
+    os.chmod(profile, 0o600)
+    command = [os.path.join(root, dhcp_runners.NM_BINARY), "--no-daemon", "--debug",
+               "--configure-and-quit=initrd", f"--config={config}",
+               f"--config-dir={home}/conf.d", f"--system-config-dir={home}/conf.d",
+               f"--intern-config={home}/intern.conf", f"--state-file={home}/NetworkManager.state",
+               f"--pid-file={home}/NetworkManager.pid"]
+    script = ("mount -t tmpfs -o mode=0755 tmpfs /run\n"
+              "mount -t tmpfs -o mode=0755 tmpfs /var/lib\n"
+              "mkdir -p /run/NetworkManager /var/lib/NetworkManager\n"
+              "mount -o remount,bind,ro /sys\n"
+              f"export LD_LIBRARY_PATH={shlex.quote(library_path(root))}\n"
+              f"exec {shlex.join(command)}")
+    return _dhcp6(lab, "networkmanager6", script, interface, timeout, until, address, prefix)
+
+
 # -- PPPoE discovery
 
 def _pppoe(lab, options, interface, timeout, until, done, settle=0):
@@ -383,7 +426,8 @@ def wpa_supplicant(lab, interface=GUEST_IF, timeout=20, until=None, identity=IDE
     return _with(Dot1x(eap == "SUCCESS", eap, took, version("wpa_supplicant")), output)
 
 
-RUN = {"dhclient6": dhclient6, "dhcpcd6": dhcpcd6, "networkd6": networkd6, "pppoe": pppoe,
+RUN = {"dhclient6": dhclient6, "dhcpcd6": dhcpcd6, "networkd6": networkd6,
+       "networkmanager6": networkmanager6, "pppoe": pppoe,
        "pppoe_list": pppoe_list, "wpa_supplicant": wpa_supplicant}
 
 
@@ -395,16 +439,18 @@ def attempt(lab, client, **options):
 
 # -- a client against the tool
 
-SERVICE = {"dhclient6": "dhcp6", "dhcpcd6": "dhcp6", "networkd6": "dhcp6", "pppoe": "pppoe",
+SERVICE = {"dhclient6": "dhcp6", "dhcpcd6": "dhcp6", "networkd6": "dhcp6",
+           "networkmanager6": "dhcp6", "pppoe": "pppoe",
            "pppoe_list": "pppoe", "wpa_supplicant": "dot1x"}
 TOOL_OPTIONS = {"dhcp6": ("--ip", "2001:db8::2/64", "--dhcp6", "--delegate", "2001:db8:100::/40"),
                 "pppoe": ("--pppoe",), "dot1x": ("--dot1x",)}
 
 
-class Run(namedtuple("Run", "result status output summary mac service")):
+class Run(namedtuple("Run", "result status output summary mac service client")):
     """A client's run against the tool: what the client got (its runner's
     result), the tool's exit status, output and --json summary, the client's
-    MAC as the tool writes it, and the tool's service that judged it."""
+    MAC as the tool writes it, the tool's service that judged it, and which
+    client (CLIENTS) it was."""
 
     def clients(self):
         """The tool's records of this client (one, normally)."""
@@ -440,4 +486,5 @@ def against_the_tool(lab, client, *options, interface=GUEST_IF, tool_timeout=40,
         tool.stop()
     with open(path) as file:
         summary = json.load(file)
-    return Run(result, status, tool.output, summary, dhcp_runners.mac_of(lab, interface), service)
+    return Run(result, status, tool.output, summary, dhcp_runners.mac_of(lab, interface), service,
+               client)

@@ -20,6 +20,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -68,6 +69,40 @@ def report(rows, results, path):
     print(text_table(rows))
     with open(path, "w") as out:
         json.dump(results, out, indent=1)
+
+
+def _terminate(signum, frame):
+    # SystemExit, not death: a Lab's `with` deletes its namespaces and ends
+    # its processes by PID on SIGTERM and SIGHUP as on Ctrl-C.
+    sys.exit(128 + signum)
+
+
+def clients_table(args, names, missing, version, one_run, cell, titles, extra=None):
+    """A clients' table (dhcp_clients.py, access_clients.py): each client of
+    args.clients in each case of args.cases, one_run(client, case,
+    args.timeout) -> a result's dict, a client missing here not run (with
+    missing(client)'s why); a line per client as it goes, then report():
+    columns client, version, `titles`[case] with cell(result), and, if
+    given, extra = (title, function of a row's results) last."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
+    results = []
+    for client in args.clients:
+        lacking = missing(client)
+        row = {"client": client, "name": names[client],
+               "version": None if lacking else version(client), "results": {}}
+        for case in args.cases:
+            row["results"][case] = {"not_run": lacking} if lacking else \
+                one_run(client, case, args.timeout)
+        results.append(row)
+        print(f"{names[client]}: " + "; ".join(
+            f"{case}: {cell(result)}" for case, result in row["results"].items()), flush=True)
+    header = ["client", "version"] + [titles[case] for case in args.cases] + (
+        [extra[0]] if extra else [])
+    rows = [header] + [[row["name"], row["version"] or "-"] +
+                       [cell(row["results"][case]) for case in args.cases] +
+                       ([extra[1](row["results"])] if extra else []) for row in results]
+    report(rows, results, args.json)
 
 
 class Lab(VethPair):

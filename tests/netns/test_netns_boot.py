@@ -14,7 +14,7 @@ import statistics
 
 import pytest
 
-from netlab import DEFAULT_MAC, GUEST_IF, GUEST_IP, TOOL_IP, drop_vlan0, tagged_lines
+from netlab import DEFAULT_MAC, GUEST_IF, GUEST_IP, TOOL_IP, drop_vlan0, from_tool
 
 pytestmark = pytest.mark.lab("ip", "ping", "busybox", "nft", "tcpdump", prefix="avzt-boot")
 
@@ -50,8 +50,12 @@ def test_busybox_fetches_the_boot_file_tagged_and_whole(lab, tmp_path):
     assert got.read_bytes() == path.read_bytes()
     assert tool.stop() == 0
     capture.stop()
-    blocks = [line for line in tagged_lines(capture.output) if ".61" in line]
-    assert len(blocks) >= 100_000 // 1024, capture.output[-2000:]
+    # Every block the capture shows is tagged. A capture on a busy machine
+    # may miss some ("packets dropped by kernel"): the tool's count of the
+    # blocks is the record below.
+    blocks = [line for line in from_tool(capture.output) if ".61" in line]
+    assert len(blocks) >= 20 and all("vlan 0, p 0" in line for line in blocks), \
+        capture.output[-2000:]
     [client] = tftp_record(tool)["clients"]
     assert client["verdict"] == "accepts" and client["address"] == GUEST_IP
     assert "it fetched boot.bin (100,000 bytes, 98 blocks)" in client["line"]

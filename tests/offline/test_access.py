@@ -505,6 +505,48 @@ def test_the_verdict_line_says_how_the_guests_own_frames_came():
         {"protocol": "ARP", "framing": "untagged", "frames": 1}]
 
 
+def test_expect_framing_counts_the_frames_framed_otherwise_as_a_finding():
+    scope = Scope(mac=MAC)
+    framings = Framings(scope, expected=((0, 6),))
+    solicit = Ether(dhcp6_message(DHCP6_Solicit(trid=1), DHCP6OptIA_NA(iaid=1)))
+    frames = [bytes(Ether(src=solicit.src, dst=solicit.dst) / Dot1Q(vlan=0, prio=prio) /
+                    solicit.payload) for prio in (6, 6, 0)]
+    frames.append(bytes(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff", type=0x0806) / bytes(28)))
+    for frame in frames:
+        ethertype, offset = ethertype_and_offset(frame)
+        assert framings.answer("tap0", frame, ethertype, offset, 0.0) is None
+    line, = framings.lines()
+    assert line == (f"tap0: guest {PEER_MAC}: 2 of 4 frames not tagged vlan 0, p 6 as "
+                    "expected: DHCPv6 tagged vlan 0, p 0; ARP untagged")
+    record, = framings.to_json()["framing"]
+    assert record["not_as_expected"] == 2
+    assert framings.to_json()["expected_framing"] == "tagged vlan 0, p 6"
+    assert overall_status([framings]) == arp_icmp_vlan0.EXIT_NO_VERDICT  # judges nothing
+    assert framings.verdicts() == []  # a finding, not a verdict
+    any_priority = Framings(scope, expected=((0, None),))
+    for frame in frames[:3]:
+        any_priority.answer("tap0", frame, *ethertype_and_offset(frame), 0.0)
+    assert any_priority.lines() == []
+    assert Framings(scope).lines() == []  # nothing expected: no finding
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("vlan 0, p 6", ((0, 6),)), ("vlan 0", ((0, None),)), ("untagged", ()),
+    ("vlan 100, p 0, vlan 0", ((100, 0), (0, None))),
+])
+def test_expect_framing_reads_tcpdumps_words(text, expected):
+    args = parse_args(["--expect-framing", text, "tap0"])
+    assert args.expect_framing == expected
+    assert isinstance(services_from(Settings.from_args(args))[0], Framings)
+
+
+@pytest.mark.parametrize("text", ["vlan 0, p 8", "vlan 4095", "p 6", "tagged"])
+def test_expect_framing_refuses_other_words(text, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--expect-framing", text, "tap0"])
+    assert "--expect-framing" in capsys.readouterr().err
+
+
 def test_no_framing_with_q_alone_which_reads_frames_without_their_tags():
     quiet = Settings(("tap0",), Scope(mac=MAC), verbose=-1)
     assert [type(s) for s in services_from(quiet)] == [Replies]

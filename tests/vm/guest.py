@@ -121,8 +121,9 @@ dhcp)  # a stock guest: its address from DHCP (and SLAAC), then a ping
 pppoe)  # a real PPP client: pppd and its rp-pppoe plugin, PADI to LCP, then off
     mknod /dev/ppp c 108 0
     mkdir -p /var/run /etc/ppp
-    pppd plugin /usr/lib/pppd/2.4.9/rp-pppoe.so nic-eth0 noauth nodetach logfd 2 debug \
-        noipdefault nodefaultroute lcp-max-configure 3 lcp-restart 2 maxfail 1 \
+    # At most 20 s: a PADI unanswered is sent again 5, then 10 s later.
+    timeout 20 pppd plugin /usr/lib/pppd/2.4.9/rp-pppoe.so nic-eth0 noauth nodetach logfd 2 \
+        debug noipdefault nodefaultroute lcp-max-configure 3 lcp-restart 2 maxfail 1 \
         > /tmp/ppp.out 2>&1
     echo "AVZ-PPP exit=$?"
     cat /tmp/ppp.out

@@ -4,8 +4,9 @@ qemu guest (Debian's kernel and its PPP modules; the host's pppd in the
 initramfs), from PADI to its LCP Configure-Request. The e1000 takes the
 tagged PADO and PADS, its session's first frame says so, and the tool
 answers it with a PADT (no PPP here): "accepts PPPoE PADOs and PADS",
-status 0. virtio-net-pci drops VLAN-0-tagged frames: PADIs go on, "drops",
-status 3. The guest's console (pppd's own log) must agree."""
+status 0, and the guest's console (pppd's own log) agrees. virtio-net-pci
+drops VLAN-0-tagged frames: PADIs go on, "drops", status 3, and no session
+on the console."""
 
 import json
 import os

@@ -12,6 +12,7 @@ says no verdict, never "drops". tcpdump on the TAP confirms the tags."""
 
 import os
 import re
+import time
 
 import pytest
 
@@ -46,6 +47,16 @@ def capture(namespace):
     return capturing
 
 
+def stop_after(capturing, wanted, timeout=3.0):
+    """Stop a capture once it has printed `wanted` offers (or `timeout`
+    seconds on): tcpdump killed at once may not have printed the last ones
+    it received."""
+    deadline = time.monotonic() + timeout
+    while len(offers(capturing.output)) < wanted and time.monotonic() < deadline:
+        time.sleep(0.1)
+    capturing.stop()
+
+
 def offers(capture_output):
     """tcpdump's lines of the tool's DHCP replies."""
     return [line for line in capture_output.splitlines()
@@ -60,7 +71,7 @@ def lines_of(record, service):
 def test_seabios_ipxe_drops_the_tagged_offers_and_the_tool_names_the_stage(namespace, tmp_path):
     capturing = capture(namespace)
     result = boot(namespace, "tapfw", "seabios-ipxe", "e1000", directory=str(tmp_path))
-    capturing.stop()
+    stop_after(capturing, 3)
     explain = f"tool:\n{result['tool']}\nconsole:\n{result['console']}"
     assert result["status"] == 3, explain
     assert result["seconds"] < 30, explain
@@ -82,7 +93,8 @@ def test_seabios_ipxe_untagged_fetches_the_script_and_runs_it(namespace, tmp_pat
     assert [(s, v) for s, v, _ in lines_of(result["record"], "dhcp")] == [("iPXE", "accepts")]
     [(stage, verdict, line)] = lines_of(result["record"], "tftp")
     assert (stage, verdict) == ("iPXE", "accepts"), explain
-    assert line.endswith("it fetched boot.ipxe (30 bytes, 1 blocks)"), line
+    assert line.endswith("it fetched boot.ipxe (30 bytes, 1 blocks); its own frames: untagged"), \
+        line
     assert result["ran"], explain  # the console: iPXE ran the script it fetched
     assert "Next server: 198.51.100.2" in result["console"] and \
         "Filename: boot.ipxe" in result["console"], explain
@@ -93,14 +105,14 @@ def test_edk2_pxe_untagged_fetches_its_boot_file(namespace, tmp_path):
     capturing = capture(namespace)
     result = boot(namespace, "tapfw", "ovmf-edk2", "virtio-net-pci", ["--untagged"],
                   directory=str(tmp_path))
-    capturing.stop()
+    stop_after(capturing, 2)
     explain = f"tool:\n{result['tool']}\nconsole:\n{result['console']}"
     assert result["status"] == 0, explain
     [(stage, verdict, line)] = lines_of(result["record"], "tftp")
     assert (stage, verdict) == ("EDK2 PXE", "accepts"), explain
     size = os.path.getsize(SNPONLY)
-    assert line.endswith(f"it fetched snponly.efi ({size:,} bytes, "
-                         f"{size // 1468 + 1:,} blocks)"), line  # blksize 1468: EDK2 asks
+    assert line.endswith(f"it fetched snponly.efi ({size:,} bytes, {size // 1468 + 1:,} "
+                         "blocks); its own frames: untagged"), line  # blksize 1468: EDK2 asks
     assert "NBP file downloaded successfully" in result["console"], explain
     lines = capturing.output.splitlines()
     assert len(offers(capturing.output)) >= 2 and not [line for line in lines if "vlan" in line]

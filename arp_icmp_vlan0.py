@@ -1217,6 +1217,11 @@ class Service:
         every guest (the roll asks); None if none yet, or not its kind."""
         return None
 
+    def heard_of(self, interface, mac):
+        """It holds a record of guest (interface, `mac` bytes): it heard the
+        guest ask, whether or not its verdict has formed."""
+        return False
+
     def lines(self):
         """A line per record, for the statistics."""
         return []
@@ -1373,6 +1378,9 @@ class ClientService(Service):
     def verdict_of(self, interface, mac):
         client = self.clients.get((interface, mac))
         return client and client.verdict
+
+    def heard_of(self, interface, mac):
+        return (interface, mac) in self.clients
 
     def _asked(self, client, now, asked, answers):
         """An ask answered at `now`: a repeat, or drops (the Client, if its
@@ -2688,6 +2696,9 @@ class DhcpServer(ClientService):
     def verdict_of(self, interface, mac):
         client = self.clients.get(self.current.get((interface, mac)))
         return client and client.verdict
+
+    def heard_of(self, interface, mac):
+        return (interface, mac) in self.current
 
     @staticmethod
     def _uses(frame, address):
@@ -4509,7 +4520,7 @@ class Framings(Service):
 # its lease at once and solicits only later must not end the run first, and
 # one that never solicits must not pass for one that copes.
 
-JUDGED_WITHIN = 15.0  # seconds from a guest's first frame for every judge to judge it
+JUDGED_WITHIN = 15.0  # seconds from a guest's first frame for every judge to hear from it
 MISSING = "not judged"  # the roll's verdict on a guest a judge asked for did not judge
 
 
@@ -4541,10 +4552,13 @@ class Attendance:
 
 class Roster(Service):
     """The roll of guests for the judges of every guest asked for (`judges`:
-    DhcpServer, Advertiser): a guest heard (any frame from it, or a record
-    one of them made) is settled once each has its verdict on it, or
-    JUDGED_WITHIN seconds after its first frame; then each judge that has
-    none is one line, and the guest has no verdict (status 4)."""
+    DhcpServer, Advertiser, Dhcp6Server, PppoeServer, Dot1xAuthenticator): a
+    guest heard (any frame from it, or a record one of them made) is settled
+    once each has its verdict on it, or JUDGED_WITHIN seconds after its
+    first frame; then each judge that has heard nothing from it (no record:
+    Service.heard_of) is one line, and the guest has no verdict (status 4).
+    A judge that heard it and is still judging (answered asks, no verdict
+    yet) goes on: its own record says, and holds the run's end."""
 
     json_keys, sends = ("judged",), True
 
@@ -4596,11 +4610,13 @@ class Roster(Service):
                 del self.waiting[key]
             elif guest.first + JUDGED_WITHIN <= now:
                 del self.waiting[key]
+                mac = mac2str(guest.mac)
                 guest.missing = [judge for judge in self.judges
-                                 if judge.verdict_of(guest.interface, mac2str(guest.mac))
-                                 is None]
-                guest.verdict = MISSING
-                decided.append(guest)
+                                 if judge.verdict_of(guest.interface, mac) is None
+                                 and not judge.heard_of(guest.interface, mac)]
+                if guest.missing:
+                    guest.verdict = MISSING
+                    decided.append(guest)
             else:
                 break  # the oldest first: the others' time is not up either
         return [], decided
@@ -6254,8 +6270,8 @@ exit status:
      DHCPv6 Advertises, PPPoE PADOs or PADS, or EAP-Requests)
   4  --until-verdict: no verdict for every guest before the end (--timeout);
      nobody answered a probe, tagged or untagged; a judge asked for (--dhcp,
-     --ra, --dhcp6, --pppoe, --dot1x) did not judge a guest within 15 s of
-     its first frame; or guests
+     --ra, --dhcp6, --pppoe, --dot1x) heard nothing from a guest within 15 s
+     of its first frame; or guests
      beyond the room to judge them (256 an interface, 4,096 in all)
   5  the -w recording is incomplete (a write error stopped it); 3 and 4 win
 """

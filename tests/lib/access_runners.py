@@ -91,7 +91,8 @@ WPA_ROOT = os.path.join(dhcp_runners.CACHE, "wpasupplicant")
 WPA_PACKAGES, WPA_BINARY = ("wpasupplicant",), "sbin/wpa_supplicant"
 WPA_LIBRARIES = {"libnl-3.so.200": "libnl-3-200", "libnl-genl-3.so.200": "libnl-genl-3-200",
                  "libnl-route-3.so.200": "libnl-route-3-200",
-                 "libpcsclite.so.1": "libpcsclite1", "libdbus-1.so.3": "libdbus-1-3"}
+                 "libpcsclite.so.1": "libpcsclite1", "libdbus-1.so.3": "libdbus-1-3",
+                 "libssl.so.3": "libssl3", "libcrypto.so.3": "libssl3"}
 
 
 def wpa_tree():

@@ -428,6 +428,32 @@ def test_a_guest_that_solicits_5_s_after_its_lease_is_settled_only_by_the_ra_ver
     assert overall_status(services) == EXIT_DROPS
 
 
+def test_a_judge_still_judging_at_15_s_is_not_said_to_have_heard_nothing():
+    # A virtio-net guest under TCG: its DISCOVERs from 0 s, its first Router
+    # Solicitation at 9.8 s, then 4 and 8 s later (Linux's backoff), each
+    # answered and dropped. At 15 s the RA judge has a run going, no verdict
+    # yet: no "no Router Solicitation ... in 15 s" line (false), and the run
+    # ends on the RA judge's own drop, status 3.
+    services = roll()
+    offer, _ = take(services, "tap0", dhcp("discover", PEER_MAC), 0.0)
+    ra, roster = services[1], services[2]
+    solicitation = bytes(Ether(src=PEER_MAC, dst="33:33:00:00:00:02") /
+                         IPv6(src="fe80::5054:ff:fe12:3456", dst="ff02::2", hlim=255) /
+                         ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC))
+    take(services, "tap0", solicitation, 9.8)
+    ra.send_due(10.3, {"tap0"})
+    take(services, "tap0", solicitation, 13.8)
+    ra.send_due(14.3, {"tap0"})
+    _, decided = roster.send_due(JUDGED_WITHIN + 0.1, {"tap0"})
+    assert [guest.missing for guest in decided] == [], [g.summary() for g in decided]
+    assert not all(service.decided() for service in services)  # the RA judge's run goes on
+    take(services, "tap0", solicitation, 22.9)
+    ra.send_due(23.4, {"tap0"})
+    assert ra.verdict_of("tap0", mac2str(PEER_MAC)) == "drops"
+    assert roster.lines() == [] and roster.verdicts() == []
+    assert overall_status(services) == EXIT_DROPS and offer is not None
+
+
 def test_a_guest_that_never_solicits_is_no_verdict_with_a_line_never_0():
     services = roll()
     lease_at_once(services)

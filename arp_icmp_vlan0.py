@@ -4357,11 +4357,11 @@ PROTOCOL_OF_PORT = {(4, DHCP_SERVER_PORT): "DHCP", (4, 69): "TFTP",
 
 
 def tags_of(frame):
-    """A received frame's 802.1Q tags, outer first: ((VID, PCP), ...)."""
+    """A received frame's 802.1Q tags, outer first: ((VID, PCP, DEI), ...)."""
     tags, i = [], 12
     while len(frame) >= i + 4 and frame[i] << 8 | frame[i + 1] in VLAN_TPIDS:
         tci = frame[i + 2] << 8 | frame[i + 3]
-        tags.append((tci & 0xFFF, tci >> 13))
+        tags.append((tci & 0xFFF, tci >> 13, bool(tci & 0x1000)))
         i += VLAN_HLEN
     return tuple(tags)
 
@@ -4371,7 +4371,7 @@ def framed_as(tags, expected):
     same VIDs in order, and each priority given the same."""
     return len(tags) == len(expected) and all(
         vid == want and (pcp is None or prio == pcp)
-        for (vid, prio), (want, pcp) in zip(tags, expected))
+        for (vid, prio, _), (want, pcp) in zip(tags, expected))
 
 
 def expected_text(expected):
@@ -4382,15 +4382,13 @@ def expected_text(expected):
                                  for vid, pcp in expected)
 
 
-def tags_text(frame):
-    """A received frame's 802.1Q tags in tcpdump -e's words, outer first
-    ("tagged vlan 0, p 6"), or "untagged"."""
-    words, i = [], 12
-    while len(frame) >= i + 4 and frame[i] << 8 | frame[i + 1] in VLAN_TPIDS:
-        tci = frame[i + 2] << 8 | frame[i + 3]
-        words.append(f"vlan {tci & 0xFFF}, p {tci >> 13}" + (", DEI" if tci & 0x1000 else ""))
-        i += VLAN_HLEN
-    return "tagged " + ", ".join(words) if words else "untagged"
+def tags_text(tags):
+    """Tags (tags_of()) in tcpdump -e's words, outer first ("tagged vlan 0,
+    p 6"), or "untagged"."""
+    if not tags:
+        return "untagged"
+    return "tagged " + ", ".join(f"vlan {vid}, p {pcp}" + (", DEI" if dei else "")
+                                 for vid, pcp, dei in tags)
 
 
 def protocol_of(frame, ethertype, offset):
@@ -4479,8 +4477,9 @@ class Framings(Service):
             if not self.book.admit(interface, key):
                 return
             own = self.guests[key] = OwnFraming()
-        as_expected = self.expected is None or framed_as(tags_of(frame), self.expected)
-        own.add(protocol_of(frame, ethertype, offset), tags_text(frame), as_expected)
+        tags = tags_of(frame)
+        as_expected = self.expected is None or framed_as(tags, self.expected)
+        own.add(protocol_of(frame, ethertype, offset), tags_text(tags), as_expected)
 
     def answer(self, interface, frame, ethertype, offset, now):
         self._see(interface, frame, ethertype, offset)
@@ -4715,6 +4714,10 @@ class Loop:
         self.settings, self.interfaces, self.recorder = settings, interfaces, recorder
         self.services = services
         self.timed = [service for service in services if service.sends]
+        # -q, no -w and no service that reads the tags: frames are read
+        # without them (the fast path; README.rst, How it works).
+        self.quick = settings.verbose < 0 and not recorder and not any(
+            service.needs_tags for service in services)
         self.stdout = stdout or Stdout()
         self.reassembler = Reassembler()
         self.plain_echo = plain_echo_replier(settings.scope, settings.framing)
@@ -4938,8 +4941,7 @@ class Loop:
         signal or the timer breaks the receive, a held line printed whenever
         the queue is empty."""
         sock, plain_echo, largest = link.sock, self.plain_echo, link.largest_frame
-        quick = self.settings.verbose < 0 and not self.recorder and not any(
-            service.needs_tags for service in self.services)
+        quick = self.quick
         lines = self.lines
         receive = sock.ins.recv if quick else sock.recv_raw
         handled, turn_ends = 0, time.monotonic() + TURN

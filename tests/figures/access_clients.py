@@ -43,7 +43,6 @@ how many seconds after its start) beside the tool's verdict and exit status
 with why. Takes about six minutes; not part of the pytest run.
 """
 
-import argparse
 import os
 import sys
 
@@ -52,8 +51,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
 import access_runners  # noqa: E402
 import dhcp_runners  # noqa: E402
-from netlab import (GUEST_IF, Lab, above_zero, clients_table, json_path,  # noqa: E402
-                    names_from, require)
+from netlab import GUEST_IF, Lab, clients_parser, clients_table, require  # noqa: E402
 
 CLIENTS = ("dhclient6", "dhcpcd6", "networkd6", "networkmanager6", "pppoe", "wpa_supplicant")
 # What each DHCPv6 client is asked for: what a CPE asks its ISP for.
@@ -109,21 +107,9 @@ def cell(result):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=names_from(CLIENTS, "client"), default=list(CLIENTS),
-                        metavar="LIST",
-                        help=f"the clients to run, comma-separated (default all: "
-                             f"{','.join(CLIENTS)})")
-    parser.add_argument("--cases", type=names_from(list(CASES), "case"), default=list(CASES),
-                        metavar="LIST",
-                        help=f"the cases, comma-separated (default all: {','.join(CASES)})")
-    parser.add_argument("--timeout", type=above_zero(int), default=40, metavar="SECONDS",
-                        help="the tool's --timeout in each run, and how long the client "
-                             "gets (default 40: wpa_supplicant's second EAPOL-Start comes "
-                             "30 s after its first)")
-    parser.add_argument("--json", type=json_path, metavar="FILE", default="access-clients.json",
-                        help="where to write the results (default access-clients.json)")
-    args = parser.parse_args()
+    args = clients_parser(__doc__, CLIENTS, CASES, 40,
+                          "gets (default 40: wpa_supplicant's second EAPOL-Start comes 30 s "
+                          "after its first)", "access-clients.json").parse_args()
     require(PACKAGES)  # the clients may be missing: they are listed as not run
     clients_table(args, access_runners.NAMES, access_runners.missing, access_runners.version,
                   one_run, cell, {case: title for case, (title, _, _) in CASES.items()})

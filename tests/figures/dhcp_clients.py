@@ -39,7 +39,6 @@ runs where it dropped them. A client missing here is listed as not run,
 with why. Takes about three minutes; not part of the pytest run.
 """
 
-import argparse
 import os
 import sys
 
@@ -49,8 +48,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
 import dhcp_runners  # noqa: E402
 from dhcp_runners import CLIENTS, NAMES  # noqa: E402
-from netlab import (GUEST_IF, Lab, above_zero, clients_table, json_path,  # noqa: E402
-                    names_from, require)
+from netlab import GUEST_IF, Lab, clients_parser, clients_table, require  # noqa: E402
 
 # case -> (the column's title, the tool's framing options, the guest's filter)
 CASES = {"vlan0": ("vlan 0", (), None), "vlan5": ("vlan 5", ("--vlan", "5"), None),
@@ -97,20 +95,8 @@ def pace(results):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=names_from(CLIENTS, "client"), default=list(CLIENTS),
-                        metavar="LIST",
-                        help=f"the clients to run, comma-separated (default all: "
-                             f"{','.join(CLIENTS)})")
-    parser.add_argument("--cases", type=names_from(list(CASES), "case"), default=list(CASES),
-                        metavar="LIST",
-                        help=f"the cases, comma-separated (default all: {','.join(CASES)})")
-    parser.add_argument("--timeout", type=above_zero(int), default=30, metavar="SECONDS",
-                        help="the tool's --timeout in each run, and how long the client "
-                             "gets to bind (default 30)")
-    parser.add_argument("--json", type=json_path, metavar="FILE", default="dhcp-clients.json",
-                        help="where to write the results (default dhcp-clients.json)")
-    args = parser.parse_args()
+    args = clients_parser(__doc__, CLIENTS, CASES, 30, "gets to bind (default 30)",
+                          "dhcp-clients.json").parse_args()
     require(PACKAGES)  # the clients may be missing: they are listed as not run
     clients_table(args, NAMES, dhcp_runners.missing, dhcp_runners.version, one_run, cell,
                   {case: title for case, (title, _, _) in CASES.items()},

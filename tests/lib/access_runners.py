@@ -331,33 +331,11 @@ def networkmanager6(lab, interface=GUEST_IF, timeout=20, until=None, address=Tru
     which its initrd mode does not run."""
     if prefix or not address:
         raise ValueError("NetworkManager is run here for an address (IA_NA) alone")
-    root = dhcp_runners.nm_tree()
-    home = _private(lab, "networkmanager6")
-    os.makedirs(os.path.join(home, "conf.d"))
-    connections = os.path.join(home, "connections")
-    os.makedirs(connections)
-    config = os.path.join(home, "NetworkManager.conf")
-    with open(config, "w") as file:
-        file.write("[main]\nplugins=keyfile\ndhcp=internal\ndns=none\nrc-manager=unmanaged\n"
-                   "hostname-mode=none\nno-auto-default=*\n\n[device]\nkeep-configuration=no\n\n"
-                   f"[keyfile]\npath={connections}\n\n[logging]\nlevel=INFO\n")
-    profile = os.path.join(connections, "avz.nmconnection")
-    with open(profile, "w") as file:
-        file.write(f"[connection]\nid=avz\ntype=ethernet\ninterface-name={interface}\n"
-                   "autoconnect=true\n\n[ipv4]\nmethod=disabled\n\n"
-                   f"[ipv6]\nmethod=dhcp\ndhcp-timeout={int(timeout)}\n")
-    os.chmod(profile, 0o600)
-    command = [os.path.join(root, dhcp_runners.NM_BINARY), "--no-daemon", "--debug",
-               "--configure-and-quit=initrd", f"--config={config}",
-               f"--config-dir={home}/conf.d", f"--system-config-dir={home}/conf.d",
-               f"--intern-config={home}/intern.conf", f"--state-file={home}/NetworkManager.state",
-               f"--pid-file={home}/NetworkManager.pid"]
-    script = ("mount -t tmpfs -o mode=0755 tmpfs /run\n"
-              "mount -t tmpfs -o mode=0755 tmpfs /var/lib\n"
-              "mkdir -p /run/NetworkManager /var/lib/NetworkManager\n"
-              "mount -o remount,bind,ro /sys\n"
-              f"export LD_LIBRARY_PATH={shlex.quote(library_path(root))}\n"
-              f"exec {shlex.join(command)}")
+    # keep-configuration=no: else it takes the interface's link-local setup
+    # for an external connection and never solicits.
+    script = dhcp_runners.networkmanager_script(
+        lab, "networkmanager6", interface, "method=disabled\n",
+        f"method=dhcp\ndhcp-timeout={int(timeout)}\n", device="keep-configuration=no\n")
     return _dhcp6(lab, "networkmanager6", script, interface, timeout, until, address, prefix)
 
 

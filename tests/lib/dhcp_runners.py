@@ -331,15 +331,16 @@ def networkd(lab, interface=GUEST_IF, timeout=20, until=None):
     return _run(lab, "networkd", _unshared(script), interface, timeout, until)
 
 
-def networkmanager(lab, interface=GUEST_IF, timeout=20, until=None):
-    """NetworkManager from tests/figures/.cache (nm_tree()),
-    --configure-and-quit=initrd (no D-Bus), dhcp=internal, dns=none,
-    hostname-mode=none, one keyfile profile (ipv4.method auto on
-    `interface`, ipv6 disabled); every config, state and run file private
-    (a tmpfs over /run and /var/lib), /sys read-only so that it does not
-    wait for udev."""
+def networkmanager_script(lab, client, interface, ipv4, ipv6, device=""):
+    """The sh script (under _unshared) that runs NetworkManager from
+    nm_tree(), --configure-and-quit=initrd (no D-Bus), dhcp=internal,
+    dns=none, hostname-mode=none, with one keyfile profile on `interface`
+    (its [ipv4] and [ipv6] sections' lines: `ipv4`, `ipv6`) and `device`
+    ([device] lines, if any); every config, state and run file private (a
+    tmpfs over /run and /var/lib), /sys read-only so that it does not wait
+    for udev."""
     root = nm_tree()
-    home = _private(lab, "networkmanager")
+    home = _private(lab, client)
     os.makedirs(os.path.join(home, "conf.d"))
     connections = os.path.join(home, "connections")
     os.makedirs(connections)
@@ -347,26 +348,33 @@ def networkmanager(lab, interface=GUEST_IF, timeout=20, until=None):
     with open(config, "w") as file:
         file.write("[main]\nplugins=keyfile\ndhcp=internal\ndns=none\nrc-manager=unmanaged\n"
                    "hostname-mode=none\nno-auto-default=*\n\n"
-                   f"[keyfile]\npath={connections}\n\n[logging]\nlevel=INFO\n")
+                   + (f"[device]\n{device}\n" if device else "")
+                   + f"[keyfile]\npath={connections}\n\n[logging]\nlevel=INFO\n")
     profile = os.path.join(connections, "avz.nmconnection")
     with open(profile, "w") as file:
         file.write(f"[connection]\nid=avz\ntype=ethernet\ninterface-name={interface}\n"
-                   f"autoconnect=true\n\n[ipv4]\nmethod=auto\ndhcp-timeout={int(timeout)}\n\n"
-                   "[ipv6]\nmethod=disabled\n")
+                   f"autoconnect=true\n\n[ipv4]\n{ipv4}\n[ipv6]\n{ipv6}")
     os.chmod(profile, 0o600)
     command = [os.path.join(root, NM_BINARY), "--no-daemon", "--debug",
                "--configure-and-quit=initrd", f"--config={config}",
                f"--config-dir={home}/conf.d", f"--system-config-dir={home}/conf.d",
                f"--intern-config={home}/intern.conf", f"--state-file={home}/NetworkManager.state",
                f"--pid-file={home}/NetworkManager.pid"]
-    script = ("mount -t tmpfs -o mode=0755 tmpfs /run\n"
-              "mount -t tmpfs -o mode=0755 tmpfs /var/lib\n"
-              "mkdir -p /run/NetworkManager /var/lib/NetworkManager\n"
-              "mount -o remount,bind,ro /sys\n"
-              f"export LD_LIBRARY_PATH={shlex.quote(library_path(root))}\n"
-              f"exec {shlex.join(command)}")
-    return _run(lab, "networkmanager", _unshared(script), interface, timeout, until)
+    return ("mount -t tmpfs -o mode=0755 tmpfs /run\n"
+            "mount -t tmpfs -o mode=0755 tmpfs /var/lib\n"
+            "mkdir -p /run/NetworkManager /var/lib/NetworkManager\n"
+            "mount -o remount,bind,ro /sys\n"
+            f"export LD_LIBRARY_PATH={shlex.quote(library_path(root))}\n"
+            f"exec {shlex.join(command)}")
 
+
+def networkmanager(lab, interface=GUEST_IF, timeout=20, until=None):
+    """NetworkManager (networkmanager_script()) with one profile: ipv4.method
+    auto on `interface`, ipv6 disabled."""
+    script = networkmanager_script(lab, "networkmanager", interface,
+                                   f"method=auto\ndhcp-timeout={int(timeout)}\n",
+                                   "method=disabled\n")
+    return _run(lab, "networkmanager", _unshared(script), interface, timeout, until)
 
 RUN = {"dhclient": dhclient, "dhcpcd": dhcpcd, "udhcpc": udhcpc, "networkd": networkd,
        "networkmanager": networkmanager}

@@ -77,6 +77,27 @@ def _terminate(signum, frame):
     sys.exit(128 + signum)
 
 
+def clients_parser(doc, clients, cases, timeout, timeout_help, json):
+    """A clients' table script's command line: --clients, --cases (of
+    `clients` and `cases`), --timeout (default `timeout`; `timeout_help`
+    after "the tool's --timeout in each run, and how long the client "),
+    --json (default `json`)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--clients", type=names_from(clients, "client"), default=list(clients),
+                        metavar="LIST",
+                        help=f"the clients to run, comma-separated (default all: "
+                             f"{','.join(clients)})")
+    parser.add_argument("--cases", type=names_from(list(cases), "case"), default=list(cases),
+                        metavar="LIST",
+                        help=f"the cases, comma-separated (default all: {','.join(cases)})")
+    parser.add_argument("--timeout", type=above_zero(int), default=timeout, metavar="SECONDS",
+                        help="the tool's --timeout in each run, and how long the client "
+                             + timeout_help)
+    parser.add_argument("--json", type=json_path, metavar="FILE", default=json,
+                        help=f"where to write the results (default {json})")
+    return parser
+
+
 def clients_table(args, names, missing, version, one_run, cell, titles, extra=None):
     """A clients' table (dhcp_clients.py, access_clients.py): each client of
     args.clients in each case of args.cases, one_run(client, case,

@@ -28,7 +28,9 @@ from arp_icmp_vlan0 import (ACCEPTS, BINDINGS_PER_INTERFACE, DHCP6_FILTER, DROPS
                             SESSIONS_PER_INTERFACE, Advertiser, Budget, DhcpServer,
                             Dhcp6Server, Dot1xAuthenticator, Framing, Framings, PppoeServer,
                             Replies, Scope, Settings, answer_with, ethertype_and_offset,
-                            observe_with, overall_status, parse_args, services_from, tags_text)
+                            observe_with, overall_status, parse_args, services_from,
+                            tags_text)
+from arp_icmp_vlan0 import tags_of as frame_tags
 from checks import exchange, feed
 from frames import (MAC, PEER_LL, PEER_MAC, access_seeds, dhcp6_message, eapol,
                     pppoe_discovery, truncated_and_flipped)
@@ -479,7 +481,7 @@ def test_tags_text_is_tcpdumps(layers, text):
     packet = Ether(src=PEER_MAC)
     for layer in layers:
         packet = packet / layer
-    assert tags_text(bytes(packet / IP())) == text
+    assert tags_text(frame_tags(bytes(packet / IP()))) == text
 
 
 def test_the_verdict_line_says_how_the_guests_own_frames_came():

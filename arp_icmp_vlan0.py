@@ -17,7 +17,8 @@ arp_icmp_vlan0  Answer ARP, Neighbor Solicitation and ICMP/ICMPv6 echo requests
                 side of a router's WAN port: DHCPv6 with prefix
                 delegation, PPPoE discovery and 802.1X (--dhcp6, --pppoe,
                 --dot1x). Each guest's line also says how its own frames
-                were tagged.
+                were tagged. And it judges a capture made anywhere, a
+                real switch's or ISP's port included (-r).
 
 USAGE: arp_icmp_vlan0.py [-h] [--mac MAC] [--ip ADDR[/LEN]] [-4 | -6]
                          [--answer-multicast-ping] [--probe [ADDR ...]]
@@ -30,9 +31,12 @@ USAGE: arp_icmp_vlan0.py [-h] [--mac MAC] [--ip ADDR[/LEN]] [-4 | -6]
                          [--untagged] [--no-pad] [--allow-physical]
                          [--any-address] [--user USER] [--keep-root]
                          [--exit-on-down] [-c N] [--timeout SECONDS]
-                         [--until-verdict] [-w FILE] [--json FILE] [-q | -v]
+                         [--until-verdict] [-w FILE] [-r FILE]
+                         [--switch-mac MAC] [--json FILE] [-q | -v]
                          [--busy-poll] [-V] [--self-test]
                          [INTERFACE ...]
+
+Judging a capture: arp_icmp_vlan0.py -r FILE [--switch-mac MAC] [--json FILE]
 
 The design card: "a Scapy sniff() loop on a TAP interface uses a prn callback
 that matches ARP requests and ICMP echo requests and sends Dot1Q(vlan=0) tagged
@@ -78,8 +82,9 @@ contract; one section per service (the replies, the probe, DHCP, TFTP,
 Router Advertisements, DHCPv6, PPPoE discovery, 802.1X, the guests' own
 framing, the roll of guests) and the list of them; the loop; interfaces and sockets (the
 kernel filter's programs beside kernel_filter()); privileges and signals;
-errors and output; the command line; a run of the tool; namespaces and the
-self-test; main.
+errors and output; the command line; a run of the tool; judging a capture
+(-r: Replay, the loop's counterpart, feeds the same services); namespaces
+and the self-test; main.
 
 Copyright (C) 2026 The arp_icmp_vlan0 authors. Licensed under the GNU General
 Public License, version 2 only (see LICENSE), like Scapy which it builds on.
@@ -142,7 +147,7 @@ except ImportError as exc:  # reported by main() as one line, not a traceback
 
 # ---------------------------------------------------------------- wire constants and kinds
 
-__version__ = "1.6.0"
+__version__ = "1.7.0"
 
 # Locally administered, unicast; its bytes spell "vlan0" in ASCII.
 DEFAULT_MAC = "02:76:6c:61:6e:30"
@@ -230,6 +235,13 @@ class Framing:
     dei: bool = False         # Drop Eligible Indicator of every tag
     tpid: int = ETH_P_8021Q   # TPID of the outer tag; inner tags use 0x8100
     pad: bool = True          # to the 60-byte Ethernet minimum, tags counted
+    live: bool = True         # the tool's own (not a capture's): a drop's line hints
+                              # at a run to compare with
+
+    @property
+    def hint(self):
+        """What a drop's line ends with: the run to compare with."""
+        return " (compare with --untagged)" if self.vlans and self.live else ""
 
     @cached_property
     def tags(self):
@@ -277,6 +289,10 @@ class Scope:
     # With --dhcp, the addresses leased (address -> MAC, the Leases' own
     # dict): a guest's, which the tool no longer answers for.
     leased: Optional[dict] = field(default=None, compare=False)
+    # Reading a capture (-r): the services stand in for the switch whose
+    # frames the capture holds, and answer for any unicast address (the
+    # switch's frames say which it answered).
+    capture: bool = False
 
     @cached_property
     def mac_bytes(self):
@@ -308,6 +324,8 @@ class Scope:
         With no --ip, any unicast address but, as a host would, no IPv6
         link-local address other than its own: fe80:: addresses are each
         station's own, so answering for them would claim a neighbour's."""
+        if self.capture:
+            return _is_unicast(packed)
         if self.leased and packed in self.leased:
             return False
         if self.targets:
@@ -403,7 +421,11 @@ class Answer(NamedTuple):
     request: tuple   # the parsed request (ArpRequest, EchoRequest, DhcpExchange,
                      # RouterSolicitation...); None from plain_echo_replier's
     reply: Optional[bytes]  # the reply frame, whole; None: nothing to send (an
-                            # answer to what the service sent itself)
+                            # answer to what the service sent itself); RECORDED:
+                            # reading a capture, the switch's (Service.answered_by)
+
+
+RECORDED = b""  # a reply that reading a capture (-r) finds among the switch's frames
 
 def reply_to(frame, scope, framing):
     """The core's Answer to `frame` (bytes, as received, tagged or not) if
@@ -438,6 +460,36 @@ def answer_at(frame, ethertype, offset, scope, framing):
             return request and Answer("ndp", request,
                                       neighbor_advertisement(request, mac, framing))
     return None
+
+def reply_signature(frame):
+    """What pairs a reply with its request, in bytes: the destination MAC,
+    the ethertype and, by protocol, the ARP operation and addresses, the
+    ICMP or ICMPv6 type, identifier and sequence number (and the source), a
+    Neighbor Advertisement's target; None for anything else. Reading a
+    capture, a switch's frame answers an ask if it has the signature of the
+    reply the tool would have sent (Service.answered_by)."""
+    ethertype, offset = ethertype_and_offset(frame)
+    if ethertype is None or len(frame) < ETH_HLEN:
+        return None
+    head = (frame[:6], ethertype)
+    if ethertype == ETH_P_ARP:
+        arp = frame[offset:offset + 28]
+        return head + (arp[6:8], arp[14:18], arp[24:28]) if len(arp) == 28 else None
+    if ethertype == ETH_P_IP:
+        header_len = ipv4_header_length(frame, offset)
+        if header_len is None or frame[offset + 9] != IPPROTO_ICMP:
+            return None
+        message = frame[offset + header_len:offset + header_len + ICMP_HLEN]
+        return head + (frame[offset + 12:offset + 16], message[:2], message[4:8])
+    if ethertype == ETH_P_IPV6:
+        message = _icmpv6_message(frame, offset)
+        if message is None:
+            return None
+        if message[0] == ND_NEIGHBOR_ADVERT:
+            return head + (message[:1], message[8:24])
+        return head + (frame[offset + 8:offset + 24], message[:2], message[4:8])
+    return None
+
 
 class ArpRequest(NamedTuple):
     requester: bytes     # Ethernet source of the request
@@ -1169,6 +1221,9 @@ class Service:
     every_guest = False  # it judges every guest heard (the roll waits for its verdict)
     json_keys = ()     # its keys in the JSON summary (null when it is off)
     needs_tags = False  # it reads the received frames' tags: the loop keeps them
+    clock_only = False  # what send_due() gives is never a frame: reading a capture,
+                        # it runs on the capture's clock (the others' frames are
+                        # the switch's, in the capture: sent())
 
     def describe(self):
         """Its part of the start-up line."""
@@ -1234,6 +1289,35 @@ class Service:
     def to_json(self):
         """Its part of the JSON summary: json_keys and their values."""
         return {}
+
+    # -- reading a capture (-r): the switch's frames stand in for the replies
+
+    def answered_by(self, answer, frame, now):
+        """The Answer the switch gave, if `frame` (one it sent, at `now`)
+        answers `answer` (this service's Answer to a guest's frame): `answer`
+        with `frame` as its reply, and with what `frame` says where the
+        request holds what was answered; else None. By default `frame`
+        answers it if it matches the reply this service would have sent in
+        what pairs a reply with its request (reply_signature()). `frame`
+        None: the capture ended before an answer could show; an Answer only
+        for an ask the tool counts as answered before its answer goes (the
+        Advertiser's), else None."""
+        if frame is not None and answer.reply and \
+                reply_signature(frame) == reply_signature(answer.reply):
+            return answer._replace(reply=frame)
+        return None
+
+    def sent(self, interface, frame, now):
+        """A frame the switch sent on `interface` at `now` that answered no
+        ask (a probe, an advertisement, a Request to a group): the Stats
+        counter it counts as if it is one this service sends of its own
+        accord, else None."""
+        return None
+
+    def end(self, now):
+        """The capture ends at `now`, and with it the run: the records whose
+        verdict the end decides (a live run's clock would have, later)."""
+        return []
 
     def settled(self):
         """Something was judged, and nothing is waiting for its verdict."""
@@ -1329,7 +1413,7 @@ class Client:
             asked, count, span, answers = self.reason
             return (f"{who} sent {count} {asked} in {span:.1f} s and every one was answered: "
                     f"it drops {answers} {tagged}"
-                    + (" (compare with --untagged)" if framing.vlans else ""))
+                    + framing.hint)
         if self.verdict == ACCEPTS:
             delay, did = self.reason
             what = self.answers_used if self.used else self.answers
@@ -1469,7 +1553,7 @@ class Guest:
                    f"{framing}")
         if self.verdict == DROPS:
             target, times, span = self.reason
-            compare = " (compare with --untagged)" if framing.vlans else ""
+            compare = framing.hint
             what = "request" if self.family == 4 else "solicitation"
             return (f"{who} asked for {target} {times} times in {span:.1f} s and every "
                     f"{what} was answered: it drops {replies}{compare}")
@@ -1804,6 +1888,9 @@ class Probe:
     macs: list = field(default_factory=list)  # every MAC that answered, in order
     restarts: int = 0              # times another MAC answered and it began again
     evidence: deque = field(default_factory=lambda: deque(maxlen=EVIDENCE_KEPT))
+    # Reading a capture: what an answer to each probe the switch sent would
+    # hold (ProbeAnswer's kind, `to` and seq) -> that probe was tagged.
+    recorded: dict = field(default_factory=dict, repr=False)
 
     @property
     def family(self):
@@ -1864,8 +1951,9 @@ class Prober(Service):
     json_keys = ("probes",)
 
     def __init__(self, addresses, scope, framing, ident, events=None):
-        """`addresses`: packed, as --probe gave them; empty: learn them."""
-        self.addresses, self.learning = tuple(addresses), not addresses
+        """`addresses`: packed, as --probe gave them; empty: learn them (but
+        reading a capture, whose probes are the switch's: sent())."""
+        self.addresses, self.learning = tuple(addresses), not addresses and not scope.capture
         self.scope, self.framing, self.ident = scope, framing, ident
         self.events = Events() if events is None else events
         self.control = Framing(vlans=(), pad=framing.pad)
@@ -2084,7 +2172,10 @@ class Prober(Service):
         """Whether `answer` answers one of `probe`'s tagged probes (True) or
         its controls (False); None if it answers nothing sent yet: an answer
         counts as one to a control only once a control went out, and as one
-        to a tagged probe only once a tagged one did."""
+        to a tagged probe only once a tagged one did. Reading a capture: as
+        the latest probe the switch sent that it answers was."""
+        if self.scope.capture:
+            return probe.recorded.get((answer.kind, answer.to, answer.seq))
         sent = probe.sent
         if answer.kind == "echo":
             if answer.to != probe.source:
@@ -2106,6 +2197,85 @@ class Prober(Service):
                 return False
             return True if tagged_source == IPV4_ANY and sent.get("resolve") else None
         return True if answer.to == tagged_source and sent.get("resolve") else None
+
+    # -- reading a capture: the switch's probes
+
+    def sent(self, interface, frame, now):
+        """An ARP request, Neighbor Solicitation or echo request the switch
+        sent to a guest: a probe of its target, tagged or an untagged
+        control as the frame was, judged as the tool's own are."""
+        ethertype, offset = ethertype_and_offset(frame)
+        tagged = offset is not None and offset > ETH_HLEN
+        if ethertype == ETH_P_ARP and 4 in self.scope.families:
+            arp = frame[offset:offset + 28]
+            if len(arp) < 28 or arp[:8] != ARP_ETHERNET_IPV4 + b"\x00\x01":
+                return None
+            target, key, what = arp[24:28], ("resolve", arp[14:18], 0), "ARP request"
+            phase = "resolve" if tagged else "control"
+        elif ethertype == ETH_P_IPV6 and 6 in self.scope.families:
+            message = _icmpv6_message(frame, offset)
+            if message is None or message[0] not in (ND_NEIGHBOR_SOLICIT, ICMPV6_ECHO_REQUEST) \
+                    or len(message) < 24 and message[0] == ND_NEIGHBOR_SOLICIT:
+                return None
+            source = frame[offset + 8:offset + 24]
+            if message[0] == ND_NEIGHBOR_SOLICIT:
+                target, what = message[8:24], "Neighbor Solicitation"
+                key = ("resolve", IN6_ALL_NODES if source == IN6_UNSPECIFIED else source, 0)
+                phase = "resolve" if tagged else "control"
+            else:
+                target, what = frame[offset + 24:offset + 40], "echo request"
+                key = ("echo", source, int.from_bytes(message[6:8], "big"))
+                phase, self.ident = "ping" if tagged else "ping control", int.from_bytes(
+                    message[4:6], "big")
+        elif ethertype == ETH_P_IP and 4 in self.scope.families:
+            header_len = ipv4_header_length(frame, offset)
+            message = header_len and frame[offset + header_len:offset + header_len + ICMP_HLEN]
+            if not message or frame[offset + 9] != IPPROTO_ICMP or len(message) < ICMP_HLEN \
+                    or message[0] != ICMP_ECHO_REQUEST:
+                return None
+            target, what = frame[offset + 16:offset + 20], "echo request"
+            key = ("echo", frame[offset + 12:offset + 16], int.from_bytes(message[6:8], "big"))
+            phase, self.ident = "ping" if tagged else "ping control", int.from_bytes(
+                message[4:6], "big")
+        else:
+            return None
+        if probe_refusal(target, self.scope):  # the switch's own (DAD), or not unicast
+            return None
+        probe = self.probes.get((interface, target)) or self._add(interface, target, now,
+                                                                  learnt=False)
+        if probe is None:
+            return None
+        probe.sent[phase] = probe.sent.get(phase, 0) + 1
+        remember(probe.recorded, key, tagged, EVIDENCE_KEPT)
+        if probe.verdict is None and (phase.startswith("ping") or not
+                                      probe.phase.startswith("ping")):
+            probe.phase = phase
+        if key[0] == "resolve" and tagged and len(target) == 4 and key[1] != IPV4_ANY:
+            probe.source = key[1]
+        probe.evidence.append({"time": now, "event": "probe sent", "what": what,
+                               "framing": tags_text(tags_of(frame))})
+        return "probes_sent"
+
+    def end(self, now):
+        """The capture's end decides what a live probe's last grace would:
+        tagged requests and untagged controls unanswered, nobody answered;
+        a tagged request answered, with no ping answered after it, answers."""
+        decided = []
+        for key in list(self.pending):
+            probe = self.probes[key]
+            sent, words = probe.sent, RESOLVE_WORDS[probe.family]
+            if probe.phase in ("resolve", "control") and sent.get("resolve") \
+                    and sent.get("control"):
+                self._decide(probe, NO_ANSWER, (f"{sent['resolve']} {words} tagged and "
+                                                f"{sent['control']} untagged",))
+            elif probe.phase in ("ping", "ping control") and probe.mac is not None:
+                pings = sent.get("ping", 0) + sent.get("ping control", 0)
+                self._decide(probe, ANSWERS, ("", "; the capture shows no ping to it"
+                                              if not pings else "; its pings went unanswered"))
+            else:
+                continue
+            decided.append(probe)
+        return decided
 
     def _another_mac(self, probe, mac, now):
         """A second station answers for the probe's address: the probe starts
@@ -2240,6 +2410,51 @@ def dhcp_message(frame, offset):
             options.setdefault(option[0], option[1])
     kind = options.get("message-type")
     return bootp, options, kind if isinstance(kind, int) else None
+
+
+class DhcpAnswer(NamedTuple):
+    """A server's DHCP message, as a capture holds it (-r)."""
+    xid: int
+    client: bytes        # chaddr
+    kind: int            # DHCP_OFFER, DHCP_ACK or DHCP_NAK
+    address: bytes       # yiaddr, packed
+    server: bytes        # option 54, else the IPv4 source, packed
+    network: Optional[object]  # yiaddr's IPv4Network by option 1, if given
+    boot_file: Optional[str]   # option 67, else the file field; None if neither
+
+
+def parse_dhcp_answer(frame):
+    """The DhcpAnswer in `frame` if it is a server's OFFER, ACK or NAK (a
+    BOOTREPLY from port 67 to 68), else None: Scapy's dissection after a
+    look in bytes (reading a capture)."""
+    ethertype, offset = ethertype_and_offset(frame)
+    header_len = ethertype == ETH_P_IP and ipv4_header_length(frame, offset)
+    if not header_len or frame[offset + 9] != socket.IPPROTO_UDP:
+        return None
+    udp = offset + header_len
+    bootp = udp + 8
+    if frame[udp:udp + 4] != struct.pack("!HH", DHCP_SERVER_PORT, DHCP_CLIENT_PORT) \
+            or len(frame) < bootp + BOOTP_FIXED + len(DHCP_MAGIC) or frame[bootp] != 2:
+        return None
+    try:
+        packet = IP(frame[offset:])
+        reply = packet[BOOTP]
+        options = {}
+        for option in reply[DHCP].options:
+            if isinstance(option, tuple) and len(option) >= 2:
+                options.setdefault(option[0], option[1])
+        kind = options.get("message-type")
+        if kind not in (DHCP_OFFER, DHCP_ACK, DHCP_NAK):
+            return None
+        name = options.get("boot-file-name") or bytes(reply.file).rstrip(b"\0")
+        server, mask = options.get("server_id"), options.get("subnet_mask")
+        network = ipaddress.ip_network(f"{reply.yiaddr}/{mask}", strict=False) \
+            if isinstance(mask, str) and kind != DHCP_NAK else None
+        return DhcpAnswer(reply.xid, bytes(reply.chaddr)[:6], kind, _ip_packed(reply.yiaddr),
+                          _ip_packed(server if isinstance(server, str) else packet.src),
+                          network, name.decode(errors="replace") if name else None)
+    except Exception:  # what Scapy cannot dissect answers nothing
+        return None
 
 
 class DhcpRequest(NamedTuple):
@@ -2587,6 +2802,11 @@ class DhcpServer(ClientService):
         request = parse_dhcp_request(frame, offset)
         if request is None:
             return None
+        if self.scope.capture:  # the switch's answer, if any, is in the capture
+            if request.kind not in (DHCP_DISCOVER, DHCP_REQUEST, DHCP_INFORM) \
+                    or request.server not in (None, self.server):
+                return None
+            return Answer("dhcp", DhcpExchange(request, None, IPV4_ANY), RECORDED)
         leases, client = self.leases, (interface, request.requester)
         kind, address = None, None
         if request.kind == DHCP_DISCOVER:
@@ -2630,6 +2850,18 @@ class DhcpServer(ClientService):
         reply = dhcp_reply(request, kind, address, self.server, self.network,
                            self.scope.mac_bytes, self.framing, boot_file)
         return Answer("dhcp", DhcpExchange(request, kind, address, boot_file), reply)
+
+    def answered_by(self, answer, frame, now):
+        """The switch's OFFER, ACK or NAK to the client's message (its xid,
+        to its hardware address): what it gave, and the boot file named."""
+        request = answer.request.request
+        given = frame and parse_dhcp_answer(frame)
+        if not given or given.xid != request.xid or given.client != request.requester \
+                or request.kind == DHCP_DISCOVER and given.kind != DHCP_OFFER:
+            return None
+        address = IPV4_ANY if given.kind == DHCP_NAK else given.address
+        return answer._replace(request=DhcpExchange(request, given.kind, address,
+                                                    given.boot_file), reply=frame)
 
     def observe(self, exchange):
         """Its own exchanges, and a client's use of its lease: the Client
@@ -3108,7 +3340,8 @@ class TftpServer(ClientService):
 # so are unicast answers to one soliciter. The advertisement is built once
 # with Scapy's ICMPv6 ND layers; each destination gets a fresh checksum.
 
-ND_ROUTER_SOLICIT = 133
+ND_ROUTER_SOLICIT, ND_ROUTER_ADVERT = 133, 134
+ND_OPT_PREFIX_INFORMATION = 3
 RA_RETRY_WINDOW = 10.0   # seconds: Linux solicits 4 s apart
 RA_INITIAL = (0.0, 16.0, 32.0)  # RFC 4861 6.2.4: the first advertisements, 16 s apart
 RA_INTERVAL = (200.0, 600.0)    # then MinRtrAdvInterval..MaxRtrAdvInterval
@@ -3139,6 +3372,23 @@ def router_advertisement(scope, framing, message, destination, ether_dst):
     message[2:4] = _icmpv6_checksum(scope.link_local, destination, message).to_bytes(2, "big")
     header = _ipv6_header(0, len(message), ND_HOP_LIMIT, scope.link_local, destination)
     return framing.frame(ether_dst, scope.mac_bytes, ETH_P_IPV6, header + bytes(message))
+
+
+def parse_router_advertisement(frame):
+    """(the first /64 on-link prefix it advertises or None, its router
+    lifetime) if `frame` is a valid Router Advertisement, else None."""
+    ethertype, offset = ethertype_and_offset(frame)
+    message = ethertype == ETH_P_IPV6 and _icmpv6_message(frame, offset)
+    if not message or len(message) < 16 or message[0] != ND_ROUTER_ADVERT \
+            or message[1] != 0 or frame[offset + 7] != ND_HOP_LIMIT:
+        return None
+    options, prefix = message[16:], None
+    while len(options) >= 8 and options[1]:
+        if options[0] == ND_OPT_PREFIX_INFORMATION and options[1] == 4 and prefix is None \
+                and options[2] == 64:
+            prefix = ipaddress.IPv6Network((options[16:32], 64), strict=False)
+        options = options[options[1] * 8:]
+    return prefix, message[6] << 8 | message[7]
 
 
 class RouterSolicitation(NamedTuple):
@@ -3219,6 +3469,8 @@ class Advertiser(ClientService):
         source, key = solicitation.source, (interface, solicitation.requester)
         if source != IN6_UNSPECIFIED and not _is_unicast(source):
             return None
+        if self.scope.capture:  # the switch's advertisement, if any, is in the capture
+            return Answer("answered a moment later", (solicitation, None, False), RECORDED)
         delay = random.uniform(0, MAX_RA_DELAY_TIME)
         last = self.answered.get(key)
         if last is not None and now <= last:
@@ -3273,6 +3525,27 @@ class Advertiser(ClientService):
         client = self._accepted(client, now, f"took {client.address}",
                                 max(0.0, now - client.answered_at))
         return (client,) if client else ()
+
+    def answered_by(self, answer, frame, now):
+        """The switch's Router Advertisement to the guest, or to all nodes,
+        answers its solicitation (its first since the last answer); at the
+        capture's end, the solicitation counts as answered, as the tool
+        counts one when its answer is due (a moment later)."""
+        solicitation = answer.request[0]
+        if frame is None:
+            return answer._replace(request=(solicitation, now, False), reply=None)
+        if frame[:6] not in (solicitation.requester, IN6_ALL_NODES_MAC) \
+                or parse_router_advertisement(frame) is None:
+            return None
+        return answer._replace(request=(solicitation, now, False), reply=frame)
+
+    def sent(self, interface, frame, now):
+        """A Router Advertisement to all nodes: a guest may take the prefix
+        from it unasked."""
+        if frame[:6] != IN6_ALL_NODES_MAC or parse_router_advertisement(frame) is None:
+            return None
+        remember(self.advertised, interface, now)
+        return "advertisements"
 
     def _address_in_prefix(self, frame):
         """The address in the prefix that `frame` shows its sender taking:
@@ -3469,6 +3742,39 @@ def parse_dhcp6_request(frame, offset):
                         server_ids[0] if server_ids else None,
                         tuple(iaid for iaid, _ in na), tuple(iaid for iaid, _ in pd),
                         OPTION_RAPID_COMMIT in options, addresses, prefixes)
+
+
+class Dhcp6Answer(NamedTuple):
+    """A server's Advertise or Reply, as a capture holds it (-r)."""
+    client: bytes       # the Ethernet destination
+    kind: int           # ADVERTISE or REPLY
+    trid: int
+    granted: tuple      # (option, IAID, value) as Dhcp6Exchange has them
+
+
+def parse_dhcp6_answer(frame):
+    """The Dhcp6Answer in `frame` if it is a server's Advertise or Reply
+    (UDP from port 547 to 546), else None: a bounded walk in bytes."""
+    ethertype, offset = ethertype_and_offset(frame)
+    if ethertype != ETH_P_IPV6 or len(frame) < offset + IPV6_HLEN + 12 \
+            or frame[offset + 6] != IPPROTO_UDP:
+        return None
+    end = offset + IPV6_HLEN
+    payload_len = frame[offset + 4] << 8 | frame[offset + 5]
+    message = frame[end + 8:end + payload_len]
+    if frame[end:end + 4] != struct.pack("!HH", DHCP6_SERVER_PORT, DHCP6_CLIENT_PORT) \
+            or len(message) < 4 or message[0] not in (ADVERTISE, REPLY):
+        return None
+    options = dhcp6_options(message[4:])
+    na = options and _ia_contents(options.get(OPTION_IA_NA, []), OPTION_IAADDR)
+    pd = options and _ia_contents(options.get(OPTION_IA_PD, []), OPTION_IAPREFIX)
+    if na is None or pd is None:
+        return None
+    granted = tuple((OPTION_IA_NA, iaid, value[:16]) for iaid, values in na
+                    for value in values if len(value) >= 24) + tuple(
+        (OPTION_IA_PD, iaid, value[9:25] + value[8:9]) for iaid, values in pd
+        for value in values if len(value) >= 25 and value[8] <= 128)
+    return Dhcp6Answer(frame[:6], message[0], int.from_bytes(message[1:4], "big"), granted)
 
 
 def server_duid(mac):
@@ -3692,6 +3998,8 @@ class Dhcp6Server(ClientService):
                 or not looks_like_dhcp6(frame, offset) or not self.budget.take(interface, now):
             return None
         request = parse_dhcp6_request(frame, offset)
+        if request is not None and self.scope.capture:  # the switch's answer: in the capture
+            return Answer("dhcp6", Dhcp6Exchange(request, None, ()), RECORDED)
         if request is None or request.server_id not in (None, self.duid):
             return None
         kind, client = request.kind, (interface, request.requester)
@@ -3721,6 +4029,17 @@ class Dhcp6Server(ClientService):
             status = STATUS_SUCCESS if on_link else STATUS_NOT_ON_LINK
         reply = dhcp6_reply(request, sent, granted, refused, self.scope, self.framing, status)
         return Answer("dhcp6", Dhcp6Exchange(request, sent, tuple(granted)), reply)
+
+    def answered_by(self, answer, frame, now):
+        """The switch's Advertise or Reply to the client (its transaction
+        ID, to its MAC): what it granted."""
+        request = answer.request.request
+        given = frame and parse_dhcp6_answer(frame)
+        if not given or given.trid != request.trid or given.client != request.requester \
+                or given.kind == ADVERTISE and request.kind != SOLICIT:
+            return None
+        return answer._replace(request=Dhcp6Exchange(request, given.kind, given.granted),
+                               reply=frame)
 
     def observe(self, exchange):
         answer, now, interface = exchange.answer, exchange.stamp, exchange.link.name
@@ -3912,6 +4231,21 @@ def parse_pppoe_discovery(frame, offset, mac):
                         first(TAG_AC_COOKIE), to_tool)
 
 
+def parse_pppoe_offer(frame):
+    """(code, session ID, its tags) if `frame` is an access concentrator's
+    PADO, PADS or PADT (reading a capture), else None."""
+    ethertype, offset = ethertype_and_offset(frame)
+    if ethertype != ETH_P_PPP_DISC or len(frame) < offset + PPPOE_HLEN \
+            or frame[offset] != PPPOE_VERSION_TYPE or frame[offset + 1] not in (PADO, PADS, PADT):
+        return None
+    length = frame[offset + 4] << 8 | frame[offset + 5]
+    data = frame[offset + PPPOE_HLEN:offset + PPPOE_HLEN + length]
+    tags = pppoe_tags(data) if len(data) == length else None
+    if tags is None:
+        return None
+    return frame[offset + 1], frame[offset + 2] << 8 | frame[offset + 3], tags
+
+
 def pppoe_discovery(code, request, session, tags, mac, framing):
     """A PADO, PADS or PADT to `request`'s client with `tags` ((type,
     value)) and its Host-Uniq and Relay-Session-Id echoed, built with
@@ -3936,7 +4270,7 @@ class PppoeServer(ClientService):
     service, window = "pppoe", PPPOE_RETRY_WINDOW
     answers, answers_used = "PPPoE PADOs", "PPPoE PADOs and PADS"
     awaited = "no PADI"
-    json_keys, every_guest, sends = ("pppoe",), True, True
+    json_keys, every_guest, sends, clock_only = ("pppoe",), True, True, True
 
     def __init__(self, ac_name, scope, framing, events=None):
         super().__init__(framing, events)
@@ -3998,6 +4332,9 @@ class PppoeServer(ClientService):
         if request is None:
             return None
         key, mac = (interface, request.requester), self.scope.mac_bytes
+        if self.scope.capture and request.code in (PADI, PADR):  # the switch's: in the capture
+            return Answer("pppoe", PppoeExchange(request, PADO if request.code == PADI else PADS,
+                                                 0), RECORDED)
         if request.code == PADI:
             tags = [(TAG_AC_NAME, self.ac_name), (TAG_SERVICE_NAME, request.service),
                     (TAG_AC_COOKIE, self.cookie(*key))]
@@ -4031,6 +4368,8 @@ class PppoeServer(ClientService):
             return None
         request = PppoeRequest(frame[6:12], 0, session, b"", None, None, None, True)
         self._end(key)
+        if self.scope.capture:  # the evidence itself: no answer awaited
+            return Answer("pppoe", PppoeExchange(request, PADT, session), None)
         reply = pppoe_discovery(PADT, request, session, [(
             TAG_GENERIC_ERROR, b"arp_icmp_vlan0 tests discovery only: no PPP")],
             self.scope.mac_bytes, self.framing)
@@ -4056,6 +4395,9 @@ class PppoeServer(ClientService):
                 offered, client.offered = client.offered, None
                 changed = self._accepted(client, now, "sent a PADR with its cookie",
                                          now - offered)
+            if session and self.scope.capture and len(self.sessions) < LEASES_KEPT:
+                self.sessions[(interface, request.requester)] = session  # the switch's
+                self.by_id[(interface, session)] = request.requester
             if session:
                 client.acked, client.tentative, client.used = now, False, False
                 client.address = f"session {session}"
@@ -4068,6 +4410,15 @@ class PppoeServer(ClientService):
                 client, now, f"sent a session frame on session {session}",
                 now - client.acked) or client)
         return ()
+
+    def answered_by(self, answer, frame, now):
+        """The switch's PADO to a PADI, or PADS to a PADR, to the client; a
+        PADS's session is then the client's."""
+        request, sent, _ = answer.request
+        offer = frame and frame[:6] == request.requester and parse_pppoe_offer(frame)
+        if not offer or offer[0] != sent:
+            return None
+        return answer._replace(request=PppoeExchange(request, sent, offer[1]), reply=frame)
 
     @staticmethod
     def _records(client):
@@ -4128,7 +4479,7 @@ class PppoeServer(ClientService):
 PAE_GROUP_MAC = b"\x01\x80\xc2\x00\x00\x03"
 EAPOL_VERSION = 2  # 802.1X-2004, as hostapd sends
 EAPOL_EAP, EAPOL_START, EAPOL_LOGOFF = 0, 1, 2
-EAP_REQUEST, EAP_RESPONSE, EAP_SUCCESS = 1, 2, 3
+EAP_REQUEST, EAP_RESPONSE, EAP_SUCCESS, EAP_FAILURE = 1, 2, 3, 4
 EAP_TYPE_IDENTITY, EAP_TYPE_NAK, EAP_TYPE_MD5 = 1, 3, 4
 EAP_TYPE_NAMES = {EAP_TYPE_IDENTITY: "Identity", EAP_TYPE_NAK: "Nak", EAP_TYPE_MD5: "MD5"}
 EAPOL_HLEN, EAP_HLEN = 4, 4
@@ -4166,6 +4517,21 @@ def parse_eapol(frame, offset, mac):
     return Eapol(frame[6:12], kind, body[0], body[1], body[4], identity)
 
 
+def eap_sent(frame):
+    """What an authenticator's EAPOL frame says, in the words of the
+    evidence ("EAP-Request/Identity", "EAP-Success"...), or None if it is
+    not an EAP-Request, -Success or -Failure (reading a capture)."""
+    ethertype, offset = ethertype_and_offset(frame)
+    body = frame[offset + EAPOL_HLEN:] if ethertype == ETH_P_PAE else b""
+    if len(body) < EAP_HLEN or frame[offset + 1] != EAPOL_EAP:
+        return None
+    if body[0] == EAP_REQUEST and len(body) > EAP_HLEN:
+        method = {EAP_TYPE_MD5: "MD5-Challenge"}.get(body[4]) or EAP_TYPE_NAMES.get(body[4],
+                                                                                  body[4])
+        return f"EAP-Request/{method}"
+    return {EAP_SUCCESS: "EAP-Success", EAP_FAILURE: "EAP-Failure"}.get(body[0])
+
+
 def eap_frame(destination, code, ident, mac, framing, method=None, challenge=b""):
     """An EAP-Request (Identity, or MD5-Challenge with `challenge`) or
     EAP-Success in EAPOL, built with Scapy's layers."""
@@ -4193,7 +4559,7 @@ class Supplicant(Client):
         tagged = f"tagged {self.framing}" if self.framing.vlans else "untagged"
         return (f"{self.interface}: guest {self.mac} kept sending EAPOL-Starts while {count} "
                 f"EAP-Requests went unanswered in {span:.1f} s: it drops EAP-Requests "
-                f"{tagged}" + (" (compare with --untagged)" if self.framing.vlans else ""))
+                f"{tagged}" + self.framing.hint)
 
 
 class Dot1xAuthenticator(ClientService):
@@ -4235,6 +4601,8 @@ class Dot1xAuthenticator(ClientService):
         if eapol is None or eapol.kind == EAPOL_LOGOFF:
             return None
         key, mac = (interface, eapol.requester), self.scope.mac_bytes
+        if self.scope.capture:  # the switch's answer, if any, is in the capture
+            return Answer("dot1x", (eapol, None), RECORDED)
         if eapol.kind == EAPOL_START:
             reply = eap_frame(eapol.requester, EAP_REQUEST, self._next_ident(key), mac,
                               self.framing, EAP_TYPE_IDENTITY)
@@ -4245,6 +4613,21 @@ class Dot1xAuthenticator(ClientService):
             return Answer("dot1x", (eapol, "EAP-Request/MD5-Challenge"), reply)
         reply = eap_frame(eapol.requester, EAP_SUCCESS, eapol.ident, mac, self.framing)
         return Answer("dot1x", (eapol, "EAP-Success"), reply)
+
+    def answered_by(self, answer, frame, now):
+        """The switch's EAP-Request, -Success or -Failure to the supplicant
+        (or to the PAE group) after its EAPOL-Start or EAP-Response."""
+        eapol = answer.request[0]
+        said = frame and frame[:6] in (eapol.requester, PAE_GROUP_MAC) and eap_sent(frame)
+        return answer._replace(request=(eapol, said), reply=frame) if said else None
+
+    def sent(self, interface, frame, now):
+        """An EAP-Request/Identity to the PAE group: asked of every
+        supplicant on the interface."""
+        if frame[:6] != PAE_GROUP_MAC or eap_sent(frame) != "EAP-Request/Identity":
+            return None
+        self._to_group(interface, now)
+        return "eap_requests"
 
     def observe(self, exchange):
         answer, now, interface = exchange.answer, exchange.stamp, exchange.link.name
@@ -4307,14 +4690,9 @@ class Dot1xAuthenticator(ClientService):
                 continue
             self.next_at[interface] = now + DOT1X_PERIOD
             known = self.on.get(interface, {})
-            waiting = [client for client in known.values() if client.verdict is None]
-            if known and not waiting:
+            if known and all(client.verdict is not None for client in known.values()):
                 continue  # every supplicant here has its verdict: no need to ask
-            for client in waiting:
-                self._sent(client, now)
-            for client in known.values():
-                client.asked = now
-            remember(self.group_sent, interface, now)
+            self._to_group(interface, now)
             frames.append((interface, eap_frame(PAE_GROUP_MAC, EAP_REQUEST,
                                                 self._next_ident((interface, PAE_GROUP_MAC)),
                                                 self.scope.mac_bytes, self.framing,
@@ -4323,6 +4701,16 @@ class Dot1xAuthenticator(ClientService):
             del self.next_at[interface]
         self.earliest = min(self.next_at.values(), default=now + DOT1X_PERIOD)
         return frames, []
+
+    def _to_group(self, interface, now):
+        """An EAP-Request/Identity to the PAE group on `interface` at `now`:
+        one more unanswered for each supplicant there still judged."""
+        known = self.on.get(interface, {})
+        for client in known.values():
+            if client.verdict is None:
+                self._sent(client, now)
+            client.asked = now
+        remember(self.group_sent, interface, now)
 
     def lines(self):
         lines = super().lines()
@@ -4559,7 +4947,7 @@ class Roster(Service):
     A judge that heard it and is still judging (answered asks, no verdict
     yet) goes on: its own record says, and holds the run's end."""
 
-    json_keys, sends = ("judged",), True
+    json_keys, sends, clock_only = ("judged",), True, True
 
     def __init__(self, judges, scope, events=None):
         self.judges, self.scope = tuple(judges), scope
@@ -4602,12 +4990,22 @@ class Roster(Service):
 
     def send_due(self, now, served):
         """Nothing to send; the guests whose time is up, a judge missing."""
+        return [], self._call_the_roll(now)
+
+    def end(self, now):
+        """The capture's end is every guest's time up (a judge that heard
+        nothing from it by then names it)."""
+        return self._call_the_roll(None)
+
+    def _call_the_roll(self, now):
+        """The guests whose time is up at `now` (None: all of them) and a
+        judge missing."""
         decided = []
         for key in list(self.waiting):
             guest = self.guests[key]
             if self._judged(guest):
                 del self.waiting[key]
-            elif guest.first + JUDGED_WITHIN <= now:
+            elif now is None or guest.first + JUDGED_WITHIN <= now:
                 del self.waiting[key]
                 mac = mac2str(guest.mac)
                 guest.missing = [judge for judge in self.judges
@@ -4618,7 +5016,7 @@ class Roster(Service):
                     decided.append(guest)
             else:
                 break  # the oldest first: the others' time is not up either
-        return [], decided
+        return decided
 
     def verdicts(self):
         return [guest.verdict for guest in self.guests.values() if guest.verdict]
@@ -4729,6 +5127,10 @@ class Loop:
         self.interruptible = False  # in a blocking receive that a signal breaks
         self.woken = False          # the interval timer fired (deadline, lines due)
         self.wake_at = 0.0          # when it fires (time.time()), in a blocking receive
+
+    def elapsed(self):
+        """Seconds since it started."""
+        return time.monotonic() - self.started
 
     def stop(self):
         """End the loop between two frames (a signal's handler calls it)."""
@@ -6175,7 +6577,7 @@ class Report:
         """One line per interface (and a total when more than one was
         served), fragments, recording, then one verdict line per guest."""
         loop = self.loop
-        elapsed = f"time {time.monotonic() - loop.started:.1f}s"
+        elapsed = f"time {loop.elapsed():.1f}s"
         stats, gone = loop.interfaces.stats, loop.interfaces.gone_count
         if not stats and not gone:
             lines = ["--- arp_icmp_vlan0 statistics: no interface was served ---",
@@ -6210,7 +6612,7 @@ class Report:
         summary = {
             "tool": "arp_icmp_vlan0", "version": __version__,
             "framing": str(framing), "mac": scope.mac,
-            "duration_s": round(time.monotonic() - loop.started, 3),
+            "duration_s": round(loop.elapsed(), 3),
             "interfaces": {name: stats.to_json()
                            for name, stats in loop.interfaces.stats.items()},
             "interfaces_gone": {"count": loop.interfaces.gone_count,
@@ -6245,7 +6647,7 @@ examples:
         ask a silent guest: does it answer tagged ARP requests and pings?
   sudo ./arp_icmp_vlan0.py --ip 198.51.100.2/24 --dhcp --boot-file boot.ipxe tap0
         network boot: PXE offers naming boot.ipxe, which tagged TFTP serves
-  sudo ./arp_icmp_vlan0.py --allow-physical --prio 6 --ip 2001:db8::2/64 --dhcp6 \
+  sudo ./arp_icmp_vlan0.py --allow-physical --prio 6 --ip 2001:db8::2/64 --dhcp6 \\
         --delegate 2001:db8:100::/40 --pppoe --dot1x --until-verdict eth1
         an ISP's side of a router's WAN port on eth1, tagged vlan 0, p 6: DHCPv6
         with a /56 delegated, PPPoE discovery and 802.1X; each line says how the
@@ -6258,6 +6660,9 @@ examples:
         the baseline: the same replies without a tag
   sudo ./arp_icmp_vlan0.py --self-test
         prove this host works: a throwaway namespace pings through the tool
+  ./arp_icmp_vlan0.py -r wan.pcap --switch-mac 00:00:5e:00:53:01
+        judge a capture of a real switch's or ISP's port (no root, nothing
+        sent), made with: tcpdump -i eth1 -e -w wan.pcap
   watch the tags alongside:  tcpdump -n -e -i tap0   (shows "vlan 0, p 0")
 
 exit status:
@@ -6265,12 +6670,13 @@ exit status:
      (and, with --probe, answers the tagged requests; with --dhcp, --ra,
      --dhcp6, --pppoe and --dot1x, takes the offers, advertisements and
      EAP-Requests: each judge asked for judged it)
-  1  error (unknown, down or physical interface, no permission...)
+  1  error (unknown, down or physical interface, no permission...; with -r: a
+     file that is no Ethernet capture, or damaged: its frames before judged)
   2  usage error
-  3  --until-verdict: a guest drops the tagged replies (or, probed, the requests;
+  3  --until-verdict (or -r): a guest drops the tagged replies (or, probed, the requests;
      or the DHCP offers, Router Advertisements, boot file's TFTP blocks,
      DHCPv6 Advertises, PPPoE PADOs or PADS, or EAP-Requests)
-  4  --until-verdict: no verdict for every guest before the end (--timeout);
+  4  --until-verdict (or -r): no verdict for every guest by the end (--timeout);
      nobody answered a probe, tagged or untagged; a judge asked for (--dhcp,
      --ra, --dhcp6, --pppoe, --dot1x) heard nothing from a guest within 15 s
      of its first frame; or guests
@@ -6477,6 +6883,19 @@ def build_parser():
                              "accepts the replies; the exit status says (below)")
     ending.add_argument("-w", "--write", metavar="FILE",
                         help="write requests and replies to a pcap FILE")
+    reading = parser.add_argument_group(
+        "judging a capture", "A recording made anywhere (tcpdump -e -w on a real switch's "
+        "or ISP's port, or -w's): the verdicts for what its frames show. No INTERFACE, no "
+        "root, nothing sent; what the switch serves, and how it tags, is read from it.")
+    reading.add_argument("-r", "--read", metavar="FILE",
+                         help="judge the pcap or pcapng FILE ('-': standard input) as "
+                              "--until-verdict judges a run that ends with it")
+    reading.add_argument("--switch-mac", type=_mac, action="append", default=[],
+                         metavar="MAC", dest="switch_macs",
+                         help="with -r: the switch's MAC (repeatable); default: the tool's "
+                              "--mac if it sent frames (-w's recording), else the station(s) "
+                              "that serve DHCP, RA, DHCPv6, PPPoE or 802.1X, else the one "
+                              "that answers the others' ARP, NDP and pings")
     ending.add_argument("--json", metavar="FILE",
                         help="write a JSON summary to FILE at the end: counts, "
                              "fragments, recording, and each guest's verdict with "
@@ -6594,6 +7013,11 @@ def parse_args(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     _split_probe(args, parser)
+    if args.read is not None:
+        _check_reading(args, parser)
+        return args
+    if args.switch_macs:
+        parser.error("--switch-mac goes with -r")
     if not args.interfaces and not args.self_test:
         parser.error("an INTERFACE is required (or --self-test)")
     if args.interfaces and args.self_test:
@@ -6640,6 +7064,31 @@ def parse_args(argv):
     if args.user is None:
         args.user = DEDICATED_USER if _user_exists(DEDICATED_USER) else "nobody"
     return args
+
+
+def _check_reading(args, parser):
+    """-r's rules: what the switch served, and how, is read from the
+    capture, and nothing is served: no INTERFACE, nor an option that says
+    what to serve, send or how long to run."""
+    given = [flag for flag, value in (
+        ("INTERFACE", args.interfaces), ("--self-test", args.self_test), ("-w", args.write),
+        ("--ip", args.targets), ("--probe", args.probe is not None), ("--dhcp", args.dhcp),
+        ("--ra", args.ra), ("--boot-file", args.boot_files), ("--dhcp6", args.dhcp6),
+        ("--delegate", args.delegate), ("--pppoe", args.pppoe), ("--dot1x", args.dot1x),
+        ("--ac-name", args.ac_name), ("--router-lifetime", args.router_lifetime),
+        ("--vlan", args.vlan), ("--prio", args.prio is not None), ("--dei", args.dei),
+        ("--tpid", args.tpid), ("--untagged", args.untagged), ("-c", args.count),
+        ("--timeout", args.timeout is not None), ("--busy-poll", args.busy_poll),
+        ("--exit-on-down", args.exit_on_down), ("--any-address", args.any_address),
+        ("--allow-physical", args.allow_physical), ("--user", args.user),
+        ("--keep-root", args.keep_root)) if value]
+    if given:
+        parser.error(f"-r reads what the switch served, and how, from the capture: not with "
+                     f"{', '.join(given)}")
+    if args.json and args.read != "-" and os.path.abspath(args.json) == os.path.abspath(
+            args.read):
+        parser.error("-r and --json name the same file")
+    args.switch_macs = [mac2str(mac) for mac in args.switch_macs]
 
 
 def _check_access(args, parser):
@@ -6884,16 +7333,7 @@ class Session:
             self.recorder.close()
         report = Report(loop)
         loop.say(report.lines())
-        status = EXIT_OK
-        if args.until_verdict:
-            status = overall_status(self.services)
-            if status == EXIT_NO_VERDICT:
-                heard = [service for service in self.services
-                         if service.verdicts() or service.untracked()]
-                for service in heard or self.services:
-                    reason = service.why_no_verdict()
-                    if reason:
-                        log(reason)
+        status = verdict_status(self.services) if args.until_verdict else EXIT_OK
         if status == EXIT_OK and self.recorder and self.recorder.error:
             status = EXIT_RECORD_INCOMPLETE
         if args.exit_on_down and self.interfaces.lost:
@@ -6920,6 +7360,19 @@ class Session:
             self.interfaces.close()
 
 
+def verdict_status(services):
+    """--until-verdict's exit status at the end of a run; with no verdict,
+    why (a line on stderr from each judge that heard a guest, or each)."""
+    status = overall_status(services)
+    if status == EXIT_NO_VERDICT:
+        heard = [service for service in services if service.verdicts() or service.untracked()]
+        for service in heard or services:
+            reason = service.why_no_verdict()
+            if reason:
+                log(reason)
+    return status
+
+
 def serve(args):
     """One run of the tool on its interfaces (Session)."""
     session = Session(args)
@@ -6929,6 +7382,584 @@ def serve(args):
         return session.finish()
     finally:
         session.close()
+
+
+# ---------------------------------------------------------------- judging a capture (-r)
+#
+# -r FILE gives the verdicts for a recording made anywhere: tcpdump's on a
+# real switch's or ISP's port, or the tool's own -w. The services stand in
+# for the switch whose frames the capture holds (Scope.capture): each frame
+# a guest sent goes through them as if received, in capture order, on the
+# capture's clock; what they would send is not sent. The switch's own
+# frames say what was answered (Service.answered_by pairs each with the
+# oldest ask of a guest it answers, within ANSWER_WAIT) and what went
+# unasked (Service.sent: probes, advertisements, Requests to a group). What
+# the switch serves, and how, is read from its frames, never from the
+# command line; what a capture cannot show (what was configured, tags a NIC
+# took off before the capture point) is said, not guessed. Nothing is sent
+# and no socket opened: no root is needed.
+
+ANSWER_WAIT = 5.0     # seconds: the latest a switch's answer may follow the ask it answers
+PENDING_KEPT = 4096   # asks waiting for an answer, in all; beyond, the oldest goes unanswered
+FRAME_MAX = 262144    # bytes: tcpdump's largest snapshot; a record that claims more is damage
+PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+              b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
+PCAPNG_SECTION = b"\x0a\x0d\x0d\x0a"
+PCAPNG_ORDER = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+LINKTYPE_ETHERNET = DLT_EN10MB if SCAPY_MISSING is None else 1
+LINKTYPE_NAMES = {0: "BSD loopback", 101: "raw IP", 105: "802.11",
+                  113: "Linux cooked, as tcpdump -i any writes it",
+                  127: "802.11 with radiotap", 276: "Linux cooked v2, as tcpdump -i any writes it"}
+
+
+class Capture(NamedTuple):
+    """A capture file read whole: its Ethernet frames, (stamp, interface
+    name, frame) in file order, and why reading stopped early, if it did."""
+    path: str
+    frames: list
+    damage: Optional[str]
+
+
+def read_capture(path):
+    """The Capture in pcap or pcapng file `path` ("-": standard input). A
+    file that is neither, or holds frames of a link type other than
+    Ethernet, is refused (Fatal); a damaged or truncated one is read up to
+    the damage, which `damage` says."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as file:
+                data = file.read()
+    except OSError as exc:
+        raise Fatal(f"{path}: {exc.strerror or exc}") from None
+    name = "stdin" if path == "-" else os.path.basename(path)
+    if data[:4] == PCAPNG_SECTION:
+        frames, damage = _read_pcapng(data, name, path)
+    elif data[:4] in PCAP_MAGIC:
+        frames, damage = _read_pcap(data, name, path)
+    elif len(data) < 4:
+        raise Fatal(f"{path}: empty, or too short to be a capture")
+    else:
+        raise Fatal(f"{path}: not a pcap or pcapng file (it begins {data[:4].hex()})")
+    return Capture(path, frames, damage)
+
+
+def _ethernet_only(linktype, path):
+    if linktype != LINKTYPE_ETHERNET:
+        what = LINKTYPE_NAMES.get(linktype, "not Ethernet")
+        raise Fatal(f"{path}: link type {linktype} ({what}): its frames have no Ethernet "
+                    "header, so neither their tags nor their MACs are there to judge; capture "
+                    "on the port's own interface: tcpdump -i IF -e -w FILE")
+
+
+def _read_pcap(data, name, path):
+    order, unit = PCAP_MAGIC[data[:4]]
+    if len(data) < 24:
+        return [], "the file header is cut short"
+    _ethernet_only(struct.unpack_from(order + "I", data, 20)[0] & 0xFFFF, path)
+    frames, at = [], 24
+    while at < len(data):
+        if at + 16 > len(data):
+            return frames, "a record's header is cut short"
+        seconds, fraction, length, _ = struct.unpack_from(order + "IIII", data, at)
+        if length > FRAME_MAX:
+            return frames, f"a record claims {length:,} bytes"
+        if at + 16 + length > len(data):
+            return frames, "the last record is cut short"
+        frames.append((seconds + fraction * unit, name, data[at + 16:at + 16 + length]))
+        at += 16 + length
+    return frames, None
+
+
+def _read_pcapng(data, name, path):
+    """pcapng's blocks: section headers, interface descriptions (link type,
+    name, time stamp resolution) and packets (enhanced, simple, obsolete);
+    the rest skipped."""
+    frames, interfaces, at, order = [], [], 0, "<"
+    while at < len(data):
+        if at + 12 > len(data):
+            return frames, "a block is cut short"
+        if data[at:at + 4] == PCAPNG_SECTION:
+            order = PCAPNG_ORDER.get(data[at + 8:at + 12])
+            if order is None:
+                return frames, "a section header's byte-order magic is wrong"
+            interfaces = []
+        kind, length = struct.unpack_from(order + "II", data, at)
+        if length < 12 or length % 4:
+            return frames, f"a block claims {length:,} bytes"
+        if at + length > len(data):
+            return frames, "a block is cut short"
+        if struct.unpack_from(order + "I", data, at + length - 4)[0] != length:
+            return frames, "a block's two lengths differ"
+        body = data[at + 8:at + length - 4]
+        if kind == 1 and len(body) >= 8:  # Interface Description
+            _ethernet_only(struct.unpack_from(order + "H", body)[0], path)
+            interfaces.append(_interface_options(body[8:], order, name))
+        elif kind in (2, 6, 3):  # Packet (obsolete), Enhanced Packet, Simple Packet
+            if not interfaces:
+                return frames, "a packet comes before any interface is described"
+            if kind == 3:
+                index, stamp, start = 0, frames[-1][0] if frames else 0.0, 4
+                size = min(struct.unpack_from(order + "I", body)[0] if len(body) >= 4 else 0,
+                           len(body) - 4)
+            elif len(body) < 20:
+                return frames, "a packet block is cut short"
+            else:
+                index, high, low, size = struct.unpack_from(
+                    order + ("HxxIII" if kind == 2 else "IIII"), body)
+                start = 20
+            if index >= len(interfaces) or size > len(body) - start:
+                return frames, "a packet block names no interface described, or is cut short"
+            if kind != 3:
+                stamp = (high << 32 | low) * interfaces[index][1]
+            frames.append((stamp, interfaces[index][0], body[start:start + size]))
+        at += length
+    return frames, None
+
+
+def _interface_options(options, order, name):
+    """(its name, seconds per time stamp unit) from an interface's options."""
+    unit, i = 1e-6, 0
+    while i + 4 <= len(options):
+        code, length = struct.unpack_from(order + "HH", options, i)
+        value = options[i + 4:i + 4 + length]
+        if code == 0:
+            break
+        if code == 2 and value:  # if_name
+            name = value.split(b"\0")[0].decode(errors="replace") or name
+        elif code == 9 and value:  # if_tsresol
+            unit = 2.0 ** -(value[0] & 0x7F) if value[0] & 0x80 else 10.0 ** -value[0]
+        i += 4 + (length + 3) // 4 * 4
+    return name, unit
+
+
+def switch_role(frame):
+    """"serves" if `frame` is a server's or authenticator's (a DHCP or
+    DHCPv6 answer, a Router Advertisement, a PADO or PADS, an EAP-Request),
+    "answers" if it answers a neighbour (an ARP reply, a Neighbor
+    Advertisement, an echo reply), else None."""
+    ethertype, offset = ethertype_and_offset(frame)
+    if ethertype == ETH_P_ARP:
+        return "answers" if frame[offset + 6:offset + 8] == b"\x00\x02" else None
+    if ethertype == ETH_P_IP and len(frame) >= offset + IPV4_HLEN + 4:
+        header_len = (frame[offset] & 0x0F) * 4
+        payload = frame[offset + header_len:offset + header_len + 2]
+        if frame[offset + 9] == IPPROTO_ICMP and payload[:1] == b"\x00":
+            return "answers"
+        if frame[offset + 9] == IPPROTO_UDP and payload == b"\x00\x43":
+            return "serves"
+        return None
+    if ethertype == ETH_P_IPV6 and len(frame) >= offset + IPV6_HLEN + 2:
+        payload = frame[offset + IPV6_HLEN:offset + IPV6_HLEN + 2]
+        if frame[offset + 6] == IPPROTO_UDP:
+            return "serves" if payload == DHCP6_SERVER_PORT.to_bytes(2, "big") else None
+        if frame[offset + 6] == IPPROTO_ICMPV6 and payload[:1]:
+            return {ND_ROUTER_ADVERT: "serves", ND_NEIGHBOR_ADVERT: "answers",
+                    ICMPV6_ECHO_REPLY: "answers"}.get(payload[0])
+        return None
+    if ethertype == ETH_P_PPP_DISC:
+        return "serves" if frame[offset + 1:offset + 2] in (b"\x07", b"\x65") else None
+    return "serves" if ethertype == ETH_P_PAE and eap_sent(frame) else None
+
+
+def find_switch(capture, given, tool_mac):
+    """(the switch's MACs (bytes), how they were found): those `given`
+    (--switch-mac); else the tool's own `tool_mac` if it sent frames (a -w
+    recording); else the stations that serve (DHCP, RA, DHCPv6, PPPoE,
+    802.1X); else the one station that answers others' ARP, NDP and pings,
+    or the one of them whose answers are tagged. Fatal when the capture
+    cannot tell."""
+    if given:
+        return tuple(given), "named with --switch-mac"
+    roles = {}  # MAC -> [frames that serve, that answer, tagged answers]
+    for _, _, frame in capture.frames:
+        if len(frame) < ETH_HLEN or frame[6] & 1:
+            continue
+        if frame[6:12] == tool_mac:
+            return (tool_mac,), "the tool's own MAC: its -w recording"
+        role = switch_role(frame)
+        if role:
+            counts = roles.setdefault(frame[6:12], [0, 0, 0])
+            counts[role == "answers"] += 1
+            counts[2] += role == "answers" and frame[12:14] in (b"\x81\x00", b"\x88\xa8",
+                                                                 b"\x91\x00")
+    servers = [mac for mac, counts in roles.items() if counts[0]]
+    if servers:
+        return tuple(servers), ("the station that serves" if len(servers) == 1 else
+                                "the stations that serve") + " DHCP, RA, DHCPv6, PPPoE or 802.1X"
+    answering = [mac for mac, counts in roles.items() if counts[1]]
+    tagged = [mac for mac in answering if roles[mac][2]]
+    if len(answering) == 1:
+        return tuple(answering), "the one station that answers others' ARP, NDP or pings"
+    if len(tagged) == 1:
+        return tuple(tagged), "the one station whose answers (ARP, NDP, pings) are tagged"
+    if not answering:
+        raise Fatal(f"{capture.path}: no station answers another's ARP, NDP, ping, DHCP, RA, "
+                    "PPPoE or EAPOL: no switch to judge (if it is there: --switch-mac MAC)")
+    raise Fatal(f"{capture.path}: cannot tell which station is the switch: "
+                f"{_some([str2mac(mac) for mac in answering], 0)} each answer the others; "
+                "name it: --switch-mac MAC")
+
+
+def capture_settings(args, capture, switch):
+    """The Settings that make the services stand in for the switch: its MAC
+    (the first of `switch`) and addresses, the framing most of its frames
+    carry, and each service it is seen giving (and with what: the DHCP
+    server's identifier and prefix, the advertised prefix, the DHCPv6
+    server's addresses and prefixes, the AC-Name, probes, EAP)."""
+    own, framings, found = set(), {}, {}
+    for _, _, frame in capture.frames:
+        if frame[6:12] not in switch:
+            continue
+        tags = (frame[12:14],) + tags_of(frame) if frame[12:14] in (
+            b"\x81\x00", b"\x88\xa8", b"\x91\x00") else ()
+        framings[tags] = framings.get(tags, 0) + 1
+        ethertype, offset = ethertype_and_offset(frame)
+        if ethertype == ETH_P_ARP and len(frame) >= offset + 28:
+            own.add(frame[offset + 14:offset + 18])
+        elif ethertype == ETH_P_IP and len(frame) >= offset + IPV4_HLEN:
+            own.add(frame[offset + 12:offset + 16])
+        elif ethertype == ETH_P_IPV6 and len(frame) >= offset + IPV6_HLEN:
+            own.add(frame[offset + 8:offset + 24])
+        if "dhcp" not in found:
+            given = parse_dhcp_answer(frame)
+            if given and given.kind in (DHCP_OFFER, DHCP_ACK):
+                found["dhcp"] = (given.network or ipaddress.ip_network(
+                    (given.address, 24), strict=False), given.server)
+        if "ra" not in found:
+            advertised = parse_router_advertisement(frame)
+            if advertised and advertised[0]:
+                found["ra"] = advertised
+        given6 = parse_dhcp6_answer(frame)
+        for option, _, value in given6.granted if given6 else ():
+            if option == OPTION_IA_NA:
+                found.setdefault("dhcp6", ipaddress.IPv6Network((value[:16], 64), strict=False))
+            else:
+                found.setdefault("delegate", (ipaddress.IPv6Network(
+                    (value[:16], value[16]), strict=False), value[16]))
+        offer = parse_pppoe_offer(frame)
+        if offer and offer[0] == PADO:
+            found.setdefault("pppoe", (offer[2].get(TAG_AC_NAME) or [b"?"])[0].decode(
+                errors="replace"))
+        found.setdefault("dot1x", True) if eap_sent(frame) else None
+        if "probe" not in found and switch_asks(frame):
+            found["probe"] = ()
+    own.discard(IPV4_ANY)
+    own.discard(IN6_UNSPECIFIED)
+    tags = max(framings, key=framings.get) if framings else ()
+    framing = Framing(vlans=tuple(vid for vid, _, _ in tags[1:]), prio=tags[1][1],
+                      dei=tags[1][2], tpid=int.from_bytes(tags[0], "big"), live=False) \
+        if tags else Framing(vlans=(), live=False)
+    scope = Scope(mac=str2mac(switch[0]), families=args.families, own=tuple(sorted(own)),
+                  capture=True)
+    dhcp6 = "dhcp6" in found or "delegate" in found
+    return Settings((), scope, framing, verbose=args.verbose, until_verdict=True,
+                    probe=found.get("probe"), dhcp=found.get("dhcp"),
+                    ra=found.get("ra", (None,))[0], router_lifetime=found.get("ra", (0, 0))[1],
+                    dhcp6=(found.get("dhcp6"), None) if dhcp6 else None,
+                    delegate=found.get("delegate"), pppoe=found.get("pppoe"),
+                    dot1x=found.get("dot1x", False),
+                    expect_framing=getattr(args, "expect_framing", None))
+
+
+def switch_asks(frame):
+    """`frame` asks a neighbour: an ARP request, a Neighbor Solicitation or
+    an echo request (the switch's, a probe)."""
+    ethertype, offset = ethertype_and_offset(frame)
+    if ethertype == ETH_P_ARP:
+        return frame[offset + 6:offset + 8] == b"\x00\x01"
+    if ethertype == ETH_P_IP and len(frame) >= offset + IPV4_HLEN + 1:
+        header_len = (frame[offset] & 0x0F) * 4
+        return frame[offset + 9] == IPPROTO_ICMP and \
+            frame[offset + header_len:offset + header_len + 1] == b"\x08"
+    if ethertype == ETH_P_IPV6 and len(frame) >= offset + IPV6_HLEN + 1:
+        return frame[offset + 6] == IPPROTO_ICMPV6 and frame[offset + IPV6_HLEN] in (
+            ND_NEIGHBOR_SOLICIT, ICMPV6_ECHO_REQUEST)
+    return False
+
+
+SERVED_ETHERTYPES = frozenset({ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_P_PPP_DISC, ETH_P_PPP_SES,
+                               ETH_P_PAE})  # what any service reads
+
+
+class CapturedInterfaces(NamedTuple):
+    """A capture's interfaces, as Report reads a Loop's Interfaces."""
+    stats: dict        # name -> Stats
+    gone_count: int
+    gone_stats: "Stats"
+
+
+@dataclass
+class Ask:
+    """A guest's frame that a service answered, waiting in a Replay for
+    the switch's answer."""
+    stamp: float
+    link: "CapturedLink"
+    frame: bytes
+    whole: bytes
+    ethertype: int
+    answer: Answer
+    by: Service
+    answered: bool = False
+
+
+class CapturedLink(NamedTuple):
+    """An interface of a capture: what an Exchange's link is when reading one."""
+    name: str
+    stats: "Stats"
+
+
+class Replay:
+    """A capture's frames through the services (the Loop of -r): a guest's
+    frame is offered to them as if received; an Answer awaits the switch's
+    frame that answers it (Service.answered_by), the switch's frames that
+    answer nothing go to Service.sent; each exchange is then accounted and
+    observed as the loop does, on the capture's clock. Report reads it as it
+    reads a Loop."""
+
+    def __init__(self, settings, services, switch, stdout=None):
+        self.settings, self.services, self.switch = settings, services, frozenset(switch)
+        self.mac = settings.scope.mac_bytes
+        self.clocked = [service for service in services if service.clock_only]
+        self.kinds = [kind for service in services for kind in service.counted]
+        self.interfaces = CapturedInterfaces({}, 0, Stats.for_kinds(self.kinds))
+        self.links = {}
+        self.reassembler = Reassembler()
+        self.recorder = None
+        self.stdout = stdout or Stdout()
+        self.lines = Lines(settings.framing, self.stdout.say, clock=lambda: self.now)
+        # The asks waiting for the switch's answer, each an Ask: by guest
+        # ((interface, MAC) -> its asks, oldest first), and all in order.
+        self.waiting, self.pending = {}, deque()
+        self.first = self.now = None
+        self.switch_frames = self.switch_tagged = 0
+
+    def elapsed(self):
+        return 0.0 if self.first is None else self.now - self.first
+
+    def _link(self, name):
+        link = self.links.get(name)
+        if link is None:
+            link = self.links[name] = CapturedLink(name, Stats.for_kinds(self.kinds))
+            self.interfaces.stats[name] = link.stats
+        return link
+
+    def feed(self, stamp, name, frame):
+        """One frame of the capture, from interface `name`."""
+        if len(frame) < ETH_HLEN:
+            return
+        if self.first is None:
+            self.first = stamp
+        self.now = max(stamp, self.now or stamp)
+        self._clock(self.now)
+        link = self._link(name)
+        try:
+            if frame[6:12] in self.switch:
+                self._from_switch(link, frame[:6] + self.mac + frame[12:]
+                                  if frame[6:12] != self.mac else frame)
+            else:
+                self._from_guest(link, self.mac + frame[6:] if frame[:6] in self.switch
+                                 else frame)
+        except Exception as exc:  # a bug in a service: said and counted, reading goes on
+            link.stats.internal_errors += 1
+            log(f"error: cannot judge the frame {_hex(frame)}: {exc!r}")
+        self._show()
+
+    def end(self):
+        """The capture's end, and the run's: the asks still waiting went
+        unanswered, but those the services count as answered before their
+        answer goes (answered_by(answer, None)); what the end decides
+        (Service.end)."""
+        while self.pending:
+            ask = self._next()
+            if ask is None:
+                continue
+            given = ask.by.answered_by(ask.answer, None, self.now)
+            if given is None:
+                self._unanswered(ask)
+                continue
+            if ask.by.taken_as:
+                ask.link.stats.count(ask.by.taken_as)
+            self._observe(Exchange(ask.link, ask.frame, ask.stamp, ask.whole, ask.ethertype,
+                                   given, (), None, ask.by))
+        for service in self.services:
+            for record in service.end(self.now or 0.0):
+                self.lines.verdict(record.summary())
+        self._show()
+
+    def _clock(self, now):
+        """The asks whose answer is too late now, and what the services that
+        run on the clock alone have due (the roll)."""
+        while self.pending and self.pending[0].stamp + ANSWER_WAIT < now:
+            ask = self._next()
+            if ask is not None:
+                self._unanswered(ask)
+        for service in self.clocked:
+            while service.due(now) <= 0:
+                _, decided = service.send_due(now, self.links.keys())
+                for record in decided:
+                    self.lines.verdict(record.summary())
+                if not decided:
+                    break
+
+    def _from_guest(self, link, frame):
+        stamp = self.now
+        ethertype, offset = ethertype_and_offset(frame)
+        if ethertype not in SERVED_ETHERTYPES:
+            return  # STP, LLDP...: what the kernel filter keeps from a live run
+        link.stats.seen += 1
+        whole = frame
+        if maybe_fragment(frame, ethertype, offset):
+            piece = fragment_of(frame, ethertype, offset, link.name)
+            if piece is not None:
+                whole = self.reassembler.add(piece, stamp)
+                if whole is None:
+                    link.stats.fragments += 1
+                    return
+                ethertype, offset = ethertype_and_offset(whole)
+        answer, by = answer_with(self.services, link.name, whole, ethertype, offset, stamp)
+        if answer is not None and answer.reply is not None:
+            while len(self.pending) >= PENDING_KEPT:
+                ask = self._next()
+                if ask is not None:
+                    self._unanswered(ask)
+            ask = Ask(stamp, link, frame, whole, ethertype, answer, by)
+            self.pending.append(ask)
+            self.waiting.setdefault((link.name, whole[6:12]), deque()).append(ask)
+            return
+        if answer is not None and by.taken_as:
+            link.stats.count(by.taken_as)
+        else:  # nothing to answer, or evidence that needs no answer (a session frame)
+            link.stats.ignored += 1
+        self._observe(Exchange(link, frame, stamp, whole, ethertype, answer, (), None, by))
+
+    def _next(self):
+        """The oldest ask still waiting, taken off the lists (None if the
+        oldest was answered meanwhile)."""
+        ask = self.pending.popleft()
+        if ask.answered:
+            return None
+        key = (ask.link.name, ask.whole[6:12])
+        asks = self.waiting[key]
+        asks.popleft()  # its guest's oldest too
+        if not asks:
+            del self.waiting[key]
+        return ask
+
+    def _from_switch(self, link, frame):
+        self.switch_frames += 1
+        self.switch_tagged += frame[12:14] in (b"\x81\x00", b"\x88\xa8", b"\x91\x00")
+        # The guests it may answer: the one it is sent to, or, sent to a
+        # group, every guest on the interface (a DHCP offer broadcast, an
+        # advertisement to all nodes); of each, the oldest ask it answers.
+        if frame[0] & 1:
+            keys = [key for key in self.waiting if key[0] == link.name]
+        else:
+            keys = [(link.name, frame[:6])] if (link.name, frame[:6]) in self.waiting else []
+        for key in keys:
+            asks = self.waiting[key]
+            for ask in asks:
+                given = ask.by.answered_by(ask.answer, frame, self.now)
+                if given is None:
+                    continue
+                ask.answered = True
+                asks.remove(ask)
+                if not asks:
+                    del self.waiting[key]
+                if given.kind in link.stats.replies:
+                    link.stats.replies[given.kind] += 1
+                elif ask.by.taken_as:
+                    link.stats.count(ask.by.taken_as)
+                self._observe(Exchange(link, ask.frame, ask.stamp, ask.whole, ask.ethertype,
+                                       given, (frame,), self.now, ask.by))
+                break
+        for service in self.services:
+            counter = service.sent(link.name, frame, self.now)
+            if counter:
+                link.stats.count(counter)
+
+    def _unanswered(self, ask):
+        ask.link.stats.ignored += 1
+        self._observe(Exchange(ask.link, ask.frame, ask.stamp, ask.whole, ask.ethertype, None,
+                               (), None, None))
+
+    def _observe(self, exchange):
+        if self.settings.verbose >= 0 and (exchange.replied or self.settings.verbose > 0):
+            self.lines.exchange(exchange)
+        try:
+            for record in observe_with(self.services, exchange):
+                self.lines.verdict(record.summary())
+        except Exception as exc:  # a bug: said and counted, and reading goes on
+            exchange.link.stats.internal_errors += 1
+            log(f"error: after the frame {_hex(exchange.received)}: {exc!r}")
+
+    def _show(self):
+        while self.lines.held:
+            self.lines.write(idle=True)
+
+    def untagged(self):
+        """The switch's frames are all untagged (a NIC took the tags off
+        before the capture point, or the switch does not tag)."""
+        return self.switch_frames and not self.switch_tagged
+
+
+CAPTURE_WORDS = {"Replies": "ARP, NDP and ping", "Prober": "its probes", "DhcpServer": "DHCP",
+                 "Advertiser": "Router Advertisements", "Dhcp6Server": "DHCPv6",
+                 "PppoeServer": "PPPoE discovery", "Dot1xAuthenticator": "802.1X"}
+
+
+def judge_capture(args):
+    """-r: the verdicts for a capture (Replay); returns the exit status, as
+    --until-verdict's at the end of a run; 1 if the file is damaged."""
+    capture = read_capture(args.read)
+    switch, how = find_switch(capture, args.switch_macs, mac2str(args.mac))
+    settings = capture_settings(args, capture, switch)
+    services = services_from(settings)
+    for service in services:  # the switch took what it took: no budget of the tool's applies
+        if isinstance(getattr(service, "budget", None), Budget):
+            service.budget = Budget(float("inf"), float("inf"))
+    replay = Replay(settings, services, switch)
+    macs = ", ".join(str2mac(mac) for mac in switch)
+    judged = ", ".join(CAPTURE_WORDS[type(service).__name__] for service in services
+                       if type(service).__name__ in CAPTURE_WORDS)
+    stamps = [stamp for stamp, _, _ in capture.frames]
+    span = f", {max(stamps) - min(stamps):.1f} s" if stamps else ""
+    replay.stdout.say(f"arp_icmp_vlan0: reading {args.read} ({len(capture.frames):,} frames"
+                      f"{span}): the switch is {macs} ({how}); judging {judged} as its frames "
+                      f"show them ({settings.framing}); nothing is sent.")
+    summary = args.json and OutputFile(args.json)
+    for stamp, name, frame in capture.frames:
+        replay.feed(stamp, name, frame)
+    replay.end()
+    report = Report(replay)
+    replay.stdout.say(report.lines())
+    if replay.untagged():
+        log(f"the switch's frames in {args.read} are untagged: the capture cannot show what "
+            "tagging did (a NIC that takes tags off before the capture point, or a switch "
+            "that does not tag); the verdicts are for what the frames show")
+    if not replay.switch_frames:
+        log(f"no frame in {args.read} comes from {macs}: nothing the switch sent to judge")
+    status = verdict_status(services)
+    if capture.damage:
+        log(f"error: {args.read}: damaged after {len(capture.frames):,} frames "
+            f"({capture.damage}): those were judged")
+        status = EXIT_ERROR
+    if summary:
+        try:
+            summary.start()
+            record = report.to_json(status)
+            record["capture"] = {"file": args.read, "frames": len(capture.frames),
+                                 "switch": [str2mac(mac) for mac in switch], "found": how,
+                                 "framing": str(settings.framing),
+                                 "switch_frames_untagged": bool(replay.untagged()),
+                                 "damage": capture.damage}
+            summary.write_json(record)
+        except OSError as exc:
+            raise Fatal(f"cannot write {args.json}: {exc.strerror or exc}") from None
+        finally:
+            summary.close()
+    return status
 
 
 # ---------------------------------------------------------------- namespaces
@@ -7167,6 +8198,8 @@ def main(argv=None):
         if args.self_test:
             signal.signal(signal.SIGTERM, _interrupt)
             return self_test(args)
+        if args.read is not None:
+            return judge_capture(args)
         return serve(args)
     except Fatal as exc:
         log(f"error: {exc}")

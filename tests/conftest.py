@@ -63,6 +63,7 @@ def lab(request):
             pytest.fail("arping is not iputils-arping (Debian: apt install iputils-arping)")
     with Lab(**options) as made:
         yield made
+        made.judge_recordings()  # every -w recording, judged again with -r: the same verdicts
 
 
 def pytest_configure(config):

@@ -16,6 +16,8 @@ the probe's parser, the DHCPv6 server, the PPPoE access concentrator, the
 802.1X authenticator and the guests' framing too (with their own seeds:
 DHCP and DHCPv6 messages, a Router Solicitation, answers to probes, PPPoE
 discovery and session frames, EAPOL); each reply must dissect as what it is.
+Every frame, and the same frame as the switch's (the services' answers to the
+seeds are seeds too), is read as a capture's (-r's Replay, every judge on).
 Prints the figures; exits 1 on any exception or any answer to a frame that is
 not a well-formed request. No root, no network, and nothing but Scapy: the
 seed frames, fragment sets and oracle are the tests' own, from tests/lib/frames.py
@@ -40,10 +42,11 @@ import ipaddress  # noqa: E402
 from scapy.layers.dhcp import BOOTP  # noqa: E402
 from scapy.layers.inet import UDP  # noqa: E402
 
-from arp_icmp_vlan0 import (ETH_P_IP, Advertiser, Budget, DhcpServer, Dhcp6Server,  # noqa: E402
-                            Dot1xAuthenticator, Events, Exchange, Framing, Framings, Lines,
-                            PppoeServer, Prober, Reassembler, Scope, TftpServer, answer_with,
-                            ethertype_and_offset, observe_with, plain_echo_replier, reply_to)
+from arp_icmp_vlan0 import (DEFAULT_MAC, ETH_P_IP, Advertiser, Budget, DhcpServer,  # noqa: E402
+                            Dhcp6Server, Dot1xAuthenticator, Events, Exchange, Framing,
+                            Framings, Lines, PppoeServer, Prober, Reassembler, Replay, Scope,
+                            Settings, TftpServer, answer_with, ethertype_and_offset, mac2str,
+                            observe_with, plain_echo_replier, reply_to, services_from)
 from frames import (SEEDS, access_seeds, assert_well_formed, dnssl_solicitation,  # noqa: E402
                     ipv4_fragments, ipv6_fragments, reassemble, service_seeds)
 from netlab import at_least  # noqa: E402
@@ -136,6 +139,40 @@ class Services:
         self.send_due(now)
 
 
+class Silent:
+    """Where a Replay's lines go in a fuzz run: nowhere."""
+    closed = False
+
+    def say(self, line):
+        pass
+
+
+class Capture:
+    """-r's Replay with every judge on, the switch the tool's MAC: each
+    frame goes in as a guest's and, its source made the switch's, as the
+    switch's (the seeds include the answers the services gave)."""
+
+    def __init__(self):
+        network, prefix = ipaddress.ip_network("198.51.100.0/24"), ipaddress.ip_network(
+            "2001:db8::/64")
+        settings = Settings((), Scope(capture=True), Framing(live=False), verbose=-1,
+                            until_verdict=True, probe=(),
+                            dhcp=(network, ipaddress.ip_address("198.51.100.2").packed),
+                            ra=prefix, dhcp6=(prefix, None),
+                            delegate=(ipaddress.ip_network("2001:db8:100::/40"), 56),
+                            pppoe="fuzz", dot1x=True)
+        self.switch = mac2str(DEFAULT_MAC)
+        self.replay = Replay(settings, services_from(settings), (self.switch,), Silent())
+
+    def feed(self, frame, now):
+        self.replay.feed(now, "fuzz0", frame)
+        if len(frame) >= 12:
+            self.replay.feed(now, "fuzz0", frame[:6] + self.switch + frame[12:])
+
+    def errors(self):
+        return sum(link.stats.internal_errors for link in self.replay.links.values())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=at_least(1), metavar="N", default=1_000_000,
@@ -152,7 +189,14 @@ def main():
     seeds = (SEEDS + [tagged(s) for s in SEEDS] + ipv4_fragments() + ipv6_fragments()
              + [dnssl_solicitation()] + service_seeds() + access_seeds()
              + [tagged(s) for s in access_seeds()])
-    services = Services()
+    services, capture = Services(), Capture()
+    answers = []  # what the services answer the seeds: the switch's frames to mutate
+    for seed in list(seeds):
+        ethertype, offset = ethertype_and_offset(seed)
+        answer, _ = answer_with(services.services, FuzzLink.name, seed, ethertype, offset, 0.0)
+        if answer is not None and answer.reply:
+            answers.append(answer.reply)
+    seeds += answers
     scope, framing = Scope(), Framing()
     plain = plain_echo_replier(scope, framing)
     reassembler = Reassembler()
@@ -166,6 +210,7 @@ def main():
             answer = None if whole is None else reply_to(whole, scope, framing)
             if whole is not None:
                 services.feed(whole, number * 1e-4)
+            capture.feed(frame, number * 1e-4)
             quick = None if whole is None else plain(whole)
             if quick is not None:
                 assert answer is not None and quick == answer.reply, "the plain path differs"
@@ -192,8 +237,9 @@ def main():
           f"{len(reassembler.pending)} sets ({reassembler.held} bytes) held at the end, "
           f"{lines_made} lines made ({fallbacks} by the tool's own summary, where Scapy's "
           f"raised), {services.answered} DHCP, TFTP, RA, DHCPv6, PPPoE and 802.1X answers, "
-          f"{failures} failures")
-    return 1 if failures else 0
+          f"{capture.replay.switch_frames} read as a capture's switch frames too "
+          f"({capture.errors()} internal errors), {failures} failures")
+    return 1 if failures or capture.errors() else 0
 
 
 if __name__ == "__main__":

@@ -454,7 +454,8 @@ def against_the_tool(lab, client, *options, interface=GUEST_IF, tool_timeout=40,
     service = SERVICE[client]
     path = os.path.join(lab.scratch, f"{service}-{len(lab.processes)}.json")
     tool = lab.start_tool(*TOOL_OPTIONS[service], "-q", "--until-verdict", "--timeout",
-                          str(tool_timeout), "--json", path, *options)
+                          str(tool_timeout), "--json", path, "-w", lab.recording(service),
+                          *options)
     _LINGER.append(lambda: tool.popen.poll() is not None)
     try:
         result = RUN[client](lab, interface=interface, timeout=timeout,

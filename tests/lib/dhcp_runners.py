@@ -430,7 +430,7 @@ def against_the_tool(lab, client, *options, interface=GUEST_IF, tool_timeout=30,
     will answer). A Run."""
     path = os.path.join(lab.scratch, f"dhcp-{len(lab.processes)}.json")
     tool = lab.start_tool(*TOOL_OPTIONS, "--timeout", str(tool_timeout), "--json", path,
-                          *options)
+                          "-w", lab.recording("dhcp"), *options)
     try:
         lease = RUN[client](lab, interface=interface, timeout=timeout,
                             until=lambda: tool.popen.poll() not in (None, 0), **client_options)

@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import fcntl
 import glob
+import io
 import json
 import os
 import re
@@ -35,13 +36,15 @@ TOOL = os.path.join(REPO, "arp_icmp_vlan0.py")
 BENCHMARK = os.path.join(TESTS, "figures", "benchmark.py")
 sys.path.insert(0, REPO)
 
+import arp_icmp_vlan0  # noqa: E402
 from arp_icmp_vlan0 import DEFAULT_MAC, Process, VethPair  # noqa: E402
 from arp_icmp_vlan0 import run_command as run  # noqa: E402
 
 __all__ = ["BENCHMARK", "DEFAULT_MAC", "GUEST6", "GUEST_IF", "GUEST_IP", "HOST_IF", "Lab",
            "LIB", "Process", "REPO", "TESTS", "TOOL", "TOOL6", "TOOL_IP", "VethPair", "above_zero",
            "assert_whole_replies", "at_least", "command_line", "drop_vlan0", "entered", "from_tool", "json_path",
-           "library_path", "names_from", "open_tap_in", "ping", "read_reply", "report", "require", "run", "summary",
+           "judge_capture", "library_path", "names_from", "open_tap_in", "ping", "read_reply",
+           "replayed", "report", "require", "run", "summary", "verdicts_in",
            "tagged_lines", "text_table", "Unavailable", "unpacked"]
 
 GUEST_IP = "198.51.100.1"
@@ -134,6 +137,7 @@ class Lab(VethPair):
         super().__init__(prefix, HOST_IF, GUEST_IF)
         self.ipv6, self.guest6 = ipv6 or guest6, guest6
         self.scratch = None  # a folder for the tools' --json summaries
+        self.recordings = []  # (pcap, the tool) of each run with -w: judge_recordings()
 
     def __enter__(self):
         super().__enter__()
@@ -162,13 +166,31 @@ class Lab(VethPair):
         summary=True it writes its --json summary as well, which summary()
         reads once the tool has ended."""
         path = None
-        if summary:
+        recording = args[args.index("-w") + 1] if "-w" in args else None
+        if "--json" in args:
+            path = args[args.index("--json") + 1]
+        elif summary or recording:  # a recording is judged again from its file, and compared
             path = os.path.join(self.scratch, f"summary-{len(self.processes)}.json")
             args = ("--json", path, *args)
         tool = self.start(self.host, sys.executable, TOOL, *args, interface)
         tool.summary_path = path
+        if recording:
+            self.recordings.append((recording, tool, "--until-verdict" in args))
         tool.wait_for("Hit Ctrl-C")
         return tool
+
+    def recording(self, name):
+        """A path for a run's -w recording, in the Lab's scratch folder."""
+        return os.path.join(self.scratch, f"{name}-{len(self.processes)}.pcap")
+
+    def judge_recordings(self):
+        """Every -w recording of the tools start_tool() started, judged
+        again with -r once they have ended: the same guests and verdicts
+        (replayed())."""
+        for pcap, tool, until_verdict in self.recordings:
+            if tool.popen.poll() is None:
+                tool.stop()
+            replayed(pcap, summary(tool), until_verdict)
 
     def drop_vlan0_at_the_guest(self):
         """What a NIC that filters VLAN 0 does (drop_vlan0), on the guest's
@@ -205,6 +227,55 @@ def summary(tool):
     assert tool.popen.poll() is not None, "the tool writes its summary as it ends"
     with open(tool.summary_path) as file:
         return json.load(file)
+
+
+def verdicts_in(record):
+    """A --json summary's verdicts: (judge, guest) -> verdict, the guest
+    named by MAC (and family, stage or probed address), not by interface:
+    a -w recording does not keep the interfaces' names."""
+    verdicts = {}
+    for guest in record.get("guests") or []:
+        verdicts[("guests", guest["mac"], guest["family"])] = guest["verdict"]
+    for probe in record.get("probes") or []:
+        verdicts[("probes", probe["address"])] = probe["verdict"]
+    for judge in ("dhcp", "dhcp6", "pppoe", "dot1x"):
+        for client in (record.get(judge) or {}).get("clients", []):
+            verdicts[(judge, client["mac"], client["stage"])] = client["verdict"]
+    for client in record.get("ra") or []:
+        verdicts[("ra", client["mac"])] = client["verdict"]
+    for guest in record.get("judged") or []:
+        verdicts[("judged", guest["mac"])] = tuple(guest["not_judged"])
+    return verdicts
+
+
+def judge_capture(pcap, *options):
+    """-r's (exit status, output, --json summary) of capture file `pcap`,
+    run in this process (Scapy is imported already: no start-up to pay)."""
+    folder = tempfile.mkdtemp(prefix="replayed-")
+    path = os.path.join(folder, "replayed.json")
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            status = arp_icmp_vlan0.main(["-r", str(pcap), "--json", path, *options])
+        with open(path) as file:
+            return status, said.getvalue(), json.load(file)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def replayed(pcap, live, until_verdict):
+    """-r's --json summary of `pcap`, a live run's -w recording whose
+    --json summary is `live`: the same guests and verdicts, and, if the run
+    had --until-verdict (as -r judges), the same exit status; unless the
+    recording is incomplete (a write error: its frames alone are judged)."""
+    status, output, replay = judge_capture(pcap, "-q")
+    assert "Traceback" not in output, output
+    if live["recording"] and live["recording"]["error"]:
+        return replay
+    assert verdicts_in(replay) == verdicts_in(live), output
+    if until_verdict:
+        assert status == replay["exit_status"] == live["exit_status"], output
+    return replay
 
 
 # -- what the guest and its tcpdump see

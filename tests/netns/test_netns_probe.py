@@ -25,6 +25,8 @@ def probe(lab, tmp_path, *options, capture=True):
     summary = tmp_path / "summary.json"
     sniffer = lab.start_capture() if capture else None
     started = time.monotonic()
+    if "-w" not in options:
+        options += ("-w", lab.recording("probe"))
     tool = lab.start_tool("--until-verdict", "--timeout", "30", "--json", str(summary), "-q",
                           *options)
     status = tool.wait(timeout=40)

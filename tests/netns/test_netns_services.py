@@ -50,7 +50,8 @@ def advertise(lab, tmp_path, *options):
     summary = tmp_path / "summary.json"
     lab.in_guest("ip", "link", "set", GUEST_IF, "down")
     tool = lab.start_tool("-6", "--ip", PREFIX_ADDRESS, "--ra", "--until-verdict", "--timeout",
-                          "30", "--json", str(summary), "-q", *options)
+                          "30", "--json", str(summary), "-q", "-w", lab.recording("ra"),
+                          *options)
     started = time.monotonic()
     lab.in_guest("ip", "link", "set", GUEST_IF, "up")
     status = tool.wait(timeout=40)
@@ -107,7 +108,8 @@ def test_dhcp_and_probe_judge_both_directions_of_a_guest_that_only_asked_for_a_l
     lab.in_guest("ip", "addr", "flush", "dev", GUEST_IF)  # nothing typed in: DHCP gives it
     summary = tmp_path / "summary.json"
     tool = lab.start_tool("-4", "--ip", "198.51.100.2/24", "--dhcp", "--probe",
-                          "--until-verdict", "--timeout", "30", "--json", str(summary), "-q")
+                          "--until-verdict", "--timeout", "30", "--json", str(summary), "-q",
+                          "-w", lab.recording("dhcp-probe"))
     lease = lab.in_guest("busybox", "udhcpc", "-i", GUEST_IF, "-f", "-q", "-n", "-t", "4",
                          "-T", "2", "-s", str(script), timeout=30)
     status = tool.wait(timeout=40)

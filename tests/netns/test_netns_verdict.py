@@ -23,7 +23,7 @@ def run_until_verdict(lab, tmp_path, family, *options):
     (exit status, seconds it ran, its output, its JSON summary, ping)."""
     summary = tmp_path / "summary.json"
     tool = lab.start_tool("--until-verdict", "--timeout", "30", "--json", str(summary), "-q",
-                          f"-{family}", *options)
+                          "-w", lab.recording("verdict"), f"-{family}", *options)
     started = time.monotonic()
     result = ping(lab, f"-{family}", TARGET[family])
     status = tool.wait(timeout=40)

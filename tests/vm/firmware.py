@@ -80,6 +80,7 @@ def boot(namespace, tap, firmware, nic, framing=(), timeout=60, rom=None, files=
     exit status, output and --json record, the console and the seconds."""
     directory = directory or tempfile.mkdtemp(prefix="avz-fw-")
     summary = os.path.join(directory, "summary.json")
+    recording = os.path.join(directory, "run.pcap")
     if files is None:
         files = boot_files(directory)
     if rom is not None:
@@ -89,7 +90,7 @@ def boot(namespace, tap, firmware, nic, framing=(), timeout=60, rom=None, files=
     rom_option = "" if romfile is None else f",romfile={romfile}"
     tool = Process(["ip", "netns", "exec", namespace, sys.executable, TOOL, "--ip",
                     f"{SERVER}/24", "--dhcp", *files, "--until-verdict", "--timeout",
-                    str(timeout), "--json", summary, *framing, tap])
+                    str(timeout), "--json", summary, "-w", recording, *framing, tap])
     tool.wait_for("Hit Ctrl-C")
     accel = os.environ.get("ARP_ICMP_VLAN0_VM_ACCEL", "tcg")
     started = time.monotonic()
@@ -114,7 +115,8 @@ def boot(namespace, tap, firmware, nic, framing=(), timeout=60, rom=None, files=
         with open(summary) as file:
             record = json.load(file)
     return {"status": status, "seconds": round(seconds, 1), "tool": tool.output,
-            "console": guest.output, "ran": RAN in guest.output, "record": record}
+            "console": guest.output, "ran": RAN in guest.output, "record": record,
+            "recording": recording}
 
 
 def stages(record):

@@ -34,6 +34,7 @@ import contextlib
 import glob
 import gzip
 import hashlib
+import json
 import lzma
 import os
 import re
@@ -45,7 +46,7 @@ from typing import NamedTuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
-from netlab import TOOL, Process, run  # noqa: E402
+from netlab import TOOL, Process, replayed, run  # noqa: E402
 from qemu import CACHE, MIRROR, SYSTEM_QEMU  # noqa: E402
 from qemu import command as qemu_command  # noqa: E402
 
@@ -380,10 +381,32 @@ def result_of(console):
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
+RECORDINGS = []  # (pcap, the tool, its --json path, --until-verdict) of start_tool's runs
+
+
 def start_tool(namespace, tap, *options):
+    """The tool on `tap` in `namespace`; a run with --json also records
+    with -w (beside its summary), for judge_recordings()."""
+    recording = None
+    if "--json" in options:
+        recording = options[options.index("--json") + 1] + ".pcap"
+        options += ("-w", recording)
     tool = Process(["ip", "netns", "exec", namespace, sys.executable, TOOL, *options, tap])
+    if recording:
+        RECORDINGS.append((recording, tool, options[options.index("--json") + 1],
+                           "--until-verdict" in options))
     tool.wait_for("Hit Ctrl-C")
     return tool
+
+
+def judge_recordings():
+    """start_tool's recordings, judged again with -r once their tool has
+    ended: the same verdicts as its --json summary (netlab.replayed())."""
+    while RECORDINGS:
+        pcap, tool, path, until_verdict = RECORDINGS.pop()
+        tool.stop()
+        with open(path) as file:
+            replayed(pcap, json.load(file), until_verdict)
 
 
 def wait_for_the_guest_on(namespace, tap, timeout=90):

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from conftest import need, need_root_and
-from guest import (GUEST_MAC, RELEASES, kernel, kernel_of, missing_tools, result_of,
-                   run_guest, start_tool, tap_namespace, wait_for_the_guest_on)
+from guest import (GUEST_MAC, RELEASES, judge_recordings, kernel, kernel_of, missing_tools,
+                   result_of, run_guest, start_tool, tap_namespace, wait_for_the_guest_on)
 from netlab import REPO, run
 
 pytestmark = pytest.mark.vm
@@ -31,6 +31,7 @@ def namespace():
                       "busybox-static)")
     with tap_namespace("avzt-vm") as name:
         yield name
+        judge_recordings()  # every --json run's -w recording, judged again with -r
 
 
 @pytest.mark.parametrize("nic, mode, family, replies", [

@@ -17,9 +17,19 @@ import time
 import pytest
 
 from conftest import need, need_root_and
-from firmware import OVMF, RAN, SNPONLY, boot
+from firmware import OVMF, RAN, SNPONLY
+from firmware import boot as boot_firmware
 from guest import GUEST_MAC, missing_tools, tap_namespace
-from netlab import Process
+from netlab import Process, replayed
+
+
+def boot(*args, **options):
+    """firmware.boot(); its -w recording judged again with -r: the same
+    DHCP verdicts, stage by stage (TFTP is not judged from a capture)."""
+    result = boot_firmware(*args, **options)
+    if result["record"]:
+        replayed(result["recording"], result["record"], True)
+    return result
 
 pytestmark = pytest.mark.vm
 

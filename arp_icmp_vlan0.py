@@ -3014,25 +3014,47 @@ class TftpRequest(NamedTuple):
     body: bytes        # after the opcode
 
 
-def parse_tftp(frame, offset, server):
+def parse_tftp(frame, offset, server, any_port=False):
     """The TftpRequest in `frame` if it is a whole IPv4 UDP datagram to the
-    tool's address `server` (packed), to port 69 or a transfer's port, with
-    an opcode; else None."""
+    tool's address `server` (packed; None: any), to port 69 or a transfer's
+    port (`any_port`: any port, reading a capture), with an opcode; else
+    None."""
     header_len = ipv4_header_length(frame, offset)
     if header_len is None or frame[offset + 9] != IPPROTO_UDP or (
             frame[offset + 6] << 8 | frame[offset + 7]) & IP_FRAGMENT_BITS \
-            or frame[offset + 16:offset + 20] != server:
+            or server is not None and frame[offset + 16:offset + 20] != server:
         return None
     total = frame[offset + 2] << 8 | frame[offset + 3]
     udp = offset + header_len
     if total < header_len + 12:
         return None
     source_port, port = struct.unpack_from("!HH", frame, udp)
-    if port != TFTP_PORT and not TFTP_PORTS[0] <= port <= TFTP_PORTS[1]:
+    if port != TFTP_PORT and not TFTP_PORTS[0] <= port <= TFTP_PORTS[1] and not any_port:
         return None
     payload = frame[udp + 8:offset + total]
     return TftpRequest((frame[offset + 12:offset + 16], source_port), port,
                        payload[0] << 8 | payload[1], payload[2:])
+
+
+def tftp_block(frame, client):
+    """(the server's port, opcode, block number, the data or options) of a
+    TFTP DATA or OACK in `frame` to `client` ((address packed, port)),
+    reading a capture; else None."""
+    ethertype, offset = ethertype_and_offset(frame)
+    header_len = ethertype == ETH_P_IP and ipv4_header_length(frame, offset)
+    if not header_len or frame[offset + 9] != IPPROTO_UDP \
+            or frame[offset + 16:offset + 20] != client[0]:
+        return None
+    udp = offset + header_len
+    total = frame[offset + 2] << 8 | frame[offset + 3]
+    if total < header_len + 12:
+        return None
+    port, to = struct.unpack_from("!HH", frame, udp)
+    opcode, block = struct.unpack_from("!HH", frame, udp + 8)
+    if to != client[1] or opcode not in (TFTP_DATA, TFTP_OACK):
+        return None
+    start = udp + 12 if opcode == TFTP_DATA else udp + 10
+    return port, opcode, block, frame[start:offset + total]
 
 
 def parse_read_request(body):
@@ -3069,6 +3091,7 @@ class Transfer:
     sent_at: float = 0.0
     tries: int = 0
     started: float = 0.0
+    final: int = -1                # reading a capture: the short block seen, which ends it
 
     @property
     def last(self):
@@ -3123,10 +3146,13 @@ class TftpServer(ClientService):
     def answer(self, interface, frame, ethertype, offset, now):
         if ethertype != ETH_P_IP or not from_a_station(frame, self.scope):
             return None
-        request = parse_tftp(frame, offset, self.server)
+        capture = self.scope.capture
+        request = parse_tftp(frame, offset, None if capture else self.server, any_port=capture)
         if request is None:
             return None
         key = (interface, frame[6:12])
+        if capture:
+            return self._in_capture(key, request, now)
         if request.port == TFTP_PORT:
             if request.opcode not in (TFTP_RRQ, TFTP_WRQ) or not self.budget.take(interface, now):
                 return None
@@ -3140,6 +3166,80 @@ class TftpServer(ClientService):
         if request.opcode != TFTP_ACK or len(request.body) < 2:
             return None
         return self._acknowledged(transfer, int.from_bytes(request.body[:2], "big"), now)
+
+    # -- reading a capture: the switch's blocks
+
+    def _in_capture(self, key, request, now):
+        """A client's read request, or its acknowledgement of a block of a
+        transfer the switch began: what it awaits of the switch (the first
+        block or OACK, the next block), or the last block acknowledged, or a
+        block asked for again (taken: the evidence needs no answer)."""
+        if request.port == TFTP_PORT and request.opcode == TFTP_RRQ:
+            parsed = parse_read_request(request.body)
+            if parsed is None:
+                return None
+            old = self.transfers.get(key)
+            name = parsed[0].lstrip("/")[:64]
+            again = old is not None and old.name == name and old.block <= 1
+            transfer = Transfer(key, request.client, key[1], 0, name, b"", started=now)
+            return Answer("tftp", (transfer, 1, "read again" if again else "read"), RECORDED)
+        transfer = self.by_port.get(request.port)
+        if transfer is None or transfer.key != key or transfer.client != request.client \
+                or request.opcode != TFTP_ACK or len(request.body) < 2:
+            return None
+        block = int.from_bytes(request.body[:2], "big")
+        if block == transfer.block & 0xFFFF:
+            if transfer.final == transfer.block:
+                self._end(transfer)
+                return Answer("the last block acknowledged", (transfer, 0, "last"), None)
+            return Answer("tftp", (transfer, transfer.block + 1, "next"), RECORDED)
+        if block == (transfer.block - 1) & 0xFFFF:
+            return Answer("a block asked for again", (transfer, transfer.block, "again"), None)
+        return None
+
+    def answered_by(self, answer, frame, now):
+        """The switch's block (or OACK) that a read request or an
+        acknowledgement awaits: from the server to the client's port; the
+        transfer goes on from it (its port, block size, data, last block)."""
+        transfer, wanted, how = answer.request
+        if frame is None or transfer is None or answer.reply is None:
+            return None
+        given = tftp_block(frame, transfer.client)
+        if given is None:
+            return None
+        port, opcode, block, payload = given
+        if how in ("read", "read again"):
+            if opcode == TFTP_OACK:
+                options = parse_read_request(b"x\0octet\0" + payload)
+                size = options and options[2].get("blksize", "")
+                transfer.size = int(size) if size.isdigit() and int(size) >= 8 else TFTP_BLOCK
+                transfer.block = 0
+            elif opcode != TFTP_DATA or block != 1:
+                return None
+            old = self.transfers.get(transfer.key)
+            if old is not None:
+                self._end(old)
+            transfer.port = port
+            self.transfers[transfer.key], self.by_port[port] = transfer, transfer
+        elif opcode != TFTP_DATA or port != transfer.port or block != wanted & 0xFFFF \
+                or transfer.block != wanted - 1:
+            return None
+        if opcode == TFTP_DATA:
+            transfer.block, transfer.data = wanted, transfer.data + payload
+            if len(payload) < transfer.size:
+                transfer.final = wanted
+        transfer.packet = frame  # this copy answered: one after it is sent again
+        return answer._replace(reply=frame)
+
+    def sent(self, interface, frame, now):
+        """A transfer's last block sent again: counted."""
+        for transfer in self.transfers.values():
+            given = frame is not transfer.packet and transfer.key[0] == interface and \
+                tftp_block(frame, transfer.client)
+            if given and given[0] == transfer.port and given[1] == TFTP_DATA \
+                    and given[2] == transfer.block & 0xFFFF:
+                return "resent"
+        return None
 
     def _reply(self, transfer, payload, now):
         transfer.packet = udp_frame(self.framing, transfer.ether, self.scope.mac_bytes,
@@ -7622,11 +7722,12 @@ def capture_settings(args, capture, switch):
             own.add(frame[offset + 12:offset + 16])
         elif ethertype == ETH_P_IPV6 and len(frame) >= offset + IPV6_HLEN:
             own.add(frame[offset + 8:offset + 24])
-        if "dhcp" not in found:
-            given = parse_dhcp_answer(frame)
-            if given and given.kind in (DHCP_OFFER, DHCP_ACK):
-                found["dhcp"] = (given.network or ipaddress.ip_network(
-                    (given.address, 24), strict=False), given.server)
+        given = parse_dhcp_answer(frame)
+        if given and given.kind in (DHCP_OFFER, DHCP_ACK):
+            found.setdefault("dhcp", (given.network or ipaddress.ip_network(
+                (given.address, 24), strict=False), given.server))
+            if given.boot_file:  # a network boot: its TFTP transfers are judged too
+                found.setdefault("boot_files", {"": (given.boot_file, b"")})
         if "ra" not in found:
             advertised = parse_router_advertisement(frame)
             if advertised and advertised[0]:
@@ -7659,7 +7760,7 @@ def capture_settings(args, capture, switch):
                     ra=found.get("ra", (None,))[0], router_lifetime=found.get("ra", (0, 0))[1],
                     dhcp6=(found.get("dhcp6"), None) if dhcp6 else None,
                     delegate=found.get("delegate"), pppoe=found.get("pppoe"),
-                    dot1x=found.get("dot1x", False),
+                    dot1x=found.get("dot1x", False), boot_files=found.get("boot_files", {}),
                     expect_framing=getattr(args, "expect_framing", None))
 
 
@@ -7905,6 +8006,7 @@ class Replay:
 
 
 CAPTURE_WORDS = {"Replies": "ARP, NDP and ping", "Prober": "its probes", "DhcpServer": "DHCP",
+                 "TftpServer": "TFTP",
                  "Advertiser": "Router Advertisements", "Dhcp6Server": "DHCPv6",
                  "PppoeServer": "PPPoE discovery", "Dot1xAuthenticator": "802.1X"}
 

@@ -27,7 +27,7 @@ def boot_file(tmp_path, size):
 
 def serve(lab, path, *options):
     return lab.start_tool("-4", "--ip", f"{TOOL_IP}/24", "--dhcp", "--boot-file", str(path),
-                          "-q", *options, summary=True)
+                          "-q", "-w", lab.recording("boot"), *options, summary=True)
 
 
 def fetch(lab, name, local, *options, timeout=60):

@@ -127,11 +127,13 @@ def offer(xid, kind="offer", boot_file=None, dst=ALL):
                         flags=0x8000), DHCP(options=options + ["end"]), dst=dst)
 
 
-def request(xid):
+def request(xid, vendor=None):
+    options = [("message-type", "request"), ("server_id", "203.0.113.1"),
+               ("requested_addr", "203.0.113.50")]
+    options += [("vendor_class_id", vendor)] if vendor else []
     return plain(IP(src="0.0.0.0", dst="255.255.255.255"), UDP(sport=68, dport=67),
                  BOOTP(chaddr=mac2str(GUEST), xid=xid, flags=0x8000),
-                 DHCP(options=[("message-type", "request"), ("server_id", "203.0.113.1"),
-                               ("requested_addr", "203.0.113.50"), "end"]), dst=ALL)
+                 DHCP(options=options + ["end"]), dst=ALL)
 
 
 def isp_drops(path):
@@ -189,6 +191,48 @@ def test_edk2_pxe_offered_no_boot_file_is_no_verdict_and_with_one_it_is_judged(t
     assert status == 3, output
     assert [(c["stage"], c["verdict"]) for c in record["dhcp"]["clients"]] == [
         ("EDK2 PXE", "drops")]
+
+
+def tftp(payload, sport, dport, switch=False):
+    layers = (IP(src="203.0.113.1", dst="203.0.113.50") if switch else
+              IP(src="203.0.113.50", dst="203.0.113.1"), UDP(sport=sport, dport=dport), payload)
+    return tagged(*layers) if switch else plain(*layers)
+
+
+def boot_capture(path, fetched):
+    """An iPXE client leased 203.0.113.50 with boot.ipxe named, then its
+    TFTP read: 700 bytes in two blocks, acknowledged, or block 1 asked for
+    again and again (the read request repeated), each time sent."""
+    ipxe = "PXEClient:Arch:00000:UNDI:002001"
+    timed = [(0, discover(1, ipxe)), (0.1, offer(1, boot_file="boot.ipxe")), (0.2, request(1, ipxe)),
+             (0.3, offer(1, kind="ack", boot_file="boot.ipxe"))]
+    rrq = b"\x00\x01boot.ipxe\x00octet\x00"
+    if fetched:
+        timed += [(1.0, tftp(rrq, 2000, 69)),
+                  (1.01, tftp(b"\x00\x03\x00\x01" + bytes(512), 50000, 2000, switch=True)),
+                  (1.02, tftp(b"\x00\x04\x00\x01", 2000, 50000)),
+                  (1.03, tftp(b"\x00\x03\x00\x02" + bytes(188), 50000, 2000, switch=True)),
+                  (1.04, tftp(b"\x00\x04\x00\x02", 2000, 50000))]
+    else:
+        for i, at in enumerate((1, 2, 4)):
+            timed += [(at, tftp(rrq, 2000 + i, 69)),
+                      (at + 0.01, tftp(b"\x00\x03\x00\x01" + bytes(512), 50000 + i, 2000 + i,
+                                       switch=True))]
+    return write(path, timed)
+
+
+@pytest.mark.parametrize("fetched, status, verdict", [(True, 0, "accepts"), (False, 3, "drops")])
+def test_a_network_boots_tftp_is_judged_from_the_capture(tmp_path, fetched, status, verdict):
+    got, output, record = judged(boot_capture(tmp_path / "boot.pcap", fetched))
+    assert got == status, output
+    [client] = record["tftp"]["clients"]
+    assert (client["stage"], client["verdict"]) == ("iPXE", verdict), output
+    if fetched:
+        assert "it fetched boot.ipxe (700 bytes, 2 blocks)" in client["line"], output
+    else:
+        assert "requests for block 1 of boot.ipxe" in client["line"], output
+    assert [(c["stage"], c["verdict"]) for c in record["dhcp"]["clients"]] == [
+        ("iPXE", "accepts")]
 
 
 def test_an_offer_to_another_client_or_another_transaction_answers_nothing(tmp_path):

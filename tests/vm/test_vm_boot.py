@@ -25,7 +25,7 @@ from netlab import Process, replayed
 
 def boot(*args, **options):
     """firmware.boot(); its -w recording judged again with -r: the same
-    DHCP verdicts, stage by stage (TFTP is not judged from a capture)."""
+    DHCP and TFTP verdicts, stage by stage, and exit status."""
     result = boot_firmware(*args, **options)
     if result["record"]:
         replayed(result["recording"], result["record"], True)

@@ -3057,6 +3057,16 @@ def tftp_block(frame, client):
     return port, opcode, block, frame[start:offset + total]
 
 
+def tftp_read(frame):
+    """`frame` holds a TFTP read request (IPv4 UDP to port 69, opcode 1)."""
+    ethertype, offset = ethertype_and_offset(frame)
+    if ethertype != ETH_P_IP or len(frame) < offset + IPV4_HLEN + 10:
+        return False
+    udp = offset + (frame[offset] & 0x0F) * 4
+    return frame[offset + 9] == IPPROTO_UDP and frame[udp + 2:udp + 4] == b"\x00\x45" and \
+        frame[udp + 8:udp + 10] == b"\x00\x01"
+
+
 def parse_read_request(body):
     """(file name, mode, options) of a read or write request's body, the
     option names lower-cased; None if it is not one (RFC 1350, 2347)."""
@@ -5164,9 +5174,10 @@ def services_from(settings):
     if settings.dhcp:
         boot_files = {key: name for key, (name, _) in settings.boot_files.items()}
         services.append(DhcpServer(*settings.dhcp, scope, framing, events, boot_files))
-        if settings.boot_files:
-            files = dict(settings.boot_files.values())
-            services.append(TftpServer(files, settings.dhcp[1], scope, framing, events))
+    if settings.boot_files:  # with --dhcp; reading a capture, maybe a TFTP read alone
+        files = dict(settings.boot_files.values())
+        server = settings.dhcp[1] if settings.dhcp else None
+        services.append(TftpServer(files, server, scope, framing, events))
     if settings.ra:
         services.append(Advertiser(settings.ra, settings.router_lifetime, scope, framing,
                                    events, managed=settings.dhcp6 is not None))
@@ -7711,6 +7722,8 @@ def capture_settings(args, capture, switch):
     own, framings, found = set(), {}, {}
     for _, _, frame in capture.frames:
         if frame[6:12] not in switch:
+            if "boot_files" not in found and tftp_read(frame):
+                found["boot_files"] = {"": ("", b"")}  # a TFTP read: its transfer is judged
             continue
         tags = (frame[12:14],) + tags_of(frame) if frame[12:14] in (
             b"\x81\x00", b"\x88\xa8", b"\x91\x00") else ()

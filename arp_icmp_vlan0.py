@@ -289,10 +289,7 @@ class Scope:
     # With --dhcp, the addresses leased (address -> MAC, the Leases' own
     # dict): a guest's, which the tool no longer answers for.
     leased: Optional[dict] = field(default=None, compare=False)
-    # Reading a capture (-r): the services stand in for the switch whose
-    # frames the capture holds, and answer for any unicast address (the
-    # switch's frames say which it answered).
-    capture: bool = False
+    capture = False  # reading a capture (-r): CaptureScope
 
     @cached_property
     def mac_bytes(self):
@@ -324,8 +321,6 @@ class Scope:
         With no --ip, any unicast address but, as a host would, no IPv6
         link-local address other than its own: fe80:: addresses are each
         station's own, so answering for them would claim a neighbour's."""
-        if self.capture:
-            return _is_unicast(packed)
         if self.leased and packed in self.leased:
             return False
         if self.targets:
@@ -333,6 +328,19 @@ class Scope:
         if len(packed) == 16 and packed[:2] == IN6_LINK_LOCAL_PREFIX:
             return packed == self.link_local
         return _is_unicast(packed)
+
+@dataclass(frozen=True)
+class CaptureScope(Scope):
+    """Reading a capture (-r): the services stand in for the switch whose
+    frames the capture holds; they answer for any unicast address (the
+    switch's frames say which it answered), and each awaits the switch's
+    answer instead of making its own where that needs the tool's own state
+    (a lease, a cookie, a transfer)."""
+    capture = True
+
+    def answers_for(self, packed):
+        return _is_unicast(packed)
+
 
 def tool_link_local(mac):
     """The tool's own IPv6 link-local address (modified EUI-64 of its MAC)."""
@@ -5391,6 +5399,8 @@ class Loop:
         while not self._done():
             for service in self.timed:
                 self.send_timed(service)
+            if self._done():  # a timer's verdict settled the run (--until-verdict)
+                break
             wait = LONGEST_WAIT if deadline is None else deadline - time.monotonic()
             if wait <= 0:
                 break
@@ -7765,8 +7775,8 @@ def capture_settings(args, capture, switch):
     framing = Framing(vlans=tuple(vid for vid, _, _ in tags[1:]), prio=tags[1][1],
                       dei=tags[1][2], tpid=int.from_bytes(tags[0], "big"), live=False) \
         if tags else Framing(vlans=(), live=False)
-    scope = Scope(mac=str2mac(switch[0]), families=args.families, own=tuple(sorted(own)),
-                  capture=True)
+    scope = CaptureScope(mac=str2mac(switch[0]), families=args.families,
+                         own=tuple(sorted(own)))
     dhcp6 = "dhcp6" in found or "delegate" in found
     return Settings((), scope, framing, verbose=args.verbose, until_verdict=True,
                     probe=found.get("probe"), dhcp=found.get("dhcp"),

@@ -42,11 +42,11 @@ import ipaddress  # noqa: E402
 from scapy.layers.dhcp import BOOTP  # noqa: E402
 from scapy.layers.inet import UDP  # noqa: E402
 
-from arp_icmp_vlan0 import (DEFAULT_MAC, ETH_P_IP, Advertiser, Budget, DhcpServer,  # noqa: E402
-                            Dhcp6Server, Dot1xAuthenticator, Events, Exchange, Framing,
-                            Framings, Lines, PppoeServer, Prober, Reassembler, Replay, Scope,
-                            Settings, TftpServer, answer_with, ethertype_and_offset, mac2str,
-                            observe_with, plain_echo_replier, reply_to, services_from)
+from arp_icmp_vlan0 import (DEFAULT_MAC, ETH_P_IP, Advertiser, Budget, CaptureScope,  # noqa: E402
+                            DhcpServer, Dhcp6Server, Dot1xAuthenticator, Events, Exchange,
+                            Framing, Framings, Lines, PppoeServer, Prober, Reassembler, Replay,
+                            Scope, Settings, TftpServer, answer_with, ethertype_and_offset,
+                            mac2str, observe_with, plain_echo_replier, reply_to, services_from)
 from frames import (SEEDS, access_seeds, assert_well_formed, dnssl_solicitation,  # noqa: E402
                     ipv4_fragments, ipv6_fragments, reassemble, service_seeds)
 from netlab import at_least  # noqa: E402
@@ -155,7 +155,7 @@ class Capture:
     def __init__(self):
         network, prefix = ipaddress.ip_network("198.51.100.0/24"), ipaddress.ip_network(
             "2001:db8::/64")
-        settings = Settings((), Scope(capture=True), Framing(live=False), verbose=-1,
+        settings = Settings((), CaptureScope(), Framing(live=False), verbose=-1,
                             until_verdict=True, probe=(),
                             dhcp=(network, ipaddress.ip_address("198.51.100.2").packed),
                             ra=prefix, dhcp6=(prefix, None),

@@ -109,6 +109,23 @@ def test_rp_pppoe_takes_a_pado_tagged_vlan_5(lab):
     assert "accepts PPPoE PADOs tagged vlan 5, p 0" in run.output, run.said()
 
 
+@pytest.mark.parametrize("how", ["-w", "a pattern"])
+def test_a_verdict_a_timer_settles_ends_the_run_whatever_the_loop_waits_on(lab, how):
+    """pppoe -d sends no session frame: the run ends SESSION_GRACE (3 s)
+    after the PADS, on the timer, also where the loop waits in epoll (with
+    -w, or interfaces named by a pattern) rather than in a blocking receive.
+    It waited for --timeout there until 1.7.0."""
+    need_client("pppoe")
+    options = ["-w", lab.recording("timer")] if how == "-w" else []
+    started = time.monotonic()
+    tool = lab.start_tool("--pppoe", "-q", "--until-verdict", "--timeout", "30", *options,
+                          interface="veth-h*" if options == [] else "veth-host", summary=True)
+    result = access_runners.pppoe(lab, timeout=20)
+    status = tool.wait(timeout=40)
+    assert result.session and status == 0, tool.output
+    assert time.monotonic() - started < 10, tool.output
+
+
 def test_a_cpe_gets_a_delegated_prefix_through_vlan_0_p_6(lab):
     # A CPE's-eye view: dhcpcd asks only for a prefix, as a router's WAN does.
     need_client("dhcpcd6")

@@ -33,7 +33,7 @@ from scapy.layers.ppp import PPP, PPPoE, PPPoED, PPPoED_Tags, PPPoETag
 from scapy.utils import mac2str, wrpcap
 
 import arp_icmp_vlan0
-from arp_icmp_vlan0 import (Fatal, Prober, Scope, _read_pcap, _read_pcapng, eap_sent,
+from arp_icmp_vlan0 import (CaptureScope, Fatal, Prober, _read_pcap, _read_pcapng, eap_sent,
                             parse_dhcp6_answer, parse_dhcp_answer, parse_pppoe_offer,
                             parse_router_advertisement, reply_signature, switch_asks,
                             switch_role)
@@ -616,7 +616,7 @@ def test_the_switch_frame_parsers_take_any_cut_or_flipped_frame(seed, cut, flips
     for parse in (parse_dhcp_answer, parse_dhcp6_answer, parse_router_advertisement,
                   parse_pppoe_offer, eap_sent, switch_role, switch_asks, reply_signature):
         parse(frame)
-    prober = Prober((), Scope(mac=SWITCH, capture=True), arp_icmp_vlan0.Framing(), 0)
+    prober = Prober((), CaptureScope(mac=SWITCH), arp_icmp_vlan0.Framing(), 0)
     prober.sent("x", frame, 1.0)
 
 

@@ -119,7 +119,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import NamedTuple, Optional
 
 try:
@@ -469,6 +469,7 @@ def answer_at(frame, ethertype, offset, scope, framing):
                                       neighbor_advertisement(request, mac, framing))
     return None
 
+@lru_cache(maxsize=4096)  # a switch's frame, held against each waiting ask's reply (-r)
 def reply_signature(frame):
     """What pairs a reply with its request, in bytes: the destination MAC,
     the ethertype and, by protocol, the ARP operation and addresses, the
@@ -2431,6 +2432,7 @@ class DhcpAnswer(NamedTuple):
     boot_file: Optional[str]   # option 67, else the file field; None if neither
 
 
+@lru_cache(maxsize=2)  # a broadcast offer is offered to every guest's waiting ask in turn
 def parse_dhcp_answer(frame):
     """The DhcpAnswer in `frame` if it is a server's OFFER, ACK or NAK (a
     BOOTREPLY from port 67 to 68), else None: Scapy's dissection after a

@@ -2214,7 +2214,7 @@ class Prober(Service):
         sent to a guest: a probe of its target, tagged or an untagged
         control as the frame was, judged as the tool's own are."""
         ethertype, offset = ethertype_and_offset(frame)
-        tagged = offset is not None and offset > ETH_HLEN
+        tagged = is_tagged(frame)
         if ethertype == ETH_P_ARP and 4 in self.scope.families:
             arp = frame[offset:offset + 28]
             if len(arp) < 28 or arp[:8] != ARP_ETHERNET_IPV4 + b"\x00\x01":
@@ -4862,6 +4862,12 @@ PROTOCOL_OF_ETHERTYPE = {ETH_P_ARP: "ARP", ETH_P_IP: "IPv4", ETH_P_IPV6: "IPv6",
                          ETH_P_PAE: "EAPOL"}
 PROTOCOL_OF_PORT = {(4, DHCP_SERVER_PORT): "DHCP", (4, 69): "TFTP",
                     (6, DHCP6_SERVER_PORT): "DHCPv6"}
+
+
+def is_tagged(frame):
+    """`frame` carries an 802.1Q (or 802.1ad, 0x9100) tag: the switch's
+    frames in a capture (-r)."""
+    return len(frame) >= 14 and frame[12] << 8 | frame[13] in VLAN_TPIDS
 
 
 def tags_of(frame):
@@ -7705,8 +7711,7 @@ def find_switch(capture, given, tool_mac):
         if role:
             counts = roles.setdefault(frame[6:12], [0, 0, 0])
             counts[role == "answers"] += 1
-            counts[2] += role == "answers" and frame[12:14] in (b"\x81\x00", b"\x88\xa8",
-                                                                 b"\x91\x00")
+            counts[2] += role == "answers" and is_tagged(frame)
     servers = [mac for mac, counts in roles.items() if counts[0]]
     if servers:
         return tuple(servers), ("the station that serves" if len(servers) == 1 else
@@ -7737,8 +7742,7 @@ def capture_settings(args, capture, switch):
             if "boot_files" not in found and tftp_read(frame):
                 found["boot_files"] = {"": ("", b"")}  # a TFTP read: its transfer is judged
             continue
-        tags = (frame[12:14],) + tags_of(frame) if frame[12:14] in (
-            b"\x81\x00", b"\x88\xa8", b"\x91\x00") else ()
+        tags = (frame[12:14],) + tags_of(frame) if is_tagged(frame) else ()
         framings[tags] = framings.get(tags, 0) + 1
         ethertype, offset = ethertype_and_offset(frame)
         if ethertype == ETH_P_ARP and len(frame) >= offset + 28:
@@ -7975,7 +7979,7 @@ class Replay:
 
     def _from_switch(self, link, frame):
         self.switch_frames += 1
-        self.switch_tagged += frame[12:14] in (b"\x81\x00", b"\x88\xa8", b"\x91\x00")
+        self.switch_tagged += is_tagged(frame)
         # The guests it may answer: the one it is sent to, or, sent to a
         # group, every guest on the interface (a DHCP offer broadcast, an
         # advertisement to all nodes); of each, the oldest ask it answers.

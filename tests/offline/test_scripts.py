@@ -103,7 +103,8 @@ def test_a_bad_value_is_one_line_and_status_2(name, args, words, bare_path):
 
 @pytest.mark.parametrize("name, words", [
     ("matrix.py", ["needs qemu-system-x86_64", "apt install qemu-system-x86"]),
-    ("scale.py", ["needs ip, ping", "(apt install iproute2 iputils-ping)"]),
+    ("scale.py", ["needs ip, ping, nsenter, busybox",
+                  "(apt install iproute2 iputils-ping util-linux busybox)"]),
     ("soak.py", ["needs ip, sysctl", "(apt install iproute2 procps)"]),
     ("clients.py", ["needs ip", "(apt install iproute2)"]),
     ("paths.py", ["needs ip, ping, tcpdump, nft",
@@ -130,7 +131,7 @@ def test_without_root_one_line_says_so(name):
     with tempfile.TemporaryDirectory() as folder:  # the default --json goes there
         # Stand-ins for the tools, found on PATH and never run.
         for tool in ("qemu-system-x86_64", "apt-get", "dpkg-deb", "ip", "ping", "sysctl",
-                     "tcpdump", "nft"):
+                     "tcpdump", "nft", "nsenter", "busybox"):
             os.symlink("/bin/false", os.path.join(folder, tool))
         result = run_script(name, path=folder, prefix=("-c", AS_A_USER))
     assert (result.returncode, result.stdout) == (1, ""), result

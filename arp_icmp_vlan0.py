@@ -32,9 +32,9 @@ USAGE: arp_icmp_vlan0.py [-h] [--mac MAC] [--ip ADDR[/LEN]] [-4 | -6]
                          [--any-address] [--user USER] [--keep-root]
                          [--exit-on-down] [-c N] [--timeout SECONDS]
                          [--until-verdict] [-w FILE] [-r FILE]
-                         [--switch-mac MAC] [--json FILE] [-q | -v]
-                         [--busy-poll] [-V] [--self-test]
-                         [INTERFACE ...]
+                         [--switch-mac MAC] [--json FILE] [--metrics FILE]
+                         [--json-interval SECONDS] [-q | -v] [--busy-poll]
+                         [-V] [--self-test] [INTERFACE ...]
 
 Judging a capture: arp_icmp_vlan0.py -r FILE [--switch-mac MAC] [--json FILE]
 
@@ -42,7 +42,8 @@ The design card: "a Scapy sniff() loop on a TAP interface uses a prn callback
 that matches ARP requests and ICMP echo requests and sends Dot1Q(vlan=0) tagged
 replies with sendp". Its steps, and the names that do them here:
 
-  sniff() loop     Loop.run(): a Scapy L2Socket per interface (Interfaces),
+  sniff() loop     Loop.run(): a packet socket per interface (Interfaces,
+                   open_socket(): Scapy's L2Socket's, opened directly),
                    read by a blocking receive when one interface is served,
                    else by epoll (Loop._drain); not sniff(), which dissects
                    every frame into Scapy layers first
@@ -93,6 +94,7 @@ import argparse
 import atexit
 import bisect
 import codecs
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -199,7 +201,7 @@ with _NothingToRead(__name__ == "__main__"):
 
 # ---------------------------------------------------------------- wire constants and kinds
 
-__version__ = "1.7.0"
+__version__ = "1.8.0"
 
 # Locally administered, unicast; its bytes spell "vlan0" in ASCII.
 DEFAULT_MAC = "02:76:6c:61:6e:30"
@@ -1280,6 +1282,9 @@ class Service:
     sends = False      # it has something due unasked: the loop asks due(), send_due()
     every_guest = False  # it judges every guest heard (the roll waits for its verdict)
     json_keys = ()     # its keys in the JSON summary (null when it is off)
+    service = ""       # its name in the metrics' labels (and in a Client's record)
+    held = ()          # the lists in its JSON part of what it holds for the guests of an
+                       # interface (DHCP's leases...), which the metrics count
     needs_tags = False  # it reads the received frames' tags: the loop keeps them
     clock_only = False  # what send_due() gives is never a frame: reading a capture,
                         # it runs on the capture's clock (the others' frames are
@@ -1650,6 +1655,7 @@ class Replies(Service):
     above."""
 
     json_keys = ("guests", "guests_not_tracked")
+    service = "replies"
 
     def __init__(self, scope, framing, events=None):
         self.scope, self.framing = scope, framing
@@ -2009,6 +2015,7 @@ class Prober(Service):
 
     taken_as, sends = "probe_answers", True
     json_keys = ("probes",)
+    service = "probe"
 
     def __init__(self, addresses, scope, framing, ident, events=None):
         """`addresses`: packed, as --probe gave them; empty: learn them (but
@@ -2822,7 +2829,7 @@ class DhcpServer(ClientService):
     service, window = "dhcp", DHCP_RETRY_WINDOW
     answers, answers_used = "DHCP offers", "DHCP offers and ACKs"
     awaited = "no DHCPDISCOVER"
-    json_keys, every_guest = ("dhcp",), True
+    json_keys, every_guest, held = ("dhcp",), True, ("leases",)
 
     def __init__(self, network, server, scope, framing, events=None, boot_files=None):
         """`boot_files`: --boot-file's, key (BOOT_FILE_KEYS, or "" for every
@@ -4144,7 +4151,7 @@ class Dhcp6Server(ClientService):
     service, window = "dhcp6", DHCP6_RETRY_WINDOW
     answers, answers_used = "DHCPv6 Advertises", "DHCPv6 Advertises and Replies"
     awaited = "no DHCPv6 Solicit"
-    json_keys, every_guest = ("dhcp6",), True
+    json_keys, every_guest, held = ("dhcp6",), True, ("bindings",)
 
     def __init__(self, network, own, delegate, scope, framing, events=None):
         super().__init__(framing, events)
@@ -4442,6 +4449,7 @@ class PppoeServer(ClientService):
     answers, answers_used = "PPPoE PADOs", "PPPoE PADOs and PADS"
     awaited = "no PADI"
     json_keys, every_guest, sends, clock_only = ("pppoe",), True, True, True
+    held = ("sessions",)
 
     def __init__(self, ac_name, scope, framing, events=None):
         super().__init__(framing, events)
@@ -5286,8 +5294,10 @@ class Loop:
     README.rst, the benchmark, has the measured reasons for both over
     sniff())."""
 
-    def __init__(self, settings, interfaces, services, recorder=None, stdout=None):
+    def __init__(self, settings, interfaces, services, recorder=None, stdout=None,
+                 snapshots=None):
         self.settings, self.interfaces, self.recorder = settings, interfaces, recorder
+        self.snapshots = snapshots  # the files rewritten while it runs (Snapshots)
         self.services = services
         self.timed = [service for service in services if service.sends]
         # -q, no -w and no service that reads the tags: frames are read
@@ -5455,16 +5465,20 @@ class Loop:
         if wake_fd is not None:
             poller.register(wake_fd, select.EPOLLIN)
         netlink = interfaces.netlink.fileno()
+        snapshots = self.snapshots
         while not self._done():
             for service in self.timed:
                 self.send_timed(service)
+            if snapshots is not None and snapshots.due() <= 0:
+                self._snapshot()
             if self._done():  # a timer's verdict settled the run (--until-verdict)
                 break
             wait = LONGEST_WAIT if deadline is None else deadline - time.monotonic()
             if wait <= 0:
                 break
             wait = min(wait, LONGEST_WAIT, self.lines.due(),
-                       *(service.due(time.time()) for service in self.timed))
+                       *(service.due(time.time()) for service in self.timed),
+                       snapshots.due() if snapshots is not None else LONGEST_WAIT)
             alone = self._served_alone() if wake_fd is not None else None
             if alone is not None:
                 self._serve_alone(alone, wait)
@@ -5487,6 +5501,15 @@ class Loop:
             self.lines.write(idle=not busy)
         while self.lines.held:
             self.lines.write(idle=True)
+
+    def _snapshot(self):
+        """The files rewritten while it runs; a bug here is said, and
+        serving goes on."""
+        try:
+            self.snapshots.write(Report(self))
+        except Exception as exc:
+            self.complaints.log("snapshot", f"error: writing --json-interval's and "
+                                f"--metrics' files: {exc!r}")
 
     def _done(self):
         return self.stopping or self.settings.exit_on_down and bool(self.interfaces.lost)
@@ -5580,6 +5603,18 @@ def _queued(sock):
 # ---------------------------------------------------------------- interfaces and sockets
 
 GONE_KEPT = 64  # interfaces let go whose counts are kept apart; beyond, summed
+NAMED_AT_START = 8  # interfaces the start-up line names before "and N more"
+FDS_KEPT_FREE = 16  # descriptors no interface takes: sysfs reads, the files, the closer
+
+
+def limit_reached(exc):
+    """What a descriptor limit reached (EMFILE, ENFILE) is, and its remedy."""
+    if exc.errno == errno.ENFILE:
+        return ("the system's open-files limit is reached (ENFILE): raise fs.file-max "
+                "(sysctl)")
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return (f"the open-files limit ({soft:,}) is reached: two descriptors an interface; "
+            "raise it (LimitNOFILE= in the systemd unit, ulimit -Hn in a shell)")
 
 class Link:
     """A served interface: its claim, socket and MTU."""
@@ -5626,6 +5661,10 @@ class Interfaces:
         self.refused = set()   # interfaces refused, said once
         self.retry = {}        # name -> index: to serve, tried again at netlink's next news
         self.pending = {}      # name -> index: wanted and up, to serve (serve_pending())
+        self.limited = set()   # interfaces not served for want of descriptors
+        self.limit_said = False
+        self.freed = False     # an interface was let go (its descriptors free) since the news
+        self.fds_before = len(os.listdir("/proc/self/fd"))  # open before any interface
         self.program = REQUEST_FILTER if program is None else program
         self.poller = select.epoll()
         self.netlink = socket.socket(socket.AF_NETLINK,
@@ -5664,6 +5703,7 @@ class Interfaces:
         return link
 
     def let_go(self, link, why):
+        self.freed = True
         del self.links[link.name], self.by_fd[link.sock.fileno()]
         if self.by_index.get(link.index) is link:
             del self.by_index[link.index]
@@ -5745,16 +5785,34 @@ class Interfaces:
         if refusal is not None:
             self._refuse(name, refusal)
             return
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if self.fds_before + 2 * (len(self.links) + 1) + FDS_KEPT_FREE > soft:
+            self._at_the_limit(name, OSError(errno.EMFILE, os.strerror(errno.EMFILE)))
+            self.retry[name] = index
+            return
         try:
             self.serve(name, index, quiet)
+            self.limited.discard(name)
         except InterfaceTaken as taken:
             self._refuse(name, f"{name}: {_taken(taken)}; skipped")
             self.retry[name] = index
         except OSError as exc:  # gone again, or not quite there
-            if exc.errno not in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN):
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                self._at_the_limit(name, exc)
+            elif exc.errno not in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN):
                 self._refuse(name, f"{name}: cannot open a packet socket: "
                              f"{exc.strerror or exc}")
             self.retry[name] = index
+
+    def _at_the_limit(self, name, exc):
+        """No descriptor left for `name` (two an interface: its socket and its
+        claim): said once, with the remedy; tried again when one is let go."""
+        self.limited.add(name)
+        if self.limit_said:
+            return
+        self.limit_said = True
+        log(f"{name}: not served, nor any other interface past it: {limit_reached(exc)}; "
+            f"{len(self.links):,} served. Each one is tried again when another is let go")
 
     def _refuse(self, name, why):
         """Say once why `name` is not served."""
@@ -5786,7 +5844,10 @@ class Interfaces:
             return
         for index, (name, up, deleted) in news.items():
             self._look(name, index, up, deleted)
+        freed, self.freed = self.freed, False
         for name, index in list(self.retry.items()):
+            if name in self.limited and not freed:
+                continue  # no descriptor was given back: not worth a look
             if name not in self.links and name not in self.pending and _is_up(name):
                 self.pending[name] = index
 
@@ -6869,6 +6930,7 @@ class Report:
             "tool": "arp_icmp_vlan0", "version": __version__,
             "framing": str(framing), "mac": scope.mac,
             "duration_s": round(loop.elapsed(), 3),
+            "interfaces_served": len(loop.interfaces.links),
             "interfaces": {name: stats.to_json()
                            for name, stats in loop.interfaces.stats.items()},
             "interfaces_gone": {"count": loop.interfaces.gone_count,
@@ -6885,6 +6947,251 @@ class Report:
             summary.update(service.to_json())
         summary["exit_status"] = status
         return summary
+
+
+# ---------------------------------------------------------------- the fleet view
+#
+# A daemon's verdicts where its operators' monitoring already looks:
+# --metrics writes the Prometheus text format for node_exporter's textfile
+# collector, and --json-interval rewrites the JSON summary while the tool
+# runs. Every count in the metrics is read from the JSON summary made at the
+# same moment (metrics_text()), so the two never disagree. No server: the
+# collector reads the file.
+
+METRICS_INTERVAL = 15.0  # seconds between --metrics rewrites without --json-interval
+METRIC = "arp_icmp_vlan0_"
+# The per-interface counters (Stats.to_json()'s keys) the metrics give per
+# interface; every one of them is also given for the host (all interfaces,
+# those gone included).
+PER_INTERFACE = ("frames_seen", "ignored", "probes_sent", "send_errors", "internal_errors")
+COUNTERS = {
+    "frames_seen": "Frames received that reached the tool (its kernel filter's)",
+    "ignored": "Frames received and not answered",
+    "answered_later": "Requests answered once their fragments were whole",
+    "acknowledgements": "Frames taken without a reply: answers to what the tool sent",
+    "resent": "Replies sent again",
+    "fragments_held": "Fragments received",
+    "send_errors": "Replies that could not be sent",
+    "internal_errors": "Frames a bug in the tool could not handle (said in a line)",
+    "probes_sent": "Probes sent (--probe)",
+    "probe_answers": "Answers to probes (--probe)",
+    "advertisements": "Router Advertisements sent unasked (--ra)",
+    "eap_requests": "EAP-Requests sent (--dot1x)",
+}
+
+
+def _label(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _sample(name, labels, value):
+    inside = ",".join(f'{key}="{_label(text)}"' for key, text in labels.items())
+    return f"{METRIC}{name}{{{inside}}} {value}" if inside else f"{METRIC}{name} {value}"
+
+
+def metrics_text(summary, services, framing, now):
+    """`summary` (Report.to_json()) in the Prometheus text format (0.0.4):
+    the tool, the host's counts, each interface's, and each service's guests
+    by interface and verdict ("pending" before one) and what it holds
+    (leases, bindings, sessions) by interface; `framing`: the replies'
+    (str); `now`: when."""
+    out = []
+
+    def family(name, kind, text, samples):
+        out.append(f"# HELP {METRIC}{name} {text}")
+        out.append(f"# TYPE {METRIC}{name} {kind}")
+        out.extend(_sample(name, labels, value) for labels, value in samples)
+
+    family("info", "gauge", "The tool: its version, MAC and the framing of its replies",
+           [({"version": summary["version"], "mac": summary["mac"], "framing": framing}, 1)])
+    family("running", "gauge", "1 while the tool runs, 0 in the file it writes at its end",
+           [({}, int(summary["exit_status"] is None))])
+    if summary["exit_status"] is not None:
+        family("exit_status", "gauge", "The exit status of the run that wrote this file",
+               [({}, summary["exit_status"])])
+    family("run_seconds", "gauge", "Seconds since the tool started serving",
+           [({}, summary["duration_s"])])
+    family("written_timestamp_seconds", "gauge", "When this file was written (Unix time)",
+           [({}, round(now, 3))])
+    family("interfaces_served", "gauge", "Interfaces served now",
+           [({}, summary["interfaces_served"])])
+    total, interfaces = summary["total"], summary["interfaces"]
+    family("replies_total", "counter", "Replies sent, by kind (all interfaces)",
+           [({"kind": kind}, count) for kind, count in total["replies"].items()])
+    for key, text in COUNTERS.items():
+        family(f"{key}_total", "counter", f"{text} (all interfaces)", [({}, total[key])])
+    family("interface_replies_total", "counter", "Replies sent, by interface and kind",
+           [({"interface": name, "kind": kind}, count)
+            for name, counts in interfaces.items() for kind, count in counts["replies"].items()])
+    for key in PER_INTERFACE:
+        family(f"interface_{key}_total", "counter", f"{COUNTERS[key]}, by interface",
+               [({"interface": name}, counts[key]) for name, counts in interfaces.items()])
+    guests, held = {}, {}
+    for service in services:
+        for key in service.json_keys:
+            for record in _records(summary.get(key)):
+                label = (record["interface"], service.service, record["verdict"] or "pending")
+                guests[label] = guests.get(label, 0) + 1
+            part = summary.get(key)
+            for what in service.held if isinstance(part, dict) else ():
+                for entry in part.get(what) or ():
+                    label = (entry["interface"], service.service, what)
+                    held[label] = held.get(label, 0) + 1
+    family("guests", "gauge", "Guests by interface, service and verdict (pending: none yet)",
+           [({"interface": interface, "service": service, "verdict": verdict}, count)
+            for (interface, service, verdict), count in sorted(guests.items())])
+    family("held", "gauge", "What a service holds for the guests of an interface: DHCP "
+           "leases and offers, DHCPv6 bindings, PPPoE sessions",
+           [({"interface": interface, "service": service, "what": what}, count)
+            for (interface, service, what), count in sorted(held.items())])
+    return "\n".join(out) + "\n"
+
+
+def _records(part):
+    """The records with a verdict in a service's part of the JSON summary:
+    the dicts with an interface and a verdict, in it or in its lists, one
+    level down."""
+    if isinstance(part, dict):
+        for value in part.values():
+            yield from _records_in(value)
+    else:
+        yield from _records_in(part)
+
+
+def _records_in(value):
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict) and "interface" in item and "verdict" in item:
+                yield item
+
+
+class StateWriter:
+    """--json-interval and --metrics: files rewritten while the tool runs,
+    each one whole (a new file beside it, renamed over it), so that a reader
+    never sees half of one, as the textfile collector asks. The tool runs as
+    nobody by then, who may make no file in /run or in the collector's
+    folder; so a child forked before the privilege drop keeps root for this
+    one job. It takes nothing but (which of the files named at start, their
+    bytes) over a pipe from the tool, writes nothing else, and ends when the
+    pipe closes: at the tool's end, however it ends."""
+
+    HEADER = struct.Struct("=BQ")
+
+    def __init__(self, paths):
+        self.paths = list(paths)
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child
+            status = 1
+            try:
+                os.close(write)
+                _write_from(read, self.paths)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(read)
+        self.pipe, self.broken = write, None
+
+    def write(self, path, data):
+        """Have `path` (one of those named at start) replaced with `data`;
+        False once the child is gone (said once)."""
+        if self.broken:
+            return False
+        try:
+            _write_all(self.pipe, self.HEADER.pack(self.paths.index(path), len(data)) + data)
+        except OSError as exc:
+            self.broken = exc
+            log(f"error: the files of --json-interval and --metrics are no longer written: "
+                f"their writer is gone ({exc.strerror or exc})")
+            return False
+        return True
+
+    def close(self):
+        if self.pipe is not None:
+            os.close(self.pipe)
+            self.pipe = None
+            os.waitpid(self.pid, 0)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_from(read, paths):
+    """StateWriter's child: ignore the signals that end the tool (its end
+    closes the pipe), keep nothing else open, and replace each file as the
+    pipe asks; a file that cannot be written is said once, until it can."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
+        signal.signal(number, signal.SIG_IGN)
+    os.closerange(3, read)
+    os.closerange(read + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    failing = {}
+    header = StateWriter.HEADER
+    with os.fdopen(read, "rb") as pipe:
+        while len(head := pipe.read(header.size)) == header.size:
+            which, size = header.unpack(head)
+            data = pipe.read(size)
+            if len(data) < size or which >= len(paths):
+                return
+            path = paths[which]
+            try:
+                replace_file(path, data)
+                failing.pop(path, None)
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                if failing.get(path) != reason:
+                    failing[path] = reason
+                    log(f"error: cannot write {path}: {reason}")
+
+
+def replace_file(path, data):
+    """Replace `path` with a file holding `data`, at once: written beside
+    it (a hidden name, made anew, never through a link), then renamed over
+    it; the rename replaces whatever `path` is without following it."""
+    folder, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                 | os.O_CLOEXEC, 0o644)
+    try:
+        _write_all(fd, data)
+        os.close(fd)
+        fd = None
+        os.rename(temporary, path)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+class Snapshots:
+    """What the loop writes every `interval` seconds while it runs: the JSON
+    summary (--json with --json-interval) and the metrics, through the
+    StateWriter; `report`: the Report."""
+
+    def __init__(self, writer, interval, json_path, metrics_path):
+        self.writer, self.interval = writer, interval
+        self.json_path, self.metrics_path = json_path, metrics_path
+        self.next = time.monotonic()  # the first at once: the file is there from the start
+
+    def due(self):
+        return max(0.0, self.next - time.monotonic())
+
+    def write(self, report, status=None):
+        """Write both now (`status`: the exit status, at the end)."""
+        self.next = time.monotonic() + self.interval
+        summary = report.to_json(status)
+        if self.json_path:
+            self.writer.write(self.json_path, (json.dumps(summary, indent=1) + "\n").encode())
+        if self.metrics_path:
+            loop = report.loop
+            self.writer.write(self.metrics_path, metrics_text(
+                summary, loop.services, str(loop.settings.framing), time.time()).encode())
 
 
 # ---------------------------------------------------------------- the command line
@@ -6994,6 +7301,7 @@ def _tpid(text):
 
 
 TIMEOUT_MAX = 10**9  # seconds (31 years): past it, the clock's arithmetic overflows
+INTERVAL_MIN = 0.1  # seconds: --json-interval's least
 
 
 def _timeout(text):
@@ -7004,6 +7312,18 @@ def _timeout(text):
     if not 0 < value <= TIMEOUT_MAX:
         raise argparse.ArgumentTypeError(
             f"timeout must be a number of seconds above 0 and up to {TIMEOUT_MAX}: {text!r}")
+    return value
+
+
+def _interval(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not INTERVAL_MIN <= value <= TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"interval must be a number of seconds from {INTERVAL_MIN:g} up to "
+            f"{TIMEOUT_MAX}: {text!r}")
     return value
 
 
@@ -7156,6 +7476,16 @@ def build_parser():
                         help="write a JSON summary to FILE at the end: counts, "
                              "fragments, recording, and each guest's verdict with "
                              "its evidence")
+    ending.add_argument("--metrics", metavar="FILE",
+                        help="write metrics in the Prometheus text format to FILE (for "
+                             "node_exporter's textfile collector: a FILE ending .prom in "
+                             "its folder): guests by verdict, replies, probes, leases, "
+                             "errors, per interface; rewritten every --json-interval "
+                             "seconds (default 15) and at the end")
+    ending.add_argument("--json-interval", type=_interval, metavar="SECONDS",
+                        help="also rewrite --json every SECONDS while running (and "
+                             "--metrics: default 15); each rewrite replaces the file "
+                             "whole, so that a reader never sees half of one")
     chatter = ending.add_mutually_exclusive_group()
     chatter.add_argument("-q", "--quiet", dest="verbose", action="store_const",
                          const=-1, default=0,
@@ -7286,6 +7616,11 @@ def parse_args(argv):
         parser.error("--untagged takes no --vlan, --prio, --dei or --tpid")
     if args.write and args.json and os.path.abspath(args.write) == os.path.abspath(args.json):
         parser.error("-w and --json name the same file")
+    if args.metrics and os.path.abspath(args.metrics) in (
+            os.path.abspath(path) for path in (args.write, args.json) if path):
+        parser.error("--metrics names the same file as -w or --json")
+    if args.json_interval is not None and not (args.json or args.metrics):
+        parser.error("--json-interval goes with --json or --metrics")
     if args.dhcp and dhcp_pool(args.targets) is None:
         parser.error("--dhcp needs the tool's address in an IPv4 prefix to lease from: "
                      "--ip ADDR/LEN, e.g. --ip 198.51.100.2/24")
@@ -7337,7 +7672,8 @@ def _check_reading(args, parser):
         ("--timeout", args.timeout is not None), ("--busy-poll", args.busy_poll),
         ("--exit-on-down", args.exit_on_down), ("--any-address", args.any_address),
         ("--allow-physical", args.allow_physical), ("--user", args.user),
-        ("--keep-root", args.keep_root)) if value]
+        ("--keep-root", args.keep_root), ("--metrics", args.metrics),
+        ("--json-interval", args.json_interval is not None)) if value]
     if given:
         parser.error(f"-r reads what the switch served, and how, from the capture: not with "
                      f"{', '.join(given)}")
@@ -7501,6 +7837,7 @@ class Session:
     def __init__(self, args):
         self.args, self.settings = args, Settings.from_args(args)
         self.pcap = self.summary = self.recorder = self.interfaces = self.loop = None
+        self.metrics = self.writer = self.snapshots = None
         self.services = []
         self.user = pwd.getpwuid(os.geteuid()).pw_name
         self.checked = False  # every start-up check passed: the files may be emptied
@@ -7529,8 +7866,11 @@ class Session:
             pass  # an unlimited hard limit the kernel will not take: keep the soft one
         self.pcap = args.write and OutputFile(args.write)
         self.summary = args.json and OutputFile(args.json)
-        if self.pcap and self.summary and self.pcap.identity == self.summary.identity:
-            raise Fatal(f"-w {args.write} and --json {args.json} are the same file")
+        self.metrics = args.metrics and OutputFile(args.metrics)
+        outputs = [output for output in (self.pcap, self.summary, self.metrics) if output]
+        if len({output.identity for output in outputs}) < len(outputs):
+            raise Fatal(f"{' and '.join(output.path for output in outputs)}: the same file "
+                        "named twice (-w, --json, --metrics)")
         self.services = services_from(settings)
         self.interfaces = Interfaces(
             settings, kernel_filter([program for service in self.services
@@ -7540,6 +7880,11 @@ class Session:
             self._serve(name)
         if len(exact) < len(settings.specs):
             self.interfaces.reconcile(quiet=True)
+        if self.metrics or args.json_interval:  # its writer keeps the privilege to
+            periodic = [args.json] if args.json_interval and args.json else []
+            self.writer = StateWriter(periodic + ([args.metrics] if args.metrics else []))
+            self.snapshots = Snapshots(self.writer, args.json_interval or METRICS_INTERVAL,
+                                       periodic and args.json, args.metrics)
         if dropping:
             try:
                 drop_privileges(args.user)
@@ -7551,7 +7896,8 @@ class Session:
         if self.pcap:
             self.recorder = Recorder(self.pcap)
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
-        self.loop = Loop(settings, self.interfaces, self.services, self.recorder)
+        self.loop = Loop(settings, self.interfaces, self.services, self.recorder,
+                         snapshots=self.snapshots)
 
     def _serve(self, name):
         try:
@@ -7563,6 +7909,8 @@ class Session:
             raise Fatal(f"{name}: opening a packet socket needs root or CAP_NET_RAW; "
                         f"try: sudo {sys.argv[0]} ...") from None
         except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise Fatal(f"{name}: not served: {limit_reached(exc)}") from None
             raise Fatal(f"{name}: cannot open a packet socket: {exc.strerror or exc}") \
                 from None
 
@@ -7570,7 +7918,10 @@ class Session:
         loop, interfaces, settings = self.loop, self.interfaces, self.settings
         wake_fd = _stop_on_signals(loop)
         patterns = [spec for spec in settings.specs if is_pattern(spec)]
-        served = ", ".join(interfaces.links) or "no interface yet"
+        names = list(interfaces.links)
+        served = (", ".join(names) if len(names) <= NAMED_AT_START else
+                  f"{', '.join(names[:NAMED_AT_START])} and {len(names) - NAMED_AT_START:,} "
+                  "more") or "no interface yet"
         if patterns:
             served += (f" (and every interface matching "
                        f"{', '.join(repr(p) for p in patterns)} that comes up)")
@@ -7596,7 +7947,9 @@ class Session:
             log(f"error: stopped receiving on {', '.join(self.interfaces.lost)} "
                 "(interface gone or down)")
             status = EXIT_ERROR
-        if self.summary:
+        if self.snapshots:  # the last, with the exit status: whole, as the others
+            self.snapshots.write(report, status)
+        if self.summary and not (self.snapshots and self.snapshots.json_path):
             try:
                 self.summary.start()
                 self.summary.write_json(report.to_json(status))
@@ -7605,13 +7958,16 @@ class Session:
         return status
 
     def close(self):
-        for output in (self.pcap, self.summary):
+        for output in (self.pcap, self.summary, self.metrics):
             if output and not self.checked:
                 output.discard()
         if self.recorder:
             self.recorder.close()
-        if self.summary:
-            self.summary.close()
+        for output in (self.summary, self.metrics):
+            if output:
+                output.close()
+        if self.writer:
+            self.writer.close()
         if self.interfaces:
             self.interfaces.close()
 
@@ -7945,6 +8301,7 @@ class CapturedInterfaces(NamedTuple):
     stats: dict        # name -> Stats
     gone_count: int
     gone_stats: "Stats"
+    links: tuple = ()  # none served: nothing is live
 
 
 @dataclass

@@ -123,6 +123,12 @@ def test_framing_options(argv, framing):
     (["-q", "-v", "tap0"], ["not allowed with"]),
     (["tap0", "tap0"], ["named twice"]),
     (["--self-test", "tap0"], ["--self-test takes no INTERFACE"]),
+    (["--json-interval", "5", "tap0"], ["--json-interval goes with --json or --metrics"]),
+    (["--json-interval", "0.05", "--json", "x.json", "tap0"], ["--json-interval", "from 0.1"]),
+    (["--json-interval", "x", "--metrics", "x.prom", "tap0"], ["--json-interval"]),
+    (["--metrics", "x.json", "--json", "./x.json", "tap0"], ["--metrics names the same file"]),
+    (["-r", "x.pcap", "--metrics", "x.prom"], ["not with --metrics"]),
+    (["-r", "x.pcap", "--json", "x.json", "--json-interval", "1"], ["not with --json-interval"]),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, words):
     assert_one_line_error(run_tool(*argv), 2, *words)

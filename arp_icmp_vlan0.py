@@ -83,7 +83,8 @@ contract; one section per service (the replies, the probe, DHCP, TFTP,
 Router Advertisements, DHCPv6, PPPoE discovery, 802.1X, the guests' own
 framing, the roll of guests) and the list of them; the loop; interfaces and sockets (the
 kernel filter's programs beside kernel_filter()); privileges and signals;
-errors and output; the command line; a run of the tool; judging a capture
+errors and output; the fleet view (--metrics, --json-interval: StateWriter);
+the command line; a run of the tool; judging a capture
 (-r: Replay, the loop's counterpart, feeds the same services); namespaces
 and the self-test; main.
 

@@ -4,6 +4,7 @@
 
 USAGE: sudo python3 tests/figures/scale.py [--guests 16,64,256,1000] [--pings 10]
                                            [--churn 200] [--storm 250] [--json FILE]
+                                           [--tool PATH]
 
 Three measurements, each in namespaces of its own, removed on every exit path
 (not part of the pytest run: minutes):
@@ -146,10 +147,15 @@ def tool_usage(pid):
 
 
 def start_tool(bed, *options):
+    """The tool (--tool) on 'vh*' in the host namespace, and its start-up:
+    from its start to its start-up line."""
     started = time.monotonic()
-    tool = bed.start(bed.host, sys.executable, TOOL, "-q", *options, "vh*", sysfs=True)
+    tool = bed.start(bed.host, sys.executable, TOOL_PATH[0], "-q", *options, "vh*", sysfs=True)
     tool.wait_for("Hit Ctrl-C", timeout=120)
     return tool, time.monotonic() - started
+
+
+TOOL_PATH = [TOOL]  # --tool
 
 
 def stop_tool(tool):
@@ -347,7 +353,11 @@ def main():
                              "250: the /24's addresses; 0: none)")
     parser.add_argument("--json", type=json_path, metavar="FILE", default="scale.json",
                         help="where to write the results (default scale.json)")
+    parser.add_argument("--tool", metavar="PATH", default=TOOL,
+                        help="the tool to measure (default: this checkout's; another "
+                             "version's file for a before and after)")
     args = parser.parse_args()
+    TOOL_PATH[0] = os.path.abspath(args.tool)
     if args.storm > 250:
         parser.error("--storm: at most 250 (198.51.100.0/24 leases 253 addresses)")
     require(PACKAGES)
@@ -355,7 +365,13 @@ def main():
     for number, count in enumerate(args.guests):
         print(f"{count} guests ...", flush=True)
         with Testbed(count) as bed:
-            tool, startup = start_tool(bed)
+            try:
+                tool, startup = start_tool(bed)
+            except RuntimeError as exc:  # it did not start: its last line says why
+                why = str(exc).strip().splitlines()[-1]
+                print(f"{count} guests: the tool did not start: {why}", flush=True)
+                results["serve"].append({"guests": count, "did_not_start": why})
+                continue
             results["serve"].append(serve(bed, tool, startup, args.pings))
             if args.churn and number == len(args.guests) - 1:
                 print(f"churn: {args.churn} veth pairs beside {count + 1} guests ...", flush=True)
@@ -377,7 +393,10 @@ def main():
                         str(r["rtt_p99_while_pings_start_ms"]),
                         str(r["tool_cpu_us_per_reply"]), str(r["tool_peak_rss_mib"]),
                         str(r["new_interface_served_ms"]), str(r["start_up_s"]),
-                        str(r["stop_s"])) for r in results["serve"]]
+                        str(r["stop_s"])) if "did_not_start" not in r else
+                       (str(r["guests"]), "did not start",
+                        *[""] * (len(header) - 3), r["did_not_start"][:70])
+                       for r in results["serve"]]
     report(rows, results, args.json)
     if results["churn"]:
         c = results["churn"]

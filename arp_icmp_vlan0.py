@@ -180,7 +180,8 @@ IFF_UP = 0x1
 
 with _NothingToRead(__name__ == "__main__"):
     try:
-        from scapy.data import DLT_EN10MB, MTU
+        from scapy.arch.linux import PACKET_ADD_MEMBERSHIP, PACKET_AUXDATA, PACKET_MR_PROMISC
+        from scapy.data import DLT_EN10MB, MTU, SO_ATTACH_FILTER, SO_TIMESTAMPNS, SOL_PACKET
         from scapy.error import log_runtime
         from scapy.layers.dhcp import BOOTP, DHCP
         from scapy.layers.dhcp6 import (DHCP6_Advertise, DHCP6_Reply, DHCP6OptIA_NA, DHCP6OptIA_PD,
@@ -6135,8 +6136,6 @@ def _link_news(data):
         offset += (length + 3) & ~3
 
 
-SOL_PACKET, PACKET_ADD_MEMBERSHIP, PACKET_AUXDATA, PACKET_MR_PROMISC = 263, 1, 8, 1
-SO_ATTACH_FILTER, SO_TIMESTAMPNS = 26, 35
 TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 0x10, 0x40
 AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 TIMESPEC = struct.Struct("=qq")
@@ -6604,9 +6603,7 @@ class OutputFile:
         os.ftruncate(self.fd, 0)
 
     def write(self, data):
-        done = 0
-        while done < len(data):
-            done += os.write(self.fd, data[done:])
+        _write_all(self.fd, data)
 
     def write_json(self, value):
         """`value` as JSON and a newline, written as it is encoded: a large
@@ -7315,11 +7312,16 @@ TIMEOUT_MAX = 10**9  # seconds (31 years): past it, the clock's arithmetic overf
 INTERVAL_MIN = 0.1  # seconds: --json-interval's least
 
 
-def _timeout(text):
+def _seconds(text):
+    """`text` as a number of seconds; 0 if it is none (said by the caller)."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = 0
+        return 0
+
+
+def _timeout(text):
+    value = _seconds(text)
     if not 0 < value <= TIMEOUT_MAX:
         raise argparse.ArgumentTypeError(
             f"timeout must be a number of seconds above 0 and up to {TIMEOUT_MAX}: {text!r}")
@@ -7327,10 +7329,7 @@ def _timeout(text):
 
 
 def _interval(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0
+    value = _seconds(text)
     if not INTERVAL_MIN <= value <= TIMEOUT_MAX:
         raise argparse.ArgumentTypeError(
             f"interval must be a number of seconds from {INTERVAL_MIN:g} up to "

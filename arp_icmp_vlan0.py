@@ -7072,8 +7072,9 @@ class StateWriter:
     one job. It takes nothing but the JSON summary (and when it was made)
     over a pipe from the tool, as JSON, which it parses (no pickle: nothing
     the tool sends can run in it); it formats both files itself, on a core
-    of its own (33 ms of the metrics and 18 ms of indented JSON a write with
-    1,000 interfaces, which the loop need not wait), writes nothing but the
+    of its own (with 1,000 interfaces, the larger part of a write, which
+    the loop need not wait: tests/figures/README.rst, Many guests), writes
+    nothing but the
     files named at start, and ends when the pipe closes: at the tool's end,
     however it ends."""
 

@@ -4,7 +4,7 @@
 
 USAGE: sudo python3 tests/figures/scale.py [--guests 16,64,256,1000] [--pings 10]
                                            [--churn 200] [--storm 250] [--json FILE]
-                                           [--tool PATH]
+                                           [--fleet-interval SECONDS] [--tool PATH]
 
 Three measurements, each in namespaces of its own, removed on every exit path
 (not part of the pytest run: minutes):
@@ -356,6 +356,10 @@ def main():
                              "250: the /24's addresses; 0: none)")
     parser.add_argument("--json", type=json_path, metavar="FILE", default="scale.json",
                         help="where to write the results (default scale.json)")
+    parser.add_argument("--fleet-interval", type=float, metavar="SECONDS",
+                        help="serve with --metrics, --json and --json-interval SECONDS "
+                             "(their files in a folder of the script's): what the "
+                             "rewrites cost the guests")
     parser.add_argument("--tool", metavar="PATH", default=TOOL,
                         help="the tool to measure (default: this checkout's; another "
                              "version's file for a before and after)")
@@ -367,9 +371,12 @@ def main():
     results = {"serve": [], "churn": None, "storm": None}
     for number, count in enumerate(args.guests):
         print(f"{count} guests ...", flush=True)
-        with Testbed(count) as bed:
+        with Testbed(count) as bed, tempfile.TemporaryDirectory(prefix="avz-fleet-") as home:
+            fleet = ("--metrics", os.path.join(home, "avz.prom"), "--json",
+                     os.path.join(home, "avz.json"), "--json-interval",
+                     str(args.fleet_interval)) if args.fleet_interval else ()
             try:
-                tool, startup = start_tool(bed)
+                tool, startup = start_tool(bed, *fleet)
             except RuntimeError as exc:  # it did not start: its last line says why
                 why = str(exc).strip().splitlines()[-1]
                 print(f"{count} guests: the tool did not start: {why}", flush=True)

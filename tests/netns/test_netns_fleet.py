@@ -170,3 +170,33 @@ def test_at_the_open_files_limit_one_line_names_it_and_the_others_are_served(lab
     assert sum("open-files limit" in line for line in tool.output.splitlines()) == 1
     served = int(lines[0].split("; ")[-1].split(" served")[0])
     assert 4 <= served < 25, lines[0]  # as many as fit, veth-host among them
+
+
+def test_a_full_disk_under_metrics_is_one_line_the_guest_answered_and_the_file_whole_after(
+        lab, tmp_path):
+    # A 64 KiB tmpfs in a private mount namespace, nearly full until 3 s in:
+    # the writer says so once, the answering goes on, and once there is room
+    # the file is written whole (no half file, no temporary left).
+    need(os.geteuid() == 0, "needs root (a mount namespace)")
+    small, kept = tmp_path / "small", tmp_path / "kept"
+    small.mkdir()
+    kept.mkdir()
+    script = (f"mount -t tmpfs -o size=64k avz-small {small} || exit 99; "
+              f"dd if=/dev/zero of={small}/filler bs=1k count=62 2>/dev/null; "
+              f"(sleep 3; rm {small}/filler) & "
+              f"ip netns exec {lab.host} {sys.executable} {TOOL} -q --timeout 5 "
+              f"--metrics {small}/avz.prom --json-interval 0.2 veth-host; status=$?; "
+              f"cp {small}/avz.prom {kept}/; ls -a {small} > {kept}/ls; exit $status")
+    tool = lab.start(lab.host, "unshare", "--mount", "--propagation", "private", "sh", "-c",
+                     script)
+    tool.wait_for("Hit Ctrl-C")
+    tool.wait_for("No space left on device", timeout=3)
+    assert_whole_replies(ping(lab, TOOL_IP, count=3), 3)
+    assert tool.wait(timeout=30) == 0, tool.output
+    error = f"arp_icmp_vlan0: error: cannot write {small}/avz.prom: No space left on device"
+    assert tool.output.count(error) == 1, tool.output
+    assert "Traceback" not in tool.output
+    samples = parse_metrics((kept / "avz.prom").read_text())
+    assert samples[("running", ())] == 0 and samples[("exit_status", ())] == 0
+    assert samples[("replies_total", (("kind", "icmp echo"),))] >= 3
+    assert (kept / "ls").read_text().split() == [".", "..", "avz.prom"]
